@@ -1,0 +1,38 @@
+# Finds the SIMD libraries behind the optional backends and says in the configure log which
+# backends are on. Each enabled one becomes a usage requirement of multibool::multibool.
+set(MULTIBOOL_HAS_HIGHWAY OFF)
+set(MULTIBOOL_HAS_XSIMD OFF)
+
+if(MULTIBOOL_WITH_HIGHWAY)
+    find_package(hwy QUIET)
+    if(hwy_FOUND)
+        set(MULTIBOOL_HAS_HIGHWAY ON)
+        target_link_libraries(multibool INTERFACE hwy::hwy)
+        target_compile_definitions(multibool INTERFACE MULTIBOOL_HAS_HIGHWAY=1)
+    endif()
+endif()
+
+if(MULTIBOOL_WITH_XSIMD)
+    # xsimd 8.1's exported target names xtl as a link library: find xtl first.
+    find_package(xtl QUIET)
+    if(xtl_FOUND)
+        find_package(xsimd QUIET)
+    endif()
+    if(xsimd_FOUND)
+        set(MULTIBOOL_HAS_XSIMD ON)
+        target_link_libraries(multibool INTERFACE xsimd)
+        target_compile_definitions(multibool INTERFACE MULTIBOOL_HAS_XSIMD=1)
+    endif()
+endif()
+
+message(STATUS "multibool: scalar backend: enabled (reference)")
+if(MULTIBOOL_HAS_HIGHWAY)
+    message(STATUS "multibool: Highway backend: enabled (hwy ${hwy_VERSION})")
+else()
+    message(STATUS "multibool: Highway backend: disabled (MULTIBOOL_WITH_HIGHWAY=${MULTIBOOL_WITH_HIGHWAY}, hwy not found or not wanted; apt-get install libhwy-dev)")
+endif()
+if(MULTIBOOL_HAS_XSIMD)
+    message(STATUS "multibool: xsimd backend: enabled (xsimd ${xsimd_VERSION})")
+else()
+    message(STATUS "multibool: xsimd backend: disabled (MULTIBOOL_WITH_XSIMD=${MULTIBOOL_WITH_XSIMD}, xsimd/xtl not found or not wanted; apt-get install libxsimd-dev xtl-dev)")
+endif()

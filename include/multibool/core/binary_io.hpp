@@ -1,0 +1,181 @@
+#pragma once
+// Little-endian binary records with a running FNV-1a checksum, and the FormatError that names
+// the file, the field and the expected vs found value. Shared by every multibool file format.
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <istream>
+#include <ostream>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <type_traits>
+#include <vector>
+
+namespace multibool {
+
+static_assert(std::endian::native == std::endian::little,
+              "multibool's file formats are little-endian; big-endian hosts are not supported");
+
+class FormatError : public std::runtime_error {
+public:
+    FormatError(std::string source, std::string field, std::string expected, std::string found)
+        : std::runtime_error(source + ": field '" + field + "': expected " + expected + ", found " + found),
+          source_(std::move(source)), field_(std::move(field)) {}
+    [[nodiscard]] const std::string& source() const noexcept { return source_; }
+    [[nodiscard]] const std::string& field() const noexcept { return field_; }
+
+private:
+    std::string source_;
+    std::string field_;
+};
+
+// 64-bit FNV-1a: cheap, dependency-free, and catches the truncations and bit flips we test for.
+class Fnv1a {
+public:
+    void update(std::span<const std::byte> bytes) noexcept {
+        for (std::byte b : bytes) {
+            hash_ ^= std::to_integer<std::uint64_t>(b);
+            hash_ *= 0x100000001b3ULL;
+        }
+    }
+    [[nodiscard]] std::uint64_t value() const noexcept { return hash_; }
+
+private:
+    std::uint64_t hash_ = 0xcbf29ce484222325ULL;
+};
+
+class BinaryWriter {
+public:
+    explicit BinaryWriter(std::ostream& out) : out_(out) {}
+
+    template <class T>
+        requires std::is_trivially_copyable_v<T>
+    void write(std::span<const T> values) {
+        const auto bytes = std::as_bytes(values);
+        hash_.update(bytes);
+        out_.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+        if (!out_) throw std::runtime_error("multibool: write failed");
+    }
+    template <class T>
+        requires std::is_trivially_copyable_v<T>
+    void write(const T& value) {
+        write(std::span<const T>(&value, 1));
+    }
+    // Appends the checksum of everything written so far.
+    void write_checksum() { write(hash_.value()); }
+
+private:
+    std::ostream& out_;
+    Fnv1a hash_;
+};
+
+class BinaryReader {
+public:
+    BinaryReader(std::istream& in, std::string source) : in_(in), source_(std::move(source)) {}
+
+    template <class T>
+        requires std::is_trivially_copyable_v<T>
+    void read(std::span<T> values, const std::string& field) {
+        // Read in bounded chunks so a corrupt length cannot make us allocate or wait for bytes that are not there.
+        auto bytes = std::as_writable_bytes(values);
+        constexpr std::size_t chunk = std::size_t{1} << 20;
+        for (std::size_t done = 0; done < bytes.size();) {
+            const std::size_t n = std::min(chunk, bytes.size() - done);
+            in_.read(reinterpret_cast<char*>(bytes.data() + done), static_cast<std::streamsize>(n));
+            const auto got = static_cast<std::size_t>(in_.gcount());
+            offset_ += got;
+            if (got != n) {
+                throw FormatError(source_, field, std::to_string(bytes.size()) + " bytes",
+                                  "the file truncated after " + std::to_string(done + got) + " of them (at byte " +
+                                      std::to_string(offset_) + ")");
+            }
+            hash_.update(bytes.subspan(done, n));
+            done += n;
+        }
+    }
+    template <class T>
+        requires std::is_trivially_copyable_v<T>
+    T read(const std::string& field) {
+        T value{};
+        read(std::span<T>(&value, 1), field);
+        return value;
+    }
+    // Reads a vector of count elements, growing it chunk by chunk (see read()).
+    template <class T>
+    std::vector<T> read_vector(std::size_t count, const std::string& field) {
+        std::vector<T> values;
+        constexpr std::size_t chunk_elements = (std::size_t{1} << 20) / sizeof(T) + 1;
+        while (values.size() < count) {
+            const std::size_t start = values.size();
+            values.resize(std::min(count, start + chunk_elements));
+            read(std::span<T>(values).subspan(start), field);
+        }
+        return values;
+    }
+    // Reads the stored checksum and compares it with the one of everything read before it.
+    void verify_checksum() {
+        const std::uint64_t computed = hash_.value();
+        const auto stored = read<std::uint64_t>("checksum");
+        if (stored != computed) {
+            throw FormatError(source_, "checksum", hex(computed) + " (computed over the record)", hex(stored));
+        }
+    }
+    template <class T>
+    void expect(const std::string& field, T found, T expected) const {
+        if (found != expected) throw FormatError(source_, field, std::to_string(expected), std::to_string(found));
+    }
+    [[nodiscard]] const std::string& source() const noexcept { return source_; }
+    [[nodiscard]] std::size_t offset() const noexcept { return offset_; }
+
+private:
+    static std::string hex(std::uint64_t v) {
+        static constexpr char digits[] = "0123456789abcdef";
+        std::string s = "0x";
+        for (int shift = 60; shift >= 0; shift -= 4) s += digits[(v >> shift) & 0xF];
+        return s;
+    }
+
+    std::istream& in_;
+    std::string source_;
+    Fnv1a hash_;
+    std::size_t offset_ = 0;
+};
+
+// Writes through a temporary file and renames it over path, so a failed or interrupted write
+// never leaves a half-written file where a good one was.
+template <class WriteFn>
+void write_file_atomically(const std::filesystem::path& path, WriteFn&& write_fn) {
+    std::filesystem::path tmp = path;
+    tmp += ".tmp";
+    try {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        if (!out) throw std::runtime_error(tmp.string() + ": cannot open for writing");
+        write_fn(out);
+        out.flush();
+        if (!out) throw std::runtime_error(tmp.string() + ": write failed");
+    } catch (...) {
+        std::error_code ignored;
+        std::filesystem::remove(tmp, ignored);
+        throw;
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) {
+        std::filesystem::remove(tmp);
+        throw std::runtime_error(path.string() + ": cannot replace with the new file: " + ec.message());
+    }
+}
+
+inline std::ifstream open_for_reading(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error(path.string() + ": cannot open for reading");
+    return in;
+}
+
+}  // namespace multibool

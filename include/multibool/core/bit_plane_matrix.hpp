@@ -1,0 +1,208 @@
+#pragma once
+// BitPlaneMatrix: K Boolean matrices packed as bit-planes plus one scale per
+// (kernel, row, group of G input columns), i.e. W_hat = sum_k A_k (.) B_k  (SPEC §1).
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "multibool/core/bit_plane_storage.hpp"
+#include "multibool/core/group_size.hpp"
+
+namespace multibool {
+
+template <std::size_t K, std::size_t G, class Word = std::uint64_t, class Scale = float>
+class BitPlaneMatrix {
+    static_assert(K >= 1, "BitPlaneMatrix: K (the number of Boolean kernels) must be at least 1");
+    static_assert(K <= 8, "BitPlaneMatrix: K (the number of Boolean kernels) must be at most 8");
+    static_assert(std::is_integral_v<Word> && std::is_unsigned_v<Word> && !std::is_same_v<Word, bool>,
+                  "BitPlaneMatrix: Word must be an unsigned integer type (uint8_t, uint16_t, uint32_t or uint64_t)");
+    static_assert(std::is_floating_point_v<Scale>, "BitPlaneMatrix: Scale must be a floating-point type");
+
+public:
+    using word_type = Word;
+    using scale_type = Scale;
+    static constexpr std::size_t kernels = K;
+    // The compile-time group size; per_row (0) means one group per row, see group_size().
+    static constexpr std::size_t group_size_parameter = G;
+    static constexpr std::size_t word_bits = std::numeric_limits<Word>::digits;
+
+    BitPlaneMatrix() = default;
+
+    // All bits -1 and all scales 0: the zero matrix.
+    BitPlaneMatrix(std::size_t rows, std::size_t cols)
+        : rows_(rows), cols_(cols),
+          words_(K * rows * words_for(cols), Word{0}),
+          scales_(K * rows * groups_for(cols), Scale{0}) {}
+
+    // Adopts packed words and scales, e.g. read from a file; validates sizes, padding and values.
+    BitPlaneMatrix(std::size_t rows, std::size_t cols, std::vector<Word> words, std::vector<Scale> scales)
+        : rows_(rows), cols_(cols), words_(std::move(words)), scales_(std::move(scales)) {
+        const auto shape = std::to_string(rows) + "x" + std::to_string(cols);
+        if (words_.size() != K * rows * words_for(cols)) {
+            throw std::invalid_argument("BitPlaneMatrix " + shape + ": expected " +
+                                        std::to_string(K * rows * words_for(cols)) + " plane words, got " +
+                                        std::to_string(words_.size()));
+        }
+        if (scales_.size() != K * rows * groups_for(cols)) {
+            throw std::invalid_argument("BitPlaneMatrix " + shape + ": expected " +
+                                        std::to_string(K * rows * groups_for(cols)) + " scales, got " +
+                                        std::to_string(scales_.size()));
+        }
+        const Word pad = padding_mask();
+        for (std::size_t r = 0; r < K * rows; ++r) {
+            if (words_per_row() != 0 && (words_[r * words_per_row() + words_per_row() - 1] & pad) != 0) {
+                throw std::invalid_argument("BitPlaneMatrix " + shape + ": padding bits set in kernel " +
+                                            std::to_string(r / rows) + " row " + std::to_string(r % rows));
+            }
+        }
+        for (std::size_t s = 0; s < scales_.size(); ++s) check_finite(scales_[s], s);
+    }
+
+    // From explicit signs (K x rows x cols, each +1 or -1) and scales (K x rows x groups_per_row).
+    static BitPlaneMatrix from_planes(std::size_t rows, std::size_t cols, std::span<const std::int8_t> signs,
+                                      std::span<const Scale> scales) {
+        BitPlaneMatrix m(rows, cols);
+        if (signs.size() != K * rows * cols) {
+            throw std::invalid_argument("BitPlaneMatrix::from_planes: expected " + std::to_string(K * rows * cols) +
+                                        " signs for K=" + std::to_string(K) + " " + std::to_string(rows) + "x" +
+                                        std::to_string(cols) + ", got " + std::to_string(signs.size()));
+        }
+        if (scales.size() != m.scales_.size()) {
+            throw std::invalid_argument("BitPlaneMatrix::from_planes: expected " + std::to_string(m.scales_.size()) +
+                                        " scales, got " + std::to_string(scales.size()));
+        }
+        for (std::size_t k = 0; k < K; ++k) {
+            for (std::size_t i = 0; i < rows; ++i) {
+                for (std::size_t j = 0; j < cols; ++j) {
+                    const int s = signs[(k * rows + i) * cols + j];
+                    if (s != 1 && s != -1) {
+                        throw std::invalid_argument("BitPlaneMatrix::from_planes: sign at kernel " + std::to_string(k) +
+                                                    " row " + std::to_string(i) + " col " + std::to_string(j) +
+                                                    " is " + std::to_string(s) + ", expected +1 or -1");
+                    }
+                    m.set_sign(k, i, j, s);
+                }
+            }
+        }
+        for (std::size_t s = 0; s < scales.size(); ++s) m.check_finite(scales[s], s);
+        std::copy(scales.begin(), scales.end(), m.scales_.begin());
+        return m;
+    }
+
+    [[nodiscard]] std::size_t rows() const noexcept { return rows_; }
+    [[nodiscard]] std::size_t cols() const noexcept { return cols_; }
+    [[nodiscard]] std::size_t group_size() const noexcept { return G == per_row ? cols_ : G; }
+    [[nodiscard]] std::size_t groups_per_row() const noexcept { return groups_for(cols_); }
+    [[nodiscard]] std::size_t words_per_row() const noexcept { return words_for(cols_); }
+    [[nodiscard]] std::size_t group_begin(std::size_t g) const noexcept { return g * group_size(); }
+    [[nodiscard]] std::size_t group_end(std::size_t g) const noexcept {
+        return std::min(cols_, (g + 1) * group_size());
+    }
+
+    [[nodiscard]] std::span<const Word> plane_row(std::size_t k, std::size_t i) const noexcept {
+        return std::span<const Word>(words_).subspan((k * rows_ + i) * words_per_row(), words_per_row());
+    }
+    [[nodiscard]] std::span<const Scale> scales(std::size_t k, std::size_t i) const noexcept {
+        return std::span<const Scale>(scales_).subspan((k * rows_ + i) * groups_per_row(), groups_per_row());
+    }
+    [[nodiscard]] Scale scale(std::size_t k, std::size_t i, std::size_t g) const noexcept {
+        return scales_[(k * rows_ + i) * groups_per_row() + g];
+    }
+    void set_scale(std::size_t k, std::size_t i, std::size_t g, Scale value) {
+        const std::size_t index = (k * rows_ + i) * groups_per_row() + g;
+        check_finite(value, index);
+        scales_[index] = value;
+    }
+
+    // +1 or -1.
+    [[nodiscard]] int sign(std::size_t k, std::size_t i, std::size_t j) const noexcept {
+        return (word_at(k, i, j) >> (j % word_bits)) & Word{1} ? 1 : -1;
+    }
+    void set_sign(std::size_t k, std::size_t i, std::size_t j, int s) noexcept {
+        const Word bit = Word(Word{1} << (j % word_bits));
+        Word& w = word_at(k, i, j);
+        w = s > 0 ? Word(w | bit) : Word(w & Word(~bit));
+    }
+    void flip(std::size_t k, std::size_t i, std::size_t j) noexcept {
+        word_at(k, i, j) ^= Word(Word{1} << (j % word_bits));
+    }
+
+    // W_hat[i, j] = sum_k alpha_k[i, g(j)] * b_kij.
+    [[nodiscard]] Scale weight(std::size_t i, std::size_t j) const noexcept {
+        const std::size_t g = j / group_size();
+        Scale w = 0;
+        for (std::size_t k = 0; k < K; ++k) w += scale(k, i, g) * Scale(sign(k, i, j));
+        return w;
+    }
+
+    // Dense row-major rows x cols copy of W_hat.
+    [[nodiscard]] std::vector<float> dequantize() const {
+        std::vector<float> dense(rows_ * cols_);
+        for (std::size_t i = 0; i < rows_; ++i) {
+            for (std::size_t j = 0; j < cols_; ++j) dense[i * cols_ + j] = static_cast<float>(weight(i, j));
+        }
+        return dense;
+    }
+
+    // Bytes actually held: the packed planes (row padding included) and the scales.
+    [[nodiscard]] std::size_t storage_bytes() const noexcept {
+        return words_.size() * sizeof(Word) + scales_.size() * sizeof(Scale);
+    }
+    // Honest bits per weight: everything storage_bytes() counts, over rows * cols.
+    [[nodiscard]] double bits_per_weight() const noexcept {
+        return rows_ * cols_ == 0 ? 0.0 : 8.0 * double(storage_bytes()) / double(rows_ * cols_);
+    }
+
+    // The whole payload, in the order of the file format: plane k, row i, word w; then scales.
+    [[nodiscard]] std::span<const Word> words() const noexcept { return words_; }
+    [[nodiscard]] std::span<const Scale> scale_data() const noexcept { return scales_; }
+
+    // Bits of the last word of a row that lie beyond cols: always zero.
+    [[nodiscard]] Word padding_mask() const noexcept {
+        const std::size_t used = cols_ % word_bits;
+        return used == 0 ? Word{0} : Word(~Word(0) << used);
+    }
+
+    friend bool operator==(const BitPlaneMatrix&, const BitPlaneMatrix&) = default;
+
+private:
+    [[nodiscard]] static constexpr std::size_t words_for(std::size_t cols) noexcept { return (cols + word_bits - 1) / word_bits; }
+    [[nodiscard]] static constexpr std::size_t groups_for(std::size_t cols) noexcept {
+        if constexpr (G == per_row) {
+            return cols == 0 ? 0 : 1;
+        } else {
+            return (cols + G - 1) / G;
+        }
+    }
+    [[nodiscard]] const Word& word_at(std::size_t k, std::size_t i, std::size_t j) const noexcept {
+        return words_[(k * rows_ + i) * words_per_row() + j / word_bits];
+    }
+    [[nodiscard]] Word& word_at(std::size_t k, std::size_t i, std::size_t j) noexcept {
+        return words_[(k * rows_ + i) * words_per_row() + j / word_bits];
+    }
+    void check_finite(Scale value, std::size_t index) const {
+        if (!std::isfinite(value)) {
+            const std::size_t per_kernel = rows_ * groups_per_row();
+            throw std::invalid_argument("BitPlaneMatrix " + std::to_string(rows_) + "x" + std::to_string(cols_) +
+                                        ": scale of kernel " + std::to_string(index / per_kernel) + " row " +
+                                        std::to_string(index % per_kernel / groups_per_row()) + " group " +
+                                        std::to_string(index % groups_per_row()) + " is " + std::to_string(value) +
+                                        ", not a finite number");
+        }
+    }
+
+    std::size_t rows_ = 0;
+    std::size_t cols_ = 0;
+    std::vector<Word> words_;
+    std::vector<Scale> scales_;
+};
+
+}  // namespace multibool

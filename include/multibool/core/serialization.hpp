@@ -1,0 +1,99 @@
+#pragma once
+// The versioned binary record of one BitPlaneMatrix (all fields little-endian):
+//   magic "MBOOLBPM" | u32 version | u32 kernels | u32 group_size (0 = per row) | u32 word_bits
+//   | u32 scale_type (1 = float32, 2 = float64) | u64 rows | u64 cols | u64 payload_bytes
+//   | payload: plane words (kernel, row, word) then scales (kernel, row, group) | u64 FNV-1a checksum
+// Records can follow one another in a stream, so model files reuse them.
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <istream>
+#include <limits>
+#include <ostream>
+#include <string>
+
+#include "multibool/core/binary_io.hpp"
+#include "multibool/core/bit_plane_matrix.hpp"
+
+namespace multibool {
+
+inline constexpr std::array<char, 8> bit_plane_matrix_magic{'M', 'B', 'O', 'O', 'L', 'B', 'P', 'M'};
+inline constexpr std::uint32_t bit_plane_matrix_format_version = 1;
+
+template <class Scale>
+constexpr std::uint32_t scale_type_code() {
+    static_assert(std::is_same_v<Scale, float> || std::is_same_v<Scale, double>,
+                  "multibool files store float or double scales");
+    return std::is_same_v<Scale, float> ? 1u : 2u;
+}
+
+template <std::size_t K, std::size_t G, class Word, class Scale>
+void save(const BitPlaneMatrix<K, G, Word, Scale>& m, std::ostream& out) {
+    BinaryWriter w(out);
+    w.write(std::span<const char>(bit_plane_matrix_magic));
+    w.write(bit_plane_matrix_format_version);
+    w.write(std::uint32_t{K});
+    w.write(static_cast<std::uint32_t>(G));
+    w.write(static_cast<std::uint32_t>(m.word_bits));
+    w.write(scale_type_code<Scale>());
+    w.write(std::uint64_t{m.rows()});
+    w.write(std::uint64_t{m.cols()});
+    w.write(std::uint64_t{m.storage_bytes()});
+    w.write(m.words());
+    w.write(m.scale_data());
+    w.write_checksum();
+}
+
+template <std::size_t K, std::size_t G, class Word, class Scale>
+void save(const BitPlaneMatrix<K, G, Word, Scale>& m, const std::filesystem::path& path) {
+    write_file_atomically(path, [&](std::ostream& out) { save(m, out); });
+}
+
+// Reads one record written for exactly this Matrix type; source names the file in errors.
+template <class Matrix>
+Matrix load(std::istream& in, const std::string& source) {
+    using Word = typename Matrix::word_type;
+    using Scale = typename Matrix::scale_type;
+    BinaryReader r(in, source);
+    std::array<char, 8> magic{};
+    r.read(std::span<char>(magic), "magic");
+    if (magic != bit_plane_matrix_magic) {
+        throw FormatError(source, "magic", "\"MBOOLBPM\"", "\"" + std::string(magic.begin(), magic.end()) + "\"");
+    }
+    r.expect("version", r.read<std::uint32_t>("version"), bit_plane_matrix_format_version);
+    r.expect("kernels", r.read<std::uint32_t>("kernels"), static_cast<std::uint32_t>(Matrix::kernels));
+    r.expect("group_size", r.read<std::uint32_t>("group_size"),
+             static_cast<std::uint32_t>(Matrix::group_size_parameter));
+    r.expect("word_bits", r.read<std::uint32_t>("word_bits"), static_cast<std::uint32_t>(Matrix::word_bits));
+    r.expect("scale_type", r.read<std::uint32_t>("scale_type"), scale_type_code<Scale>());
+    const auto rows = r.read<std::uint64_t>("rows");
+    const auto cols = r.read<std::uint64_t>("cols");
+    constexpr std::uint64_t max_dim = std::uint64_t{1} << 31;
+    if (rows > max_dim) throw FormatError(source, "rows", "at most " + std::to_string(max_dim), std::to_string(rows));
+    if (cols > max_dim) throw FormatError(source, "cols", "at most " + std::to_string(max_dim), std::to_string(cols));
+    const Matrix shape_only(0, static_cast<std::size_t>(cols));
+    const std::size_t word_count = Matrix::kernels * rows * shape_only.words_per_row();
+    const std::size_t scale_count = Matrix::kernels * rows * shape_only.groups_per_row();
+    r.expect("payload_bytes", r.read<std::uint64_t>("payload_bytes"),
+             std::uint64_t{word_count * sizeof(Word) + scale_count * sizeof(Scale)});
+    auto words = r.read_vector<Word>(word_count, "payload (plane words)");
+    auto scales = r.read_vector<Scale>(scale_count, "payload (scales)");
+    r.verify_checksum();
+    try {
+        return Matrix(rows, cols, std::move(words), std::move(scales));
+    } catch (const std::invalid_argument& e) {
+        throw FormatError(source, "payload", "a valid matrix", e.what());
+    }
+}
+
+template <class Matrix>
+Matrix load(const std::filesystem::path& path) {
+    auto in = open_for_reading(path);
+    Matrix m = load<Matrix>(in, path.string());
+    if (in.peek() != std::char_traits<char>::eof()) {
+        throw FormatError(path.string(), "end of file", "no bytes after the checksum", "trailing bytes");
+    }
+    return m;
+}
+
+}  // namespace multibool

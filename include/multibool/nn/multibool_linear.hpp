@@ -1,0 +1,60 @@
+#pragma once
+// MultiBoolLinear: a linear layer whose weight is a BitPlaneMatrix, computed by a
+// PopcountBackend straight from the packed planes.
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+
+#include "multibool/core/bit_plane_matrix.hpp"
+#include "multibool/core/matrix_view.hpp"
+#include "multibool/kernels/default_backend.hpp"
+#include "multibool/kernels/popcount_backend.hpp"
+#include "multibool/solvers/greedy_residual.hpp"
+
+namespace multibool {
+
+template <std::size_t K, std::size_t G, class Word = std::uint64_t, class Backend = DefaultBackend>
+class MultiBoolLinear {
+public:
+    using matrix_type = BitPlaneMatrix<K, G, Word, float>;
+    using backend_type = Backend;
+    static_assert(PopcountBackend<Backend, matrix_type>,
+                  "MultiBoolLinear: Backend does not provide every product of the PopcountBackend concept");
+
+    MultiBoolLinear() = default;
+    explicit MultiBoolLinear(matrix_type weights, Backend backend = {})
+        : weights_(std::move(weights)), backend_(std::move(backend)) {}
+
+    // Converts a dense out x in float matrix with the greedy residual initializer.
+    static MultiBoolLinear from_dense(MatrixView<const float> weights, Backend backend = {}) {
+        return MultiBoolLinear(greedy_residual<matrix_type>(weights), std::move(backend));
+    }
+
+    [[nodiscard]] std::size_t in_features() const noexcept { return weights_.cols(); }
+    [[nodiscard]] std::size_t out_features() const noexcept { return weights_.rows(); }
+    [[nodiscard]] const matrix_type& weights() const noexcept { return weights_; }
+    [[nodiscard]] matrix_type& weights() noexcept { return weights_; }
+    [[nodiscard]] const Backend& backend() const noexcept { return backend_; }
+
+    void forward(std::span<const float> x, std::span<float> y) const { backend_.gemv(weights_, x, y); }
+    void forward(MatrixView<const float> xs, MatrixView<float> ys) const {
+        check_length("MultiBoolLinear::forward", "columns of X", in_features(), xs.cols());
+        check_length("MultiBoolLinear::forward", "columns of Y", out_features(), ys.cols());
+        backend_.gemm(weights_, xs, ys);
+    }
+    void backward_input(std::span<const float> dy, std::span<float> dx) const {
+        backend_.gemv_transposed(weights_, dy, dx);
+    }
+    void backward_input(MatrixView<const float> dys, MatrixView<float> dxs) const {
+        check_length("MultiBoolLinear::backward_input", "columns of dY", out_features(), dys.cols());
+        check_length("MultiBoolLinear::backward_input", "columns of dX", in_features(), dxs.cols());
+        backend_.gemm_transposed(weights_, dys, dxs);
+    }
+
+private:
+    matrix_type weights_;
+    [[no_unique_address]] Backend backend_;
+};
+
+}  // namespace multibool

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs, from Debian 12's packages, whatever multibool's build, tests, benchmarks and
+# examples need and this machine lacks. Uses sudo when not run as root.
+set -euo pipefail
+packages=(g++ cmake ninja-build ccache pkgconf catch2 libbenchmark-dev libhwy-dev libxsimd-dev xtl-dev libopenblas-dev)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "setup-debian: all packages present"
+    exit 0
+fi
+echo "setup-debian: installing ${missing[*]}"
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+"${sudo_cmd[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,47 @@
+# Tests of the build itself: static_assert messages, the README snippet, and consumer projects.
+
+# Each invalid parameter set must fail to compile with a message that says what is wrong.
+set(compile_fail_cases
+    "0|"
+    "1|K \\(the number of Boolean kernels\\) must be at least 1"
+    "2|K \\(the number of Boolean kernels\\) must be at most 8"
+    "3|Word must be an unsigned integer type"
+    "4|Word must be an unsigned integer type")
+foreach(entry IN LISTS compile_fail_cases)
+    string(REPLACE "|" ";" parts "${entry}")
+    list(GET parts 0 case_number)
+    list(LENGTH parts part_count)
+    add_test(NAME "compile_fail: case ${case_number}"
+        COMMAND ${CMAKE_CXX_COMPILER} -std=c++20 -fsyntax-only -I${PROJECT_SOURCE_DIR}/include
+                -DMULTIBOOL_CASE=${case_number} ${CMAKE_CURRENT_SOURCE_DIR}/compile_fail/bad_parameters.cpp)
+    if(part_count GREATER 1)
+        list(GET parts 1 expected_message)
+        set_tests_properties("compile_fail: case ${case_number}" PROPERTIES PASS_REGULAR_EXPRESSION "${expected_message}")
+    endif()
+endforeach()
+
+# The README's usage snippet, compiled and run exactly as the README shows it.
+set(readme ${PROJECT_SOURCE_DIR}/README.md)
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${readme})
+file(READ ${readme} readme_text)
+string(FIND "${readme_text}" "<!-- usage-snippet -->" marker)
+if(marker EQUAL -1)
+    message(FATAL_ERROR "README.md has no <!-- usage-snippet --> marker before its usage example")
+endif()
+string(SUBSTRING "${readme_text}" ${marker} -1 readme_tail)
+string(FIND "${readme_tail}" "```cpp\n" fence_open)
+math(EXPR code_begin "${fence_open} + 7")
+string(SUBSTRING "${readme_tail}" ${code_begin} -1 readme_tail)
+string(FIND "${readme_tail}" "```" fence_close)
+string(SUBSTRING "${readme_tail}" 0 ${fence_close} snippet)
+file(CONFIGURE OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/readme_snippet.cpp CONTENT "${snippet}" @ONLY)
+add_executable(readme_snippet ${CMAKE_CURRENT_BINARY_DIR}/readme_snippet.cpp)
+target_link_libraries(readme_snippet PRIVATE multibool_development)
+add_test(NAME "readme: usage snippet" COMMAND readme_snippet)
+
+foreach(mode installed subdirectory)
+    add_test(NAME "consumer: ${mode}"
+        COMMAND ${CMAKE_COMMAND} -DMODE=${mode} -DSOURCE_DIR=${PROJECT_SOURCE_DIR} -DBUILD_DIR=${PROJECT_BINARY_DIR}
+                -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/consumer-${mode} -DGENERATOR=${CMAKE_GENERATOR}
+                -DCXX=${CMAKE_CXX_COMPILER} -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run_consumer.cmake)
+endforeach()

@@ -1,0 +1,12 @@
+# cmake -DMODE=installed|subdirectory -DSOURCE_DIR=... -DBUILD_DIR=... -DWORK_DIR=... -DGENERATOR=... -DCXX=... -P
+file(REMOVE_RECURSE ${WORK_DIR})
+set(consumer_args -S ${SOURCE_DIR}/tests/consumer -B ${WORK_DIR}/build -G ${GENERATOR} -DCMAKE_CXX_COMPILER=${CXX})
+if(MODE STREQUAL "installed")
+    execute_process(COMMAND ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_DIR}/prefix COMMAND_ERROR_IS_FATAL ANY)
+    list(APPEND consumer_args -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
+else()
+    list(APPEND consumer_args -DCONSUMER_MULTIBOOL_SOURCE=${SOURCE_DIR})
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} ${consumer_args} COMMAND_ERROR_IS_FATAL ANY)
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${WORK_DIR}/build COMMAND_ERROR_IS_FATAL ANY)
+execute_process(COMMAND ${WORK_DIR}/build/consumer COMMAND_ERROR_IS_FATAL ANY)

@@ -1,0 +1,97 @@
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include <multibool/nn/dense_linear.hpp>
+#include <multibool/nn/linear_layer.hpp>
+#include <multibool/nn/multibool_linear.hpp>
+
+#include "test_support.hpp"
+
+using namespace multibool;
+using multibool::testing::fresh_seed;
+
+static_assert(LinearLayer<MultiBoolLinear<3, 128>>);
+static_assert(LinearLayer<MultiBoolLinear<1, per_row, std::uint8_t>>);
+static_assert(LinearLayer<DenseLinear>);
+
+namespace {
+
+double dot(const std::vector<float>& a, const std::vector<float>& b) {
+    double s = 0.0;
+    for (std::size_t e = 0; e < a.size(); ++e) s += double(a[e]) * double(b[e]);
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("DenseLinear matches a float64 product and its adjoint", "[nn]") {
+    const auto seed = fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    const std::size_t rows = 7, cols = 33;
+    const auto w = testing::random_floats(rows * cols, rng);
+    const DenseLinear layer({std::span<const float>(w), rows, cols});
+    const auto x = testing::random_floats(cols, rng);
+    std::vector<float> y(rows);
+    layer.forward(x, y);
+    const auto reference = testing::dense_gemv(w, rows, cols, x);
+    for (std::size_t i = 0; i < rows; ++i) REQUIRE(y[i] == Approx(reference[i]).margin(1e-4));
+    // <dy, W x> = <W^T dy, x>.
+    const auto dy = testing::random_floats(rows, rng);
+    std::vector<float> dx(cols);
+    layer.backward_input(dy, dx);
+    REQUIRE(dot(dy, y) == Approx(dot(dx, x)).epsilon(1e-5));
+}
+
+TEST_CASE("MultiBoolLinear<3, 128> computes the dense product of its dequantized weight", "[nn]") {
+    const auto seed = fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    const std::size_t rows = 24, cols = 300, tokens = 4;
+    const auto w = testing::random_floats(rows * cols, rng);
+    const auto layer = MultiBoolLinear<3, 128>::from_dense({std::span<const float>(w), rows, cols});
+    REQUIRE(layer.in_features() == cols);
+    REQUIRE(layer.out_features() == rows);
+    const auto w_hat = layer.weights().dequantize();
+    const DenseLinear teacher({std::span<const float>(w_hat), rows, cols});
+
+    const auto xs = testing::random_floats(tokens * cols, rng);
+    std::vector<float> ys(tokens * rows), ys_dense(tokens * rows);
+    layer.forward(MatrixView<const float>(std::span<const float>(xs), tokens, cols),
+                  MatrixView<float>(std::span<float>(ys), tokens, rows));
+    teacher.forward(MatrixView<const float>(std::span<const float>(xs), tokens, cols),
+                    MatrixView<float>(std::span<float>(ys_dense), tokens, rows));
+    for (std::size_t e = 0; e < ys.size(); ++e) REQUIRE(ys[e] == Approx(ys_dense[e]).margin(1e-4));
+
+    const auto dys = testing::random_floats(tokens * rows, rng);
+    std::vector<float> dxs(tokens * cols), dxs_dense(tokens * cols);
+    layer.backward_input(MatrixView<const float>(std::span<const float>(dys), tokens, rows),
+                         MatrixView<float>(std::span<float>(dxs), tokens, cols));
+    teacher.backward_input(MatrixView<const float>(std::span<const float>(dys), tokens, rows),
+                           MatrixView<float>(std::span<float>(dxs_dense), tokens, cols));
+    for (std::size_t e = 0; e < dxs.size(); ++e) REQUIRE(dxs[e] == Approx(dxs_dense[e]).margin(1e-4));
+    // The adjoint identity holds for the Boolean layer too.
+    REQUIRE(dot(dys, ys) == Approx(dot(dxs, xs)).epsilon(1e-4));
+}
+
+TEST_CASE("layers refuse shapes that do not match", "[nn]") {
+    const std::vector<float> w(6 * 10, 0.5f);
+    const auto layer = MultiBoolLinear<2, 64>::from_dense({std::span<const float>(w), 6, 10});
+    std::vector<float> x(3 * 11), y(3 * 6);
+    REQUIRE_THROWS_WITH(layer.forward(MatrixView<const float>(std::span<const float>(x), 3, 11),
+                                      MatrixView<float>(std::span<float>(y), 3, 6)),
+                        "MultiBoolLinear::forward: columns of X has 11 elements, expected 10");
+    std::vector<float> y_short(2 * 6);
+    REQUIRE_THROWS_WITH(layer.forward(MatrixView<const float>(std::span<const float>(x).first(30), 3, 10),
+                                      MatrixView<float>(std::span<float>(y_short), 2, 6)),
+                        Catch::Contains("rows of Y (tokens) has 2 elements, expected 3"));
+    REQUIRE_THROWS_AS(MatrixView<const float>(std::span<const float>(x), 4, 10), std::invalid_argument);
+    std::vector<float> bad(w);
+    bad[13] = std::numeric_limits<float>::infinity();
+    REQUIRE_THROWS_WITH(DenseLinear({std::span<const float>(bad), 6, 10}), Catch::Contains("row 1 col 3 is inf"));
+}

@@ -1,0 +1,142 @@
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+
+#include <multibool/core/serialization.hpp>
+
+#include "test_support.hpp"
+
+using namespace multibool;
+using multibool::testing::fresh_seed;
+
+namespace {
+
+template <class Matrix>
+std::string to_bytes(const Matrix& m) {
+    std::ostringstream out(std::ios::binary);
+    save(m, out);
+    return out.str();
+}
+
+template <class Matrix>
+Matrix from_bytes(const std::string& bytes) {
+    std::istringstream in(bytes, std::ios::binary);
+    return load<Matrix>(in, "memory");
+}
+
+std::filesystem::path scratch_path(const std::string& name) {
+    return std::filesystem::temp_directory_path() /
+           ("multibool-test-" + std::to_string(fresh_seed()) + "-" + name);
+}
+
+}  // namespace
+
+TEST_CASE("save/load round-trips every parameter combination", "[core][serialization]") {
+    const auto seed = fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    auto round_trip = [&]<class Matrix>() {
+        for (std::size_t cols : {1u, 100u, 172u}) {
+            const auto m = testing::random_matrix<Matrix>(3, cols, rng);
+            const auto bytes = to_bytes(m);
+            // Header (8 + 5*4 + 3*8), payload, checksum.
+            REQUIRE(bytes.size() == 52 + m.storage_bytes() + 8);
+            REQUIRE(from_bytes<Matrix>(bytes) == m);
+        }
+    };
+    testing::for_each_k_and_group<std::uint8_t>(round_trip);
+    testing::for_each_k_and_group<std::uint64_t>(round_trip);
+    round_trip.operator()<BitPlaneMatrix<3, 128, std::uint32_t, double>>();
+    round_trip.operator()<BitPlaneMatrix<8, 16, std::uint16_t>>();
+}
+
+TEST_CASE("records follow one another in a stream", "[core][serialization]") {
+    std::mt19937_64 rng(fresh_seed());
+    const auto a = testing::random_matrix<BitPlaneMatrix<2, 64>>(4, 100, rng);
+    const auto b = testing::random_matrix<BitPlaneMatrix<2, 64>>(2, 7, rng);
+    std::stringstream stream(std::ios::in | std::ios::out | std::ios::binary);
+    save(a, stream);
+    save(b, stream);
+    REQUIRE(load<BitPlaneMatrix<2, 64>>(stream, "stream") == a);
+    REQUIRE(load<BitPlaneMatrix<2, 64>>(stream, "stream") == b);
+}
+
+TEST_CASE("files are written atomically and read back whole", "[core][serialization]") {
+    std::mt19937_64 rng(fresh_seed());
+    const auto path = scratch_path("matrix.mbool");
+    const auto first = testing::random_matrix<BitPlaneMatrix<3, 128>>(5, 300, rng);
+    const auto second = testing::random_matrix<BitPlaneMatrix<3, 128>>(2, 20, rng);
+    save(first, path);
+    save(second, path);
+    REQUIRE_FALSE(std::filesystem::exists(path.string() + ".tmp"));
+    REQUIRE(load<BitPlaneMatrix<3, 128>>(path) == second);
+
+    {
+        std::ofstream append(path, std::ios::binary | std::ios::app);
+        append << "x";
+    }
+    REQUIRE_THROWS_WITH((load<BitPlaneMatrix<3, 128>>(path)), Catch::Contains("end of file"));
+    std::filesystem::remove(path);
+    REQUIRE_THROWS_WITH((load<BitPlaneMatrix<3, 128>>(path)),
+                        Catch::Contains(path.string()) && Catch::Contains("cannot open"));
+}
+
+TEST_CASE("a file written for other parameters names the field that differs", "[core][serialization]") {
+    std::mt19937_64 rng(fresh_seed());
+    const auto bytes = to_bytes(testing::random_matrix<BitPlaneMatrix<2, 64, std::uint32_t>>(3, 70, rng));
+    REQUIRE_NOTHROW(from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(bytes));
+    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<3, 64, std::uint32_t>>(bytes)),
+                        "memory: field 'kernels': expected 3, found 2");
+    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<2, 128, std::uint32_t>>(bytes)),
+                        "memory: field 'group_size': expected 128, found 64");
+    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<2, per_row, std::uint32_t>>(bytes)),
+                        "memory: field 'group_size': expected 0, found 64");
+    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<2, 64, std::uint64_t>>(bytes)),
+                        "memory: field 'word_bits': expected 64, found 32");
+    REQUIRE_THROWS_WITH(((from_bytes<BitPlaneMatrix<2, 64, std::uint32_t, double>>(bytes))),
+                        "memory: field 'scale_type': expected 2, found 1");
+
+    auto bad_magic = bytes;
+    bad_magic[0] = 'X';
+    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(bad_magic)), Catch::Contains("field 'magic'"));
+    auto bad_version = bytes;
+    bad_version[8] = 9;
+    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(bad_version)),
+                        "memory: field 'version': expected 1, found 9");
+}
+
+TEST_CASE("every truncation and every corrupted byte is detected", "[core][serialization]") {
+    using Matrix = BitPlaneMatrix<2, 16, std::uint16_t>;
+    std::mt19937_64 rng(fresh_seed());
+    const auto bytes = to_bytes(testing::random_matrix<Matrix>(3, 21, rng));
+    for (std::size_t length = 0; length < bytes.size(); ++length) {
+        CAPTURE(length);
+        REQUIRE_THROWS_AS((from_bytes<Matrix>(bytes.substr(0, length))), FormatError);
+    }
+    REQUIRE_THROWS_WITH((from_bytes<Matrix>(bytes.substr(0, 60))),
+                        Catch::Contains("field 'payload (plane words)'") && Catch::Contains("truncated"));
+    for (std::size_t position = 0; position < bytes.size(); ++position) {
+        for (int bit : {0, 7}) {
+            CAPTURE(position, bit);
+            auto corrupt = bytes;
+            corrupt[position] = static_cast<char>(corrupt[position] ^ (1 << bit));
+            REQUIRE_THROWS_AS((from_bytes<Matrix>(corrupt)), FormatError);
+        }
+    }
+    auto payload_flip = bytes;
+    payload_flip[60] ^= 1;
+    REQUIRE_THROWS_WITH((from_bytes<Matrix>(payload_flip)), Catch::Contains("field 'checksum'"));
+}
+
+TEST_CASE("absurd dimensions are refused before any allocation", "[core][serialization]") {
+    std::mt19937_64 rng(fresh_seed());
+    auto bytes = to_bytes(testing::random_matrix<BitPlaneMatrix<1, 32>>(2, 40, rng));
+    // rows is the u64 at offset 28.
+    for (int b = 0; b < 8; ++b) bytes[28 + b] = static_cast<char>(0x7f);
+    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<1, 32>>(bytes)), Catch::Contains("field 'rows': expected at most"));
+}

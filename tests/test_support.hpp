@@ -1,0 +1,99 @@
+#pragma once
+// Shared by the tests: seeded random data (the seed is printed on failure) and visible skips.
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <iostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/assets_path.hpp"
+
+namespace multibool::testing {
+
+// A fresh seed per run unless MULTIBOOL_TEST_SEED fixes it; CAPTURE it so a failure names it.
+inline std::uint64_t fresh_seed() {
+    if (const char* env = std::getenv("MULTIBOOL_TEST_SEED"); env != nullptr && *env != '\0') {
+        return std::stoull(env);
+    }
+    return std::random_device{}() ^ (std::uint64_t(std::random_device{}()) << 32);
+}
+
+inline std::vector<float> random_floats(std::size_t n, std::mt19937_64& rng, float stddev = 1.0f) {
+    std::normal_distribution<float> dist(0.0f, stddev);
+    std::vector<float> v(n);
+    for (auto& x : v) x = dist(rng);
+    return v;
+}
+
+// CTest marks a test skipped when its output has "SKIPPED:" (Catch2 v2 has no SKIP macro).
+inline bool assets_present(const std::filesystem::path& file) {
+    const auto path = multibool::examples::assets_dir() / file;
+    if (std::filesystem::exists(path)) return true;
+    std::cout << "SKIPPED: " << path.string() << " not found; set MULTIBOOL_ASSETS to the folder holding it\n";
+    return false;
+}
+
+}  // namespace multibool::testing
+
+#include <cmath>
+#include <span>
+#include <utility>
+
+#include <multibool/core/bit_plane_matrix.hpp>
+
+namespace multibool::testing {
+
+// Calls f.template operator()<BitPlaneMatrix<K, G, Word>>() for K in 1..4 and
+// G in {32, 64, 128, per row}: the parameter grid every product is tested on.
+template <class Word, class F>
+void for_each_k_and_group(F&& f) {
+    [&]<std::size_t... Ks>(std::index_sequence<Ks...>) {
+        (
+            [&] {
+                constexpr std::size_t K = Ks + 1;
+                f.template operator()<BitPlaneMatrix<K, 32, Word>>();
+                f.template operator()<BitPlaneMatrix<K, 64, Word>>();
+                f.template operator()<BitPlaneMatrix<K, 128, Word>>();
+                f.template operator()<BitPlaneMatrix<K, per_row, Word>>();
+            }(),
+            ...);
+    }(std::make_index_sequence<4>{});
+}
+
+// Random signs and scales through the explicit-planes constructor (not the initializer).
+template <class Matrix>
+Matrix random_matrix(std::size_t rows, std::size_t cols, std::mt19937_64& rng) {
+    const Matrix shape(rows, cols);
+    std::vector<std::int8_t> signs(Matrix::kernels * rows * cols);
+    std::vector<typename Matrix::scale_type> scales(Matrix::kernels * rows * shape.groups_per_row());
+    std::bernoulli_distribution coin(0.5);
+    std::uniform_real_distribution<double> magnitude(0.05, 1.0);
+    for (auto& s : signs) s = coin(rng) ? 1 : -1;
+    for (auto& a : scales) a = static_cast<typename Matrix::scale_type>(magnitude(rng));
+    return Matrix::from_planes(rows, cols, signs, scales);
+}
+
+// y = W x in double for a dense row-major rows x cols W.
+inline std::vector<double> dense_gemv(std::span<const float> w, std::size_t rows, std::size_t cols,
+                                      std::span<const float> x) {
+    std::vector<double> y(rows, 0.0);
+    for (std::size_t i = 0; i < rows; ++i) {
+        for (std::size_t j = 0; j < cols; ++j) y[i] += double(w[i * cols + j]) * double(x[j]);
+    }
+    return y;
+}
+
+inline double relative_frobenius_error(std::span<const float> reference, std::span<const float> approx) {
+    double diff = 0.0;
+    double norm = 0.0;
+    for (std::size_t e = 0; e < reference.size(); ++e) {
+        diff += std::pow(double(reference[e]) - double(approx[e]), 2);
+        norm += std::pow(double(reference[e]), 2);
+    }
+    return std::sqrt(diff / norm);
+}
+
+}  // namespace multibool::testing
