@@ -6,7 +6,8 @@ set(compile_fail_cases
     "1|K \\(the number of Boolean kernels\\) must be at least 1"
     "2|K \\(the number of Boolean kernels\\) must be at most 8"
     "3|Word must be an unsigned integer type"
-    "4|Word must be an unsigned integer type")
+    "4|Word must be an unsigned integer type"
+    "5|Scale must be a floating-point type")
 foreach(entry IN LISTS compile_fail_cases)
     string(REPLACE "|" ";" parts "${entry}")
     list(GET parts 0 case_number)
@@ -29,15 +30,30 @@ if(marker EQUAL -1)
     message(FATAL_ERROR "README.md has no <!-- usage-snippet --> marker before its usage example")
 endif()
 string(SUBSTRING "${readme_text}" ${marker} -1 readme_tail)
+string(REPLACE "\r\n" "\n" readme_tail "${readme_tail}")
 string(FIND "${readme_tail}" "```cpp\n" fence_open)
+if(fence_open EQUAL -1)
+    message(FATAL_ERROR "README.md: no ```cpp block after <!-- usage-snippet -->")
+endif()
 math(EXPR code_begin "${fence_open} + 7")
 string(SUBSTRING "${readme_tail}" ${code_begin} -1 readme_tail)
 string(FIND "${readme_tail}" "```" fence_close)
+if(fence_close EQUAL -1)
+    message(FATAL_ERROR "README.md: the usage snippet's ```cpp block is not closed")
+endif()
 string(SUBSTRING "${readme_tail}" 0 ${fence_close} snippet)
-file(CONFIGURE OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/readme_snippet.cpp CONTENT "${snippet}" @ONLY)
-add_executable(readme_snippet ${CMAKE_CURRENT_BINARY_DIR}/readme_snippet.cpp)
+# Rewritten only when the README changed, so that a reconfigure does not rebuild it.
+set(snippet_file ${CMAKE_CURRENT_BINARY_DIR}/readme_snippet.cpp)
+if(EXISTS ${snippet_file})
+    file(READ ${snippet_file} previous_snippet)
+endif()
+if(NOT "${previous_snippet}" STREQUAL "${snippet}")
+    file(WRITE ${snippet_file} "${snippet}")
+endif()
+add_executable(readme_snippet ${snippet_file})
 target_link_libraries(readme_snippet PRIVATE multibool_development)
 add_test(NAME "readme: usage snippet" COMMAND readme_snippet)
+set_tests_properties("readme: usage snippet" PROPERTIES PASS_REGULAR_EXPRESSION "reload identical")
 
 foreach(mode installed subdirectory)
     add_test(NAME "consumer: ${mode}"

@@ -90,32 +90,99 @@ TEST_CASE("set_sign and flip agree with a dense sign array and keep padding clea
     REQUIRE(padding_is_clear(m));
 }
 
-TEST_CASE("padding bits never change a product", "[core]") {
-    // A 100-column matrix and the same matrix widened to 128 columns whose extra weights are all
-    // +1 but meet zero activations: every product must agree exactly.
+namespace {
+
+// A BitPlaneStorage that shows the planes of a real matrix with every padding bit set: what a
+// kernel sees if it reads past the end of a row or forgets a mask.
+template <class Matrix>
+class GarbagePadding {
+public:
+    using word_type = typename Matrix::word_type;
+    using scale_type = typename Matrix::scale_type;
+    static constexpr std::size_t kernels = Matrix::kernels;
+    static constexpr std::size_t word_bits = Matrix::word_bits;
+
+    explicit GarbagePadding(const Matrix& m) : m_(m), words_(m.words().begin(), m.words().end()) {
+        for (std::size_t r = 0; r < kernels * m.rows(); ++r) words_[(r + 1) * m.words_per_row() - 1] |= m.padding_mask();
+    }
+    std::size_t rows() const { return m_.rows(); }
+    std::size_t cols() const { return m_.cols(); }
+    std::size_t group_size() const { return m_.group_size(); }
+    std::size_t groups_per_row() const { return m_.groups_per_row(); }
+    std::size_t words_per_row() const { return m_.words_per_row(); }
+    std::size_t group_begin(std::size_t g) const { return m_.group_begin(g); }
+    std::size_t group_end(std::size_t g) const { return m_.group_end(g); }
+    std::span<const word_type> plane_row(std::size_t k, std::size_t i) const {
+        return std::span<const word_type>(words_).subspan((k * rows() + i) * words_per_row(), words_per_row());
+    }
+    std::span<const scale_type> scales(std::size_t k, std::size_t i) const { return m_.scales(k, i); }
+
+private:
+    const Matrix& m_;
+    std::vector<word_type> words_;
+};
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("padding bits never change a product", "[core]", std::uint8_t, std::uint64_t) {
     const auto seed = fresh_seed();
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
-    using Matrix = BitPlaneMatrix<2, 32, std::uint64_t>;
-    const auto narrow = testing::random_matrix<Matrix>(4, 100, rng);
-    Matrix wide(4, 128);
-    for (std::size_t k = 0; k < 2; ++k) {
-        for (std::size_t i = 0; i < 4; ++i) {
-            for (std::size_t g = 0; g < 4; ++g) wide.set_scale(k, i, g, narrow.scale(k, i, g));
-            for (std::size_t j = 0; j < 128; ++j) wide.set_sign(k, i, j, j < 100 ? narrow.sign(k, i, j) : 1);
-        }
+    using Matrix = BitPlaneMatrix<3, 32, TestType>;
+    for (std::size_t cols : {1u, 13u, 100u, 172u}) {
+        CAPTURE(cols);
+        const auto m = testing::random_matrix<Matrix>(4, cols, rng);
+        const GarbagePadding<Matrix> garbage(m);
+        static_assert(BitPlaneStorage<GarbagePadding<Matrix>>);
+        REQUIRE(garbage.plane_row(2, 3).back() != m.plane_row(2, 3).back());
+
+        const ScalarBackend backend;
+        const auto x = testing::random_floats(cols, rng);
+        const auto dy = testing::random_floats(4, rng);
+        std::vector<float> y(4), y_garbage(4), dx(cols), dx_garbage(cols);
+        backend.gemv(m, x, y);
+        backend.gemv(garbage, x, y_garbage);
+        REQUIRE(y == y_garbage);
+        backend.gemv_int8(m, Int8Activations<TestType>::quantize(x), y);
+        backend.gemv_int8(garbage, Int8Activations<TestType>::quantize(x), y_garbage);
+        REQUIRE(y == y_garbage);
+        backend.gemv_boolean(m, BooleanActivations<TestType>::binarize(x), y);
+        backend.gemv_boolean(garbage, BooleanActivations<TestType>::binarize(x), y_garbage);
+        REQUIRE(y == y_garbage);
+        backend.gemv_transposed(m, dy, dx);
+        backend.gemv_transposed(garbage, dy, dx_garbage);
+        REQUIRE(dx == dx_garbage);
     }
-    auto x = testing::random_floats(100, rng);
-    std::vector<float> x_wide(x);
-    x_wide.resize(128, 0.0f);
-    std::vector<float> y_narrow(4), y_wide(4);
-    const ScalarBackend backend;
-    backend.gemv(narrow, x, y_narrow);
-    backend.gemv(wide, x_wide, y_wide);
-    REQUIRE(y_narrow == y_wide);
-    backend.gemv_int8(narrow, Int8Activations<std::uint64_t>::quantize(x), y_narrow);
-    backend.gemv_int8(wide, Int8Activations<std::uint64_t>::quantize(x_wide), y_wide);
-    REQUIRE(y_narrow == y_wide);
+}
+
+TEST_CASE("bit j of a row is bit j % w of word j / w, and 1 means +1", "[core]") {
+    // Two kernels, 2 rows, 10 columns in 8-bit words: planes are stored kernel by kernel, row by row.
+    const std::vector<std::uint8_t> words{0x05, 0x02, 0x00, 0x00, 0xFF, 0x03, 0x80, 0x01};
+    const BitPlaneMatrix<2, per_row, std::uint8_t> m(2, 10, words, std::vector<float>{1, 2, 3, 4});
+    const std::vector<int> kernel0_row0{+1, -1, +1, -1, -1, -1, -1, -1, -1, +1};
+    const std::vector<int> kernel1_row1{-1, -1, -1, -1, -1, -1, -1, +1, +1, -1};
+    for (std::size_t j = 0; j < 10; ++j) {
+        CAPTURE(j);
+        REQUIRE(m.sign(0, 0, j) == kernel0_row0[j]);
+        REQUIRE(m.sign(0, 1, j) == -1);
+        REQUIRE(m.sign(1, 0, j) == 1);
+        REQUIRE(m.sign(1, 1, j) == kernel1_row1[j]);
+    }
+    // Scales are stored kernel by kernel, row by row: W_hat[1, 7] = 2 * (-1) + 4 * (+1).
+    REQUIRE(m.weight(1, 7) == 2.0f);
+}
+
+TEST_CASE("a moved-from matrix is empty, and impossible sizes are refused", "[core]") {
+    std::mt19937_64 rng(fresh_seed());
+    auto source = testing::random_matrix<BitPlaneMatrix<2, 64>>(4, 100, rng);
+    const auto copy = source;
+    const auto moved = std::move(source);
+    REQUIRE(moved == copy);
+    REQUIRE(source.rows() == 0);  // NOLINT(bugprone-use-after-move): the state after a move is the point
+    REQUIRE(source.cols() == 0);
+    REQUIRE(source.words().empty());
+    REQUIRE_THROWS_AS((BitPlaneMatrix<8, 1>(std::size_t{1} << 61, 1)), std::length_error);
+    REQUIRE_THROWS_AS((BitPlaneMatrix<8, 1>::from_planes(std::size_t{1} << 61, 2, {}, {})), std::length_error);
 }
 
 TEST_CASE("storage accounting counts planes, row padding and scales", "[core]") {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <numbers>
 #include <random>
 #include <vector>
 
@@ -62,7 +63,7 @@ TEST_CASE("each greedy kernel lowers the reconstruction error", "[core][solvers]
     const double e4 = testing::relative_frobenius_error(w, greedy_residual<BitPlaneMatrix<4, 128>>(view).dequantize());
     CAPTURE(e1, e2, e3, e4);
     // For Gaussian weights one sign bit with the mean magnitude leaves sqrt(1 - 2/pi) ~ 0.60.
-    REQUIRE(e1 == Approx(std::sqrt(1.0 - 2.0 / M_PI)).margin(0.03));
+    REQUIRE(e1 == Approx(std::sqrt(1.0 - 2.0 / std::numbers::pi)).margin(0.03));
     REQUIRE(e2 < 0.8 * e1);
     REQUIRE(e3 < 0.8 * e2);
     REQUIRE(e4 < 0.8 * e3);

@@ -6,6 +6,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <string_view>
 
 #include <multibool/core/serialization.hpp>
 
@@ -139,4 +140,70 @@ TEST_CASE("absurd dimensions are refused before any allocation", "[core][seriali
     // rows is the u64 at offset 28.
     for (int b = 0; b < 8; ++b) bytes[28 + b] = static_cast<char>(0x7f);
     REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<1, 32>>(bytes)), Catch::Contains("field 'rows': expected at most"));
+}
+
+TEST_CASE("FNV-1a matches its published test vectors", "[core][serialization]") {
+    auto hash = [](std::string_view text) {
+        Fnv1a h;
+        h.update(std::as_bytes(std::span<const char>(text.data(), text.size())));
+        return h.value();
+    };
+    REQUIRE(hash("") == 0xcbf29ce484222325ULL);
+    REQUIRE(hash("a") == 0xaf63dc4c8601ec8cULL);
+    REQUIRE(hash("foobar") == 0x85944171f73967e8ULL);
+}
+
+namespace {
+
+// The record of a 1x3 matrix, K = 1, G = 8, 8-bit words, signs [+, -, +], scale 0.5, written
+// out by hand from the format description, without its trailing checksum.
+std::string golden_record_body() {
+    const unsigned char bytes[] = {
+        'M', 'B', 'O', 'O', 'L', 'B', 'P', 'M',  // magic
+        1, 0, 0, 0,                              // version
+        1, 0, 0, 0,                              // kernels
+        8, 0, 0, 0,                              // group_size
+        8, 0, 0, 0,                              // word_bits
+        1, 0, 0, 0,                              // scale_type: float32
+        1, 0, 0, 0, 0, 0, 0, 0,                  // rows
+        3, 0, 0, 0, 0, 0, 0, 0,                  // cols
+        5, 0, 0, 0, 0, 0, 0, 0,                  // payload_bytes
+        0x05,                                    // plane word: bits 0 and 2 set
+        0x00, 0x00, 0x00, 0x3f,                  // 0.5f
+    };
+    return std::string(reinterpret_cast<const char*>(bytes), sizeof bytes);
+}
+
+std::string with_checksum(const std::string& body) {
+    Fnv1a h;
+    h.update(std::as_bytes(std::span<const char>(body.data(), body.size())));
+    const std::uint64_t checksum = h.value();
+    return body + std::string(reinterpret_cast<const char*>(&checksum), sizeof checksum);
+}
+
+}  // namespace
+
+TEST_CASE("the file format is pinned byte for byte", "[core][serialization]") {
+    using Matrix = BitPlaneMatrix<1, 8, std::uint8_t>;
+    const std::vector<std::int8_t> signs{1, -1, 1};
+    const std::vector<float> scales{0.5f};
+    const auto m = Matrix::from_planes(1, 3, signs, scales);
+    REQUIRE(to_bytes(m) == with_checksum(golden_record_body()));
+    REQUIRE(from_bytes<Matrix>(with_checksum(golden_record_body())) == m);
+}
+
+TEST_CASE("a well-formed record with an invalid payload is refused", "[core][serialization]") {
+    using Matrix = BitPlaneMatrix<1, 8, std::uint8_t>;
+    auto padding_set = golden_record_body();
+    padding_set[52] = static_cast<char>(0x85);  // bit 7 lies beyond the 3 columns
+    REQUIRE_THROWS_WITH(from_bytes<Matrix>(with_checksum(padding_set)),
+                        Catch::Contains("field 'payload'") && Catch::Contains("padding bits set"));
+    auto nan_scale = golden_record_body();
+    nan_scale[55] = static_cast<char>(0xc0);
+    nan_scale[56] = static_cast<char>(0x7f);  // 0x7fc00000: a quiet NaN
+    REQUIRE_THROWS_WITH(from_bytes<Matrix>(with_checksum(nan_scale)),
+                        Catch::Contains("field 'payload'") && Catch::Contains("not a finite number"));
+    auto huge_cols = golden_record_body();
+    huge_cols[40] = 1;  // cols = 2^32 + 3, beyond the 2^31 limit
+    REQUIRE_THROWS_WITH(from_bytes<Matrix>(with_checksum(huge_cols)), Catch::Contains("field 'cols': expected at most"));
 }

@@ -63,17 +63,27 @@ void for_each_k_and_group(F&& f) {
     }(std::make_index_sequence<4>{});
 }
 
-// Random signs and scales through the explicit-planes constructor (not the initializer).
+// Random signs and scales through the explicit-planes constructor (not the initializer). Scales
+// are signed powers of two from 1/8 to 2, so products with small-integer activations are exact
+// in float and can be compared with a float64 reference for equality.
 template <class Matrix>
 Matrix random_matrix(std::size_t rows, std::size_t cols, std::mt19937_64& rng) {
     const Matrix shape(rows, cols);
     std::vector<std::int8_t> signs(Matrix::kernels * rows * cols);
     std::vector<typename Matrix::scale_type> scales(Matrix::kernels * rows * shape.groups_per_row());
     std::bernoulli_distribution coin(0.5);
-    std::uniform_real_distribution<double> magnitude(0.05, 1.0);
+    std::uniform_int_distribution<int> exponent(-3, 1);
     for (auto& s : signs) s = coin(rng) ? 1 : -1;
-    for (auto& a : scales) a = static_cast<typename Matrix::scale_type>(magnitude(rng));
+    for (auto& a : scales) a = static_cast<typename Matrix::scale_type>((coin(rng) ? 1 : -1) * std::ldexp(1.0, exponent(rng)));
     return Matrix::from_planes(rows, cols, signs, scales);
+}
+
+// Integers in [-8, 8] as floats: every sum the tests form with them stays exact.
+inline std::vector<float> small_integers(std::size_t n, std::mt19937_64& rng) {
+    std::uniform_int_distribution<int> dist(-8, 8);
+    std::vector<float> v(n);
+    for (auto& x : v) x = float(dist(rng));
+    return v;
 }
 
 // y = W x in double for a dense row-major rows x cols W.

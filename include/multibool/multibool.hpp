@@ -6,6 +6,7 @@
 #include "multibool/core/group_size.hpp"
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/core/serialization.hpp"
+#include "multibool/core/shape.hpp"
 #include "multibool/kernels/boolean_activations.hpp"
 #include "multibool/kernels/default_backend.hpp"
 #include "multibool/kernels/int8_activations.hpp"

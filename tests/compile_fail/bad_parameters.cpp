@@ -11,4 +11,6 @@ template class multibool::BitPlaneMatrix<9, 128>;
 template class multibool::BitPlaneMatrix<2, 128, int>;
 #elif MULTIBOOL_CASE == 4
 template class multibool::BitPlaneMatrix<2, 128, float>;
+#elif MULTIBOOL_CASE == 5
+template class multibool::BitPlaneMatrix<2, 128, std::uint64_t, int>;
 #endif

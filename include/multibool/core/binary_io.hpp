@@ -1,6 +1,7 @@
 #pragma once
 // Little-endian binary records with a running FNV-1a checksum, and the FormatError that names
 // the file, the field and the expected vs found value. Shared by every multibool file format.
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstddef>
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <istream>
 #include <ostream>
+#include <random>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -147,12 +149,13 @@ private:
     std::size_t offset_ = 0;
 };
 
-// Writes through a temporary file and renames it over path, so a failed or interrupted write
-// never leaves a half-written file where a good one was.
+// Writes through a temporary file in the same folder and renames it over path, so a failed or
+// interrupted write never leaves a half-written file where a good one was. The temporary name is
+// unique so that two writers of one path cannot interleave their bytes.
 template <class WriteFn>
 void write_file_atomically(const std::filesystem::path& path, WriteFn&& write_fn) {
     std::filesystem::path tmp = path;
-    tmp += ".tmp";
+    tmp += ".tmp." + std::to_string(std::random_device{}());
     try {
         std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
         if (!out) throw std::runtime_error(tmp.string() + ": cannot open for writing");
@@ -167,7 +170,8 @@ void write_file_atomically(const std::filesystem::path& path, WriteFn&& write_fn
     std::error_code ec;
     std::filesystem::rename(tmp, path, ec);
     if (ec) {
-        std::filesystem::remove(tmp);
+        std::error_code ignored;
+        std::filesystem::remove(tmp, ignored);
         throw std::runtime_error(path.string() + ": cannot replace with the new file: " + ec.message());
     }
 }

@@ -11,10 +11,12 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/group_size.hpp"
+#include "multibool/core/shape.hpp"
 
 namespace multibool {
 
@@ -22,7 +24,8 @@ template <std::size_t K, std::size_t G, class Word = std::uint64_t, class Scale 
 class BitPlaneMatrix {
     static_assert(K >= 1, "BitPlaneMatrix: K (the number of Boolean kernels) must be at least 1");
     static_assert(K <= 8, "BitPlaneMatrix: K (the number of Boolean kernels) must be at most 8");
-    static_assert(std::is_integral_v<Word> && std::is_unsigned_v<Word> && !std::is_same_v<Word, bool>,
+    static_assert(std::is_same_v<Word, std::uint8_t> || std::is_same_v<Word, std::uint16_t> ||
+                      std::is_same_v<Word, std::uint32_t> || std::is_same_v<Word, std::uint64_t>,
                   "BitPlaneMatrix: Word must be an unsigned integer type (uint8_t, uint16_t, uint32_t or uint64_t)");
     static_assert(std::is_floating_point_v<Scale>, "BitPlaneMatrix: Scale must be a floating-point type");
 
@@ -32,28 +35,26 @@ public:
     static constexpr std::size_t kernels = K;
     // The compile-time group size; per_row (0) means one group per row, see group_size().
     static constexpr std::size_t group_size_parameter = G;
-    static constexpr std::size_t word_bits = std::numeric_limits<Word>::digits;
+    static constexpr std::size_t word_bits = bits_of<Word>;
 
     BitPlaneMatrix() = default;
 
     // All bits -1 and all scales 0: the zero matrix.
     BitPlaneMatrix(std::size_t rows, std::size_t cols)
-        : rows_(rows), cols_(cols),
-          words_(K * rows * words_for(cols), Word{0}),
-          scales_(K * rows * groups_for(cols), Scale{0}) {}
+        : rows_(rows), cols_(cols), words_(word_count(rows, cols), Word{0}), scales_(scale_count(rows, cols), Scale{0}) {}
 
     // Adopts packed words and scales, e.g. read from a file; validates sizes, padding and values.
     BitPlaneMatrix(std::size_t rows, std::size_t cols, std::vector<Word> words, std::vector<Scale> scales)
         : rows_(rows), cols_(cols), words_(std::move(words)), scales_(std::move(scales)) {
         const auto shape = std::to_string(rows) + "x" + std::to_string(cols);
-        if (words_.size() != K * rows * words_for(cols)) {
+        if (words_.size() != word_count(rows, cols)) {
             throw std::invalid_argument("BitPlaneMatrix " + shape + ": expected " +
-                                        std::to_string(K * rows * words_for(cols)) + " plane words, got " +
+                                        std::to_string(word_count(rows, cols)) + " plane words, got " +
                                         std::to_string(words_.size()));
         }
-        if (scales_.size() != K * rows * groups_for(cols)) {
+        if (scales_.size() != scale_count(rows, cols)) {
             throw std::invalid_argument("BitPlaneMatrix " + shape + ": expected " +
-                                        std::to_string(K * rows * groups_for(cols)) + " scales, got " +
+                                        std::to_string(scale_count(rows, cols)) + " scales, got " +
                                         std::to_string(scales_.size()));
         }
         const Word pad = padding_mask();
@@ -66,19 +67,35 @@ public:
         for (std::size_t s = 0; s < scales_.size(); ++s) check_finite(scales_[s], s);
     }
 
+    // A moved-from matrix is the empty 0x0 matrix, never a shape without storage.
+    BitPlaneMatrix(const BitPlaneMatrix&) = default;
+    BitPlaneMatrix& operator=(const BitPlaneMatrix&) = default;
+    BitPlaneMatrix(BitPlaneMatrix&& other) noexcept
+        : rows_(std::exchange(other.rows_, 0)), cols_(std::exchange(other.cols_, 0)),
+          words_(std::exchange(other.words_, {})), scales_(std::exchange(other.scales_, {})) {}
+    BitPlaneMatrix& operator=(BitPlaneMatrix&& other) noexcept {
+        rows_ = std::exchange(other.rows_, 0);
+        cols_ = std::exchange(other.cols_, 0);
+        words_ = std::exchange(other.words_, {});
+        scales_ = std::exchange(other.scales_, {});
+        return *this;
+    }
+
     // From explicit signs (K x rows x cols, each +1 or -1) and scales (K x rows x groups_per_row).
     static BitPlaneMatrix from_planes(std::size_t rows, std::size_t cols, std::span<const std::int8_t> signs,
                                       std::span<const Scale> scales) {
-        BitPlaneMatrix m(rows, cols);
-        if (signs.size() != K * rows * cols) {
-            throw std::invalid_argument("BitPlaneMatrix::from_planes: expected " + std::to_string(K * rows * cols) +
+        const std::size_t sign_count = checked_product("BitPlaneMatrix::from_planes", K, checked_product("BitPlaneMatrix::from_planes", rows, cols));
+        if (signs.size() != sign_count) {
+            throw std::invalid_argument("BitPlaneMatrix::from_planes: expected " + std::to_string(sign_count) +
                                         " signs for K=" + std::to_string(K) + " " + std::to_string(rows) + "x" +
                                         std::to_string(cols) + ", got " + std::to_string(signs.size()));
         }
-        if (scales.size() != m.scales_.size()) {
-            throw std::invalid_argument("BitPlaneMatrix::from_planes: expected " + std::to_string(m.scales_.size()) +
-                                        " scales, got " + std::to_string(scales.size()));
+        if (scales.size() != scale_count(rows, cols)) {
+            throw std::invalid_argument("BitPlaneMatrix::from_planes: expected " +
+                                        std::to_string(scale_count(rows, cols)) + " scales, got " +
+                                        std::to_string(scales.size()));
         }
+        BitPlaneMatrix m(rows, cols);
         for (std::size_t k = 0; k < K; ++k) {
             for (std::size_t i = 0; i < rows; ++i) {
                 for (std::size_t j = 0; j < cols; ++j) {
@@ -101,7 +118,7 @@ public:
     [[nodiscard]] std::size_t cols() const noexcept { return cols_; }
     [[nodiscard]] std::size_t group_size() const noexcept { return G == per_row ? cols_ : G; }
     [[nodiscard]] std::size_t groups_per_row() const noexcept { return groups_for(cols_); }
-    [[nodiscard]] std::size_t words_per_row() const noexcept { return words_for(cols_); }
+    [[nodiscard]] std::size_t words_per_row() const noexcept { return words_for_columns<Word>(cols_); }
     [[nodiscard]] std::size_t group_begin(std::size_t g) const noexcept { return g * group_size(); }
     [[nodiscard]] std::size_t group_end(std::size_t g) const noexcept {
         return std::min(cols_, (g + 1) * group_size());
@@ -168,13 +185,27 @@ public:
     // Bits of the last word of a row that lie beyond cols: always zero.
     [[nodiscard]] Word padding_mask() const noexcept {
         const std::size_t used = cols_ % word_bits;
-        return used == 0 ? Word{0} : Word(~Word(0) << used);
+        return used == 0 ? Word{0} : Word(std::numeric_limits<Word>::max() << used);
+    }
+
+    // K * rows * words and K * rows * groups; refuses shapes whose storage, in elements or in
+    // bytes, does not fit in size_t.
+    static std::size_t word_count(std::size_t rows, std::size_t cols) {
+        constexpr const char* what = "BitPlaneMatrix planes";
+        const std::size_t words = checked_product(what, checked_product(what, K, rows), words_for_columns<Word>(cols));
+        checked_product(what, words, sizeof(Word));
+        return words;
+    }
+    static std::size_t scale_count(std::size_t rows, std::size_t cols) {
+        constexpr const char* what = "BitPlaneMatrix scales";
+        const std::size_t scales = checked_product(what, checked_product(what, K, rows), groups_for(cols));
+        checked_product(what, scales, sizeof(Scale));
+        return scales;
     }
 
     friend bool operator==(const BitPlaneMatrix&, const BitPlaneMatrix&) = default;
 
 private:
-    [[nodiscard]] static constexpr std::size_t words_for(std::size_t cols) noexcept { return (cols + word_bits - 1) / word_bits; }
     [[nodiscard]] static constexpr std::size_t groups_for(std::size_t cols) noexcept {
         if constexpr (G == per_row) {
             return cols == 0 ? 0 : 1;

@@ -13,7 +13,8 @@ class MatrixView {
 public:
     MatrixView() = default;
     MatrixView(std::span<T> data, std::size_t rows, std::size_t cols) : data_(data), rows_(rows), cols_(cols) {
-        if (data.size() != rows * cols) {
+        // Checked by division first so that a rows * cols that wraps around cannot pass.
+        if ((cols != 0 && rows > data.size() / cols) || data.size() != rows * cols) {
             throw std::invalid_argument("MatrixView: buffer of " + std::to_string(data.size()) +
                                         " elements does not hold " + std::to_string(rows) + "x" +
                                         std::to_string(cols));

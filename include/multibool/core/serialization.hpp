@@ -29,6 +29,7 @@ constexpr std::uint32_t scale_type_code() {
 
 template <std::size_t K, std::size_t G, class Word, class Scale>
 void save(const BitPlaneMatrix<K, G, Word, Scale>& m, std::ostream& out) {
+    static_assert(G <= std::numeric_limits<std::uint32_t>::max(), "multibool files store group sizes below 2^32");
     BinaryWriter w(out);
     w.write(std::span<const char>(bit_plane_matrix_magic));
     w.write(bit_plane_matrix_format_version);
@@ -71,9 +72,14 @@ Matrix load(std::istream& in, const std::string& source) {
     constexpr std::uint64_t max_dim = std::uint64_t{1} << 31;
     if (rows > max_dim) throw FormatError(source, "rows", "at most " + std::to_string(max_dim), std::to_string(rows));
     if (cols > max_dim) throw FormatError(source, "cols", "at most " + std::to_string(max_dim), std::to_string(cols));
-    const Matrix shape_only(0, static_cast<std::size_t>(cols));
-    const std::size_t word_count = Matrix::kernels * rows * shape_only.words_per_row();
-    const std::size_t scale_count = Matrix::kernels * rows * shape_only.groups_per_row();
+    std::size_t word_count = 0;
+    std::size_t scale_count = 0;
+    try {
+        word_count = Matrix::word_count(rows, cols);
+        scale_count = Matrix::scale_count(rows, cols);
+    } catch (const std::length_error& e) {
+        throw FormatError(source, "rows", "a shape whose storage fits in memory", e.what());
+    }
     r.expect("payload_bytes", r.read<std::uint64_t>("payload_bytes"),
              std::uint64_t{word_count * sizeof(Word) + scale_count * sizeof(Scale)});
     auto words = r.read_vector<Word>(word_count, "payload (plane words)");

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "multibool/kernels/packed_columns.hpp"
+#include "multibool/core/shape.hpp"
 
 namespace multibool {
 

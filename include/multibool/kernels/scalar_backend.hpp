@@ -26,31 +26,25 @@ struct ScalarBackend {
         using Word = typename M::word_type;
         check_length("ScalarBackend::gemv", "x", m.cols(), x.size());
         check_length("ScalarBackend::gemv", "y", m.rows(), y.size());
-        for (std::size_t i = 0; i < m.rows(); ++i) {
-            float acc = 0.0f;
-            for (std::size_t k = 0; k < M::kernels; ++k) {
-                const auto plane = m.plane_row(k, i);
-                const auto alpha = m.scales(k, i);
-                for (std::size_t g = 0; g < m.groups_per_row(); ++g) {
-                    // s = sum_{j in g} b_j x_j: add x_j where the bit is +1, subtract it where -1.
-                    float s = 0.0f;
-                    for_each_word<Word>(m.group_begin(g), m.group_end(g), [&](std::size_t w, Word mask) {
-                        for (std::size_t b = 0; b < M::word_bits; ++b) {
-                            if ((mask >> b) & Word{1}) {
-                                const float xj = x[w * M::word_bits + b];
-                                s += (plane[w] >> b) & Word{1} ? xj : -xj;
-                            }
-                        }
-                    });
-                    acc = std::fma(static_cast<float>(alpha[g]), s, acc);
+        accumulate_rows(m, y, 1.0f, [&](std::span<const Word> plane, std::size_t begin, std::size_t end) {
+            // s = sum_{j in g} b_j x_j: add x_j where the bit is +1, subtract it where -1.
+            float s = 0.0f;
+            for_each_word<Word>(begin, end, [&](std::size_t w, Word mask) {
+                for (std::size_t b = 0; b < M::word_bits; ++b) {
+                    if ((mask >> b) & Word{1}) {
+                        const float xj = x[w * M::word_bits + b];
+                        s += (plane[w] >> b) & Word{1} ? xj : -xj;
+                    }
                 }
-            }
-            y[i] = acc;
-        }
+            });
+            return s;
+        });
     }
 
     template <BitPlaneStorage M>
     void gemm(const M& m, MatrixView<const float> xs, MatrixView<float> ys) const {
+        check_length("ScalarBackend::gemm", "columns of X", m.cols(), xs.cols());
+        check_length("ScalarBackend::gemm", "columns of Y", m.rows(), ys.cols());
         check_length("ScalarBackend::gemm", "rows of Y (tokens)", xs.rows(), ys.rows());
         for (std::size_t t = 0; t < xs.rows(); ++t) gemv(m, xs.row(t), ys.row(t));
     }
@@ -82,6 +76,8 @@ struct ScalarBackend {
 
     template <BitPlaneStorage M>
     void gemm_transposed(const M& m, MatrixView<const float> dys, MatrixView<float> dxs) const {
+        check_length("ScalarBackend::gemm_transposed", "columns of dY", m.rows(), dys.cols());
+        check_length("ScalarBackend::gemm_transposed", "columns of dX", m.cols(), dxs.cols());
         check_length("ScalarBackend::gemm_transposed", "rows of dX (tokens)", dys.rows(), dxs.rows());
         for (std::size_t t = 0; t < dys.rows(); ++t) gemv_transposed(m, dys.row(t), dxs.row(t));
     }
@@ -92,26 +88,17 @@ struct ScalarBackend {
         using Q = Int8Activations<Word>;
         check_length("ScalarBackend::gemv_int8", "x", m.cols(), xq.size());
         check_length("ScalarBackend::gemv_int8", "y", m.rows(), y.size());
-        for (std::size_t i = 0; i < m.rows(); ++i) {
-            float acc = 0.0f;
-            for (std::size_t k = 0; k < M::kernels; ++k) {
-                const auto plane = m.plane_row(k, i);
-                const auto alpha = m.scales(k, i);
-                for (std::size_t g = 0; g < m.groups_per_row(); ++g) {
-                    // s = sum_t c_t * (#{j: u_tj = 1, b_j = +1} - #{j: u_tj = 1, b_j = -1}), exact in integers.
-                    std::int64_t s = 0;
-                    for_each_word<Word>(m.group_begin(g), m.group_end(g), [&](std::size_t w, Word mask) {
-                        for (std::size_t t = 0; t < Q::planes; ++t) {
-                            const Word u = Word(xq.plane(t)[w] & mask);
-                            s += Q::plane_weight[t] *
-                                 (std::popcount(Word(u & plane[w])) - std::popcount(Word(u & Word(~plane[w]))));
-                        }
-                    });
-                    acc = std::fma(static_cast<float>(alpha[g]), static_cast<float>(s), acc);
+        accumulate_rows(m, y, xq.scale(), [&](std::span<const Word> plane, std::size_t begin, std::size_t end) {
+            // s = sum_t c_t * (#{j: u_tj = 1, b_j = +1} - #{j: u_tj = 1, b_j = -1}), exact in integers.
+            std::int64_t s = 0;
+            for_each_word<Word>(begin, end, [&](std::size_t w, Word mask) {
+                for (std::size_t t = 0; t < Q::planes; ++t) {
+                    const Word u = Word(xq.plane(t)[w] & mask);
+                    s += Q::plane_weight[t] * (std::popcount(Word(u & plane[w])) - std::popcount(Word(u & Word(~plane[w]))));
                 }
-            }
-            y[i] = acc * xq.scale();
-        }
+            });
+            return static_cast<float>(s);
+        });
     }
 
     template <BitPlaneStorage M>
@@ -120,21 +107,31 @@ struct ScalarBackend {
         check_length("ScalarBackend::gemv_boolean", "x", m.cols(), xb.size());
         check_length("ScalarBackend::gemv_boolean", "y", m.rows(), y.size());
         const auto xw = xb.words();
+        accumulate_rows(m, y, 1.0f, [&](std::span<const Word> plane, std::size_t begin, std::size_t end) {
+            // s = |g| - 2 * (number of positions where weight and activation signs differ).
+            int s = 0;
+            for_each_word<Word>(begin, end, [&](std::size_t w, Word mask) {
+                s += std::popcount(mask) - 2 * std::popcount(Word((plane[w] ^ xw[w]) & mask));
+            });
+            return static_cast<float>(s);
+        });
+    }
+
+private:
+    // The skeleton every forward product shares: y_i = output_scale * sum_k sum_g alpha_k[i,g] * s_k[i,g],
+    // where group_sum(plane row, first column, end column) returns s_k[i,g].
+    template <class M, class GroupSum>
+    static void accumulate_rows(const M& m, std::span<float> y, float output_scale, GroupSum group_sum) {
         for (std::size_t i = 0; i < m.rows(); ++i) {
             float acc = 0.0f;
             for (std::size_t k = 0; k < M::kernels; ++k) {
                 const auto plane = m.plane_row(k, i);
                 const auto alpha = m.scales(k, i);
                 for (std::size_t g = 0; g < m.groups_per_row(); ++g) {
-                    // s = |g| - 2 * (number of positions where weight and activation signs differ).
-                    int s = 0;
-                    for_each_word<Word>(m.group_begin(g), m.group_end(g), [&](std::size_t w, Word mask) {
-                        s += std::popcount(mask) - 2 * std::popcount(Word((plane[w] ^ xw[w]) & mask));
-                    });
-                    acc = std::fma(static_cast<float>(alpha[g]), static_cast<float>(s), acc);
+                    acc = std::fma(static_cast<float>(alpha[g]), group_sum(plane, m.group_begin(g), m.group_end(g)), acc);
                 }
             }
-            y[i] = acc;
+            y[i] = acc * output_scale;
         }
     }
 };

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "multibool/core/matrix_view.hpp"
-#include "multibool/kernels/packed_columns.hpp"
+#include "multibool/core/shape.hpp"
 
 namespace multibool {
 
@@ -29,7 +29,7 @@ public:
 
     [[nodiscard]] std::size_t in_features() const noexcept { return cols_; }
     [[nodiscard]] std::size_t out_features() const noexcept { return rows_; }
-    [[nodiscard]] MatrixView<const float> weights() const noexcept {
+    [[nodiscard]] MatrixView<const float> weights() const {
         return {std::span<const float>(weights_), rows_, cols_};
     }
 
