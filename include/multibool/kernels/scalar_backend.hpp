@@ -27,13 +27,12 @@ struct ScalarBackend {
         check_length("ScalarBackend::gemv", "x", m.cols(), x.size());
         check_length("ScalarBackend::gemv", "y", m.rows(), y.size());
         accumulate_rows(m, y, 1.0f, [&](std::span<const Word> plane, std::size_t begin, std::size_t end) {
-            // s = sum_{j in g} b_j x_j: add x_j where the bit is +1, subtract it where -1.
+            // s = sum_{j in g} b_j x_j.
             float s = 0.0f;
             for_each_word<Word>(begin, end, [&](std::size_t w, Word mask) {
                 for (std::size_t b = 0; b < M::word_bits; ++b) {
                     if ((mask >> b) & Word{1}) {
-                        const float xj = x[w * M::word_bits + b];
-                        s += (plane[w] >> b) & Word{1} ? xj : -xj;
+                        s = std::fma(sign_of(plane[w], b), x[w * M::word_bits + b], s);
                     }
                 }
             });
@@ -65,7 +64,7 @@ struct ScalarBackend {
                         for (std::size_t b = 0; b < M::word_bits; ++b) {
                             if ((mask >> b) & Word{1}) {
                                 float& dxj = dx[w * M::word_bits + b];
-                                dxj = std::fma((plane[w] >> b) & Word{1} ? 1.0f : -1.0f, c, dxj);
+                                dxj = std::fma(sign_of(plane[w], b), c, dxj);
                             }
                         }
                     });
@@ -118,6 +117,13 @@ struct ScalarBackend {
     }
 
 private:
+    // +1 for a set bit, -1 for a clear one, computed rather than branched on: random bits would
+    // mispredict half the time. Multiplying by it is exact.
+    template <class Word>
+    static float sign_of(Word word, std::size_t b) noexcept {
+        return float(int((word >> b) & Word{1}) * 2 - 1);
+    }
+
     // The skeleton every forward product shares: y_i = output_scale * sum_k sum_g alpha_k[i,g] * s_k[i,g],
     // where group_sum(plane row, first column, end column) returns s_k[i,g].
     template <class M, class GroupSum>
