@@ -1,13 +1,19 @@
 #pragma once
-// Shared by the tests: seeded random data (the seed is printed on failure) and visible skips.
+// Shared by the tests: seeded random data (the seed is printed on failure), visible skips,
+// the parameter grid, random matrices and float64 references.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <iostream>
 #include <random>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <multibool/core/bit_plane_matrix.hpp>
 
 #include "common/assets_path.hpp"
 
@@ -36,15 +42,6 @@ inline bool assets_present(const std::filesystem::path& file) {
     return false;
 }
 
-}  // namespace multibool::testing
-
-#include <cmath>
-#include <span>
-#include <utility>
-
-#include <multibool/core/bit_plane_matrix.hpp>
-
-namespace multibool::testing {
 
 // Calls f.template operator()<BitPlaneMatrix<K, G, Word>>() for K in 1..4 and
 // G in {32, 64, 128, per row}: the parameter grid every product is tested on.

@@ -54,7 +54,7 @@ struct CheckpointTensors {
 
 namespace detail {
 
-// One float array of the file: the vector it fills (nullptr: read and dropped) and its length.
+// One float array of the file: the vector it fills (nullptr: skipped) and its length.
 struct StoredArray {
     const char* name;
     std::vector<float>* values;
@@ -235,11 +235,13 @@ inline Checkpoint load_checkpoint(const std::filesystem::path& path) {
                           found_length);
     }
 
-    std::vector<float> dropped;
     for (const auto& array : arrays) {
-        std::vector<float>& values = array.values != nullptr ? *array.values : dropped;
+        if (array.values == nullptr) {
+            reader.skip(static_cast<std::size_t>(array.count) * sizeof(float), array.name);
+            continue;
+        }
+        std::vector<float>& values = *array.values;
         values = reader.read_vector<float>(static_cast<std::size_t>(array.count), array.name);
-        if (array.values == nullptr) continue;
         for (std::size_t i = 0; i < values.size(); ++i) {
             if (!std::isfinite(values[i])) {
                 throw FormatError(file, array.name, "finite float32 values",

@@ -5,6 +5,7 @@
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/group_size.hpp"
 #include "multibool/core/matrix_view.hpp"
+#include "multibool/core/packed_bits.hpp"
 #include "multibool/core/serialization.hpp"
 #include "multibool/core/shape.hpp"
 #include "multibool/kernels/boolean_activations.hpp"

@@ -84,22 +84,7 @@ public:
     template <class T>
         requires std::is_trivially_copyable_v<T>
     void read(std::span<T> values, const std::string& field) {
-        // Read in bounded chunks so a corrupt length cannot make us allocate or wait for bytes that are not there.
-        auto bytes = std::as_writable_bytes(values);
-        constexpr std::size_t chunk = std::size_t{1} << 20;
-        for (std::size_t done = 0; done < bytes.size();) {
-            const std::size_t n = std::min(chunk, bytes.size() - done);
-            in_.read(reinterpret_cast<char*>(bytes.data() + done), static_cast<std::streamsize>(n));
-            const auto got = static_cast<std::size_t>(in_.gcount());
-            offset_ += got;
-            if (got != n) {
-                throw FormatError(source_, field, std::to_string(bytes.size()) + " bytes",
-                                  "the file truncated after " + std::to_string(done + got) + " of them (at byte " +
-                                      std::to_string(offset_) + ")");
-            }
-            hash_.update(bytes.subspan(done, n));
-            done += n;
-        }
+        read_bytes(std::as_writable_bytes(values), field);
     }
     template <class T>
         requires std::is_trivially_copyable_v<T>
@@ -108,7 +93,8 @@ public:
         read(std::span<T>(&value, 1), field);
         return value;
     }
-    // Reads a vector of count elements, growing it chunk by chunk (see read()).
+    // Reads a vector of count elements, growing it chunk by chunk: a corrupt count in a header
+    // then fails at the end of the file instead of allocating all it claims up front.
     template <class T>
     std::vector<T> read_vector(std::size_t count, const std::string& field) {
         std::vector<T> values;
@@ -119,6 +105,14 @@ public:
             read(std::span<T>(values).subspan(start), field);
         }
         return values;
+    }
+    // Passes over bytes the caller does not keep, still checking that they are there (and
+    // counting them in the checksum).
+    void skip(std::size_t bytes, const std::string& field) {
+        std::array<std::byte, 4096> scratch;
+        for (std::size_t done = 0; done < bytes; done += scratch.size()) {
+            read_bytes(std::span<std::byte>(scratch).first(std::min(scratch.size(), bytes - done)), field);
+        }
     }
     // Reads the stored checksum and compares it with the one of everything read before it.
     void verify_checksum() {
@@ -136,6 +130,18 @@ public:
     [[nodiscard]] std::size_t offset() const noexcept { return offset_; }
 
 private:
+    void read_bytes(std::span<std::byte> bytes, const std::string& field) {
+        in_.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+        const auto got = static_cast<std::size_t>(in_.gcount());
+        offset_ += got;
+        if (got != bytes.size()) {
+            throw FormatError(source_, field, std::to_string(bytes.size()) + " bytes",
+                              "the file truncated after " + std::to_string(got) + " of them (at byte " +
+                                  std::to_string(offset_) + ")");
+        }
+        hash_.update(bytes);
+    }
+
     static std::string hex(std::uint64_t v) {
         static constexpr char digits[] = "0123456789abcdef";
         std::string s = "0x";

@@ -16,6 +16,7 @@
 
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/group_size.hpp"
+#include "multibool/core/packed_bits.hpp"
 #include "multibool/core/shape.hpp"
 
 namespace multibool {
@@ -141,15 +142,13 @@ public:
 
     // +1 or -1.
     [[nodiscard]] int sign(std::size_t k, std::size_t i, std::size_t j) const noexcept {
-        return (word_at(k, i, j) >> (j % word_bits)) & Word{1} ? 1 : -1;
+        return column_is_set(plane_row(k, i), j) ? 1 : -1;
     }
     void set_sign(std::size_t k, std::size_t i, std::size_t j, int s) noexcept {
-        const Word bit = Word(Word{1} << (j % word_bits));
-        Word& w = word_at(k, i, j);
-        w = s > 0 ? Word(w | bit) : Word(w & Word(~bit));
+        set_column(mutable_plane_row(k, i), j, s > 0);
     }
     void flip(std::size_t k, std::size_t i, std::size_t j) noexcept {
-        word_at(k, i, j) ^= Word(Word{1} << (j % word_bits));
+        flip_column(mutable_plane_row(k, i), j);
     }
 
     // W_hat[i, j] = sum_k alpha_k[i, g(j)] * b_kij.
@@ -213,11 +212,9 @@ private:
             return (cols + G - 1) / G;
         }
     }
-    [[nodiscard]] const Word& word_at(std::size_t k, std::size_t i, std::size_t j) const noexcept {
-        return words_[(k * rows_ + i) * words_per_row() + j / word_bits];
-    }
-    [[nodiscard]] Word& word_at(std::size_t k, std::size_t i, std::size_t j) noexcept {
-        return words_[(k * rows_ + i) * words_per_row() + j / word_bits];
+    // Private so that every write goes through set_sign/flip, which never touch padding bits.
+    [[nodiscard]] std::span<Word> mutable_plane_row(std::size_t k, std::size_t i) noexcept {
+        return std::span<Word>(words_).subspan((k * rows_ + i) * words_per_row(), words_per_row());
     }
     void check_finite(Scale value, std::size_t index) const {
         if (!std::isfinite(value)) {

@@ -78,7 +78,7 @@ Matrix load(std::istream& in, const std::string& source) {
         word_count = Matrix::word_count(rows, cols);
         scale_count = Matrix::scale_count(rows, cols);
     } catch (const std::length_error& e) {
-        throw FormatError(source, "rows", "a shape whose storage fits in memory", e.what());
+        throw FormatError(source, "rows, cols", "a shape whose storage fits in memory", e.what());
     }
     r.expect("payload_bytes", r.read<std::uint64_t>("payload_bytes"),
              std::uint64_t{word_count * sizeof(Word) + scale_count * sizeof(Scale)});

@@ -1,20 +1,12 @@
 #pragma once
-// Sizes and shape checks shared by every layer: how many words hold a row of bits, products of
-// dimensions that refuse to wrap around, and the length check behind every "expected N" error.
+// Sizes and shape checks shared by every layer: products of dimensions that refuse to wrap
+// around, and the length check behind every "expected N" error.
 #include <cstddef>
 #include <limits>
 #include <stdexcept>
 #include <string>
 
 namespace multibool {
-
-template <class Word>
-inline constexpr std::size_t bits_of = std::numeric_limits<Word>::digits;
-
-template <class Word>
-constexpr std::size_t words_for_columns(std::size_t cols) noexcept {
-    return cols / bits_of<Word> + (cols % bits_of<Word> != 0 ? 1 : 0);
-}
 
 // a * b, or std::length_error naming what was being sized when it does not fit in size_t.
 inline std::size_t checked_product(const char* what, std::size_t a, std::size_t b) {

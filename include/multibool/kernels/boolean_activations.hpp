@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "multibool/core/shape.hpp"
+#include "multibool/core/packed_bits.hpp"
 
 namespace multibool {
 
@@ -25,7 +25,7 @@ public:
             if (std::isnan(x[j])) {
                 throw std::invalid_argument("BooleanActivations::binarize: element " + std::to_string(j) + " is NaN");
             }
-            if (x[j] >= 0.0f) b.bits_[j / bits_of<Word>] |= Word(Word{1} << (j % bits_of<Word>));
+            if (x[j] >= 0.0f) set_column(std::span<Word>(b.bits_), j, true);
         }
         return b;
     }
@@ -33,7 +33,7 @@ public:
     [[nodiscard]] std::size_t size() const noexcept { return size_; }
     [[nodiscard]] std::span<const Word> words() const noexcept { return bits_; }
     [[nodiscard]] int sign(std::size_t j) const noexcept {
-        return (bits_[j / bits_of<Word>] >> (j % bits_of<Word>)) & Word{1} ? 1 : -1;
+        return column_is_set(words(), j) ? 1 : -1;
     }
 
 private:

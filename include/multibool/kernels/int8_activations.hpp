@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "multibool/core/shape.hpp"
+#include "multibool/core/packed_bits.hpp"
 
 namespace multibool {
 
@@ -56,7 +56,7 @@ public:
     [[nodiscard]] std::int8_t value(std::size_t j) const noexcept {
         int u = 0;
         for (std::size_t t = 0; t < planes; ++t) {
-            u += plane_weight[t] * int((plane(t)[j / bits_of<Word>] >> (j % bits_of<Word>)) & Word{1});
+            if (column_is_set(plane(t), j)) u += plane_weight[t];
         }
         return static_cast<std::int8_t>(u);
     }
@@ -66,7 +66,7 @@ private:
         const auto byte = static_cast<std::uint8_t>(u);
         const std::size_t words = words_for_columns<Word>(size_);
         for (std::size_t t = 0; t < planes; ++t) {
-            if ((byte >> t) & 1u) bits_[t * words + j / bits_of<Word>] |= Word(Word{1} << (j % bits_of<Word>));
+            if ((byte >> t) & 1u) set_column(std::span<Word>(bits_).subspan(t * words, words), j, true);
         }
     }
 

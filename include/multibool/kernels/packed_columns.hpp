@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <limits>
 
-#include "multibool/core/shape.hpp"
+#include "multibool/core/packed_bits.hpp"
 
 namespace multibool {
 

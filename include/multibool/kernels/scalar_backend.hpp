@@ -14,6 +14,7 @@
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/kernels/boolean_activations.hpp"
 #include "multibool/kernels/int8_activations.hpp"
+#include "multibool/core/shape.hpp"
 #include "multibool/kernels/packed_columns.hpp"
 
 namespace multibool {
