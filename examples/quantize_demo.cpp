@@ -80,8 +80,7 @@ Conversion convert(MatrixView<const float> weights, std::span<const float> x) {
 }
 
 template <std::size_t... I>
-Conversions convert_for_each_k(MatrixView<const float> weights, std::span<const float> x,
-                               std::index_sequence<I...>) {
+Conversions convert_for_each_k(MatrixView<const float> weights, std::span<const float> x, std::index_sequence<I...>) {
     return {convert<kernel_counts[I]>(weights, x)...};
 }
 
@@ -120,8 +119,7 @@ void run(const std::filesystem::path& model_path) {
     std::printf("%s: dim %zu, hidden %zu, %zu layers, %zu heads (%zu KV), vocab %zu, classifier %s\n",
                 model_path.filename().string().c_str(), c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads,
                 c.vocab_size, c.shared_classifier ? "tied" : "untied");
-    std::printf("greedy residual, G = %zu, float32 scales; bpw counts planes, row padding and scales\n\n",
-                group_size);
+    std::printf("greedy residual, G = %zu, float32 scales; bpw counts planes, row padding and scales\n\n", group_size);
     print_table_header();
 
     std::mt19937 rng(20260);
@@ -157,8 +155,9 @@ void run(const std::filesystem::path& model_path) {
         std::printf(" | %7.3f %8.4f", 8.0 * double(t.storage_bytes) / double(t.weights),
                     t.weighted_error / double(t.weights));
     }
-    std::printf("\n(totals: bpw = all bits / all weights; rel.err = mean weighted by matrix size;"
-                " float32 = 32 bpw)\n\n");
+    std::printf(
+        "\n(totals: bpw = all bits / all weights; rel.err = mean weighted by matrix size;"
+        " float32 = 32 bpw)\n\n");
 
     std::printf("Boolean GEMV vs DenseLinear on dequantize(), random x, max |y_bool - y_dense| / max |y_dense|:\n");
     bool agrees = true;

@@ -103,7 +103,8 @@ public:
     static constexpr std::size_t word_bits = Matrix::word_bits;
 
     explicit GarbagePadding(const Matrix& m) : m_(m), words_(m.words().begin(), m.words().end()) {
-        for (std::size_t r = 0; r < kernels * m.rows(); ++r) words_[(r + 1) * m.words_per_row() - 1] |= m.padding_mask();
+        for (std::size_t r = 0; r < kernels * m.rows(); ++r)
+            words_[(r + 1) * m.words_per_row() - 1] |= m.padding_mask();
     }
     std::size_t rows() const { return m_.rows(); }
     std::size_t cols() const { return m_.cols(); }

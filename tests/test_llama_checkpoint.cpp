@@ -67,9 +67,18 @@ struct SyntheticModel {
     SyntheticModel(bool tied, std::mt19937_64& rng) {
         if (!tied) header[5] = -header[5];
         const std::pair<const char*, std::size_t> layout[] = {
-            {"token_embedding", 10 * 8}, {"rms_att", 2 * 8},  {"wq", 2 * 8 * 8},  {"wk", 2 * 4 * 8},
-            {"wv", 2 * 4 * 8},           {"wo", 2 * 8 * 8},   {"rms_ffn", 2 * 8}, {"w1", 2 * 12 * 8},
-            {"w2", 2 * 8 * 12},          {"w3", 2 * 12 * 8},  {"rms_final", 8},   {"freq_cis_real", 4 * 4 / 2},
+            {"token_embedding", 10 * 8},
+            {"rms_att", 2 * 8},
+            {"wq", 2 * 8 * 8},
+            {"wk", 2 * 4 * 8},
+            {"wv", 2 * 4 * 8},
+            {"wo", 2 * 8 * 8},
+            {"rms_ffn", 2 * 8},
+            {"w1", 2 * 12 * 8},
+            {"w2", 2 * 8 * 12},
+            {"w3", 2 * 12 * 8},
+            {"rms_final", 8},
+            {"freq_cis_real", 4 * 4 / 2},
             {"freq_cis_imag", 4 * 4 / 2},
         };
         for (const auto& [name, count] : layout) {
@@ -192,7 +201,7 @@ TEST_CASE("bad header values are FormatErrors naming the field", "[llama]") {
         {2, -1, "n_layers"},
         {2, (1 << 20) + 1, "n_layers"},
         {3, 0, "n_heads"},
-        {3, 3, "n_heads"},     // 8 is not divisible by 3
+        {3, 3, "n_heads"},  // 8 is not divisible by 3
         {4, 0, "n_kv_heads"},
         {4, 3, "n_kv_heads"},  // 2 heads are not divisible by 3
         {5, 0, "vocab_size"},
@@ -233,16 +242,16 @@ TEST_CASE("a file length other than the header implies names both lengths", "[ll
     SECTION("one float too many") {
         auto bytes = good;
         bytes.resize(good.size() + 4);
-        REQUIRE_THROWS_WITH(load_checkpoint(write_file(dir.path() / "long.bin", bytes)),
-                            Contains("field 'file length'") && Contains(implied) &&
-                                Contains(std::to_string(bytes.size())));
+        REQUIRE_THROWS_WITH(
+            load_checkpoint(write_file(dir.path() / "long.bin", bytes)),
+            Contains("field 'file length'") && Contains(implied) && Contains(std::to_string(bytes.size())));
     }
     SECTION("truncated in the middle of a tensor") {
         auto bytes = good;
         bytes.resize(good.size() - 10);
-        REQUIRE_THROWS_WITH(load_checkpoint(write_file(dir.path() / "cut.bin", bytes)),
-                            Contains("field 'file length'") && Contains(implied) &&
-                                Contains(std::to_string(bytes.size())));
+        REQUIRE_THROWS_WITH(
+            load_checkpoint(write_file(dir.path() / "cut.bin", bytes)),
+            Contains("field 'file length'") && Contains(implied) && Contains(std::to_string(bytes.size())));
     }
     SECTION("an untied header over a tied body lacks wcls") {
         auto bytes = good;

@@ -31,8 +31,7 @@ Matrix from_bytes(const std::string& bytes) {
 }
 
 std::filesystem::path scratch_path(const std::string& name) {
-    return std::filesystem::temp_directory_path() /
-           ("multibool-test-" + std::to_string(fresh_seed()) + "-" + name);
+    return std::filesystem::temp_directory_path() / ("multibool-test-" + std::to_string(fresh_seed()) + "-" + name);
 }
 
 }  // namespace
@@ -104,7 +103,8 @@ TEST_CASE("a file written for other parameters names the field that differs", "[
 
     auto bad_magic = bytes;
     bad_magic[0] = 'X';
-    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(bad_magic)), Catch::Contains("field 'magic'"));
+    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(bad_magic)),
+                        Catch::Contains("field 'magic'"));
     auto bad_version = bytes;
     bad_version[8] = 9;
     REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(bad_version)),
@@ -159,17 +159,17 @@ namespace {
 // out by hand from the format description, without its trailing checksum.
 std::string golden_record_body() {
     const unsigned char bytes[] = {
-        'M', 'B', 'O', 'O', 'L', 'B', 'P', 'M',  // magic
-        1, 0, 0, 0,                              // version
-        1, 0, 0, 0,                              // kernels
-        8, 0, 0, 0,                              // group_size
-        8, 0, 0, 0,                              // word_bits
-        1, 0, 0, 0,                              // scale_type: float32
-        1, 0, 0, 0, 0, 0, 0, 0,                  // rows
-        3, 0, 0, 0, 0, 0, 0, 0,                  // cols
-        5, 0, 0, 0, 0, 0, 0, 0,                  // payload_bytes
-        0x05,                                    // plane word: bits 0 and 2 set
-        0x00, 0x00, 0x00, 0x3f,                  // 0.5f
+        'M',  'B',  'O',  'O',  'L', 'B', 'P', 'M',  // magic
+        1,    0,    0,    0,                         // version
+        1,    0,    0,    0,                         // kernels
+        8,    0,    0,    0,                         // group_size
+        8,    0,    0,    0,                         // word_bits
+        1,    0,    0,    0,                         // scale_type: float32
+        1,    0,    0,    0,    0,   0,   0,   0,    // rows
+        3,    0,    0,    0,    0,   0,   0,   0,    // cols
+        5,    0,    0,    0,    0,   0,   0,   0,    // payload_bytes
+        0x05,                                        // plane word: bits 0 and 2 set
+        0x00, 0x00, 0x00, 0x3f,                      // 0.5f
     };
     return std::string(reinterpret_cast<const char*>(bytes), sizeof bytes);
 }
@@ -205,5 +205,6 @@ TEST_CASE("a well-formed record with an invalid payload is refused", "[core][ser
                         Catch::Contains("field 'payload'") && Catch::Contains("not a finite number"));
     auto huge_cols = golden_record_body();
     huge_cols[40] = 1;  // cols = 2^32 + 3, beyond the 2^31 limit
-    REQUIRE_THROWS_WITH(from_bytes<Matrix>(with_checksum(huge_cols)), Catch::Contains("field 'cols': expected at most"));
+    REQUIRE_THROWS_WITH(from_bytes<Matrix>(with_checksum(huge_cols)),
+                        Catch::Contains("field 'cols': expected at most"));
 }

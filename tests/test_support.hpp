@@ -42,22 +42,24 @@ inline bool assets_present(const std::filesystem::path& file) {
     return false;
 }
 
+template <class Word, std::size_t K, class F>
+void for_each_group(F& f) {
+    f.template operator()<BitPlaneMatrix<K, 32, Word>>();
+    f.template operator()<BitPlaneMatrix<K, 64, Word>>();
+    f.template operator()<BitPlaneMatrix<K, 128, Word>>();
+    f.template operator()<BitPlaneMatrix<K, per_row, Word>>();
+}
+
+template <class Word, class F, std::size_t... Ks>
+void for_each_k_and_group(F& f, std::index_sequence<Ks...>) {
+    (for_each_group<Word, Ks + 1>(f), ...);
+}
 
 // Calls f.template operator()<BitPlaneMatrix<K, G, Word>>() for K in 1..4 and
 // G in {32, 64, 128, per row}: the parameter grid every product is tested on.
 template <class Word, class F>
 void for_each_k_and_group(F&& f) {
-    [&]<std::size_t... Ks>(std::index_sequence<Ks...>) {
-        (
-            [&] {
-                constexpr std::size_t K = Ks + 1;
-                f.template operator()<BitPlaneMatrix<K, 32, Word>>();
-                f.template operator()<BitPlaneMatrix<K, 64, Word>>();
-                f.template operator()<BitPlaneMatrix<K, 128, Word>>();
-                f.template operator()<BitPlaneMatrix<K, per_row, Word>>();
-            }(),
-            ...);
-    }(std::make_index_sequence<4>{});
+    for_each_k_and_group<Word>(f, std::make_index_sequence<4>{});
 }
 
 // Random signs and scales through the explicit-planes constructor (not the initializer). Scales
@@ -71,7 +73,8 @@ Matrix random_matrix(std::size_t rows, std::size_t cols, std::mt19937_64& rng) {
     std::bernoulli_distribution coin(0.5);
     std::uniform_int_distribution<int> exponent(-3, 1);
     for (auto& s : signs) s = coin(rng) ? 1 : -1;
-    for (auto& a : scales) a = static_cast<typename Matrix::scale_type>((coin(rng) ? 1 : -1) * std::ldexp(1.0, exponent(rng)));
+    for (auto& a : scales)
+        a = static_cast<typename Matrix::scale_type>((coin(rng) ? 1 : -1) * std::ldexp(1.0, exponent(rng)));
     return Matrix::from_planes(rows, cols, signs, scales);
 }
 

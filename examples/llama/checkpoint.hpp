@@ -101,10 +101,10 @@ inline Config read_config(BinaryReader& reader) {
         const bool is_vocab = f == 5;
         const std::int64_t magnitude = is_vocab ? std::abs(found) : found;
         if (magnitude < 1 || magnitude > max_dimension) {
-            throw FormatError(file, fields[f],
-                              std::string(is_vocab ? "|value|" : "a value") + " in [1, " +
-                                  std::to_string(max_dimension) + "]",
-                              std::to_string(found));
+            throw FormatError(
+                file, fields[f],
+                std::string(is_vocab ? "|value|" : "a value") + " in [1, " + std::to_string(max_dimension) + "]",
+                std::to_string(found));
         }
         if (is_vocab) shared_classifier = found > 0;
         values[f] = static_cast<std::size_t>(magnitude);
@@ -119,9 +119,9 @@ inline Config read_config(BinaryReader& reader) {
                           std::to_string(c.n_kv_heads));
     }
     if (c.head_size() % 2 != 0) {
-        throw FormatError(file, "head_size", "an even dim / n_heads (RoPE rotates pairs)",
-                          std::to_string(c.dim) + " / " + std::to_string(c.n_heads) + " = " +
-                              std::to_string(c.head_size()));
+        throw FormatError(
+            file, "head_size", "an even dim / n_heads (RoPE rotates pairs)",
+            std::to_string(c.dim) + " / " + std::to_string(c.n_heads) + " = " + std::to_string(c.head_size()));
     }
     return c;
 }
@@ -226,8 +226,8 @@ inline Checkpoint load_checkpoint(const std::filesystem::path& path) {
         (std::numeric_limits<std::uint64_t>::max() - detail::header_bytes) / sizeof(float);
     const std::string found_length = std::to_string(file_bytes) + " bytes";
     if (floats > max_floats) {
-        throw FormatError(file, "file length",
-                          "the header's " + std::to_string(floats) + " floats (over 2^64 bytes)", found_length);
+        throw FormatError(file, "file length", "the header's " + std::to_string(floats) + " floats (over 2^64 bytes)",
+                          found_length);
     }
     const std::uint64_t implied_bytes = detail::header_bytes + floats * sizeof(float);
     if (file_bytes != implied_bytes) {

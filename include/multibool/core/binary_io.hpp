@@ -24,11 +24,16 @@ namespace multibool {
 static_assert(std::endian::native == std::endian::little,
               "multibool's file formats are little-endian; big-endian hosts are not supported");
 
+// What may be written or read as raw bytes.
+template <class T>
+concept TriviallyCopyable = std::is_trivially_copyable_v<T>;
+
 class FormatError : public std::runtime_error {
 public:
     FormatError(std::string source, std::string field, std::string expected, std::string found)
         : std::runtime_error(source + ": field '" + field + "': expected " + expected + ", found " + found),
-          source_(std::move(source)), field_(std::move(field)) {}
+          source_(std::move(source)),
+          field_(std::move(field)) {}
     [[nodiscard]] const std::string& source() const noexcept { return source_; }
     [[nodiscard]] const std::string& field() const noexcept { return field_; }
 
@@ -56,16 +61,14 @@ class BinaryWriter {
 public:
     explicit BinaryWriter(std::ostream& out) : out_(out) {}
 
-    template <class T>
-        requires std::is_trivially_copyable_v<T>
+    template <TriviallyCopyable T>
     void write(std::span<const T> values) {
         const auto bytes = std::as_bytes(values);
         hash_.update(bytes);
         out_.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
         if (!out_) throw std::runtime_error("multibool: write failed");
     }
-    template <class T>
-        requires std::is_trivially_copyable_v<T>
+    template <TriviallyCopyable T>
     void write(const T& value) {
         write(std::span<const T>(&value, 1));
     }
@@ -81,13 +84,11 @@ class BinaryReader {
 public:
     BinaryReader(std::istream& in, std::string source) : in_(in), source_(std::move(source)) {}
 
-    template <class T>
-        requires std::is_trivially_copyable_v<T>
+    template <TriviallyCopyable T>
     void read(std::span<T> values, const std::string& field) {
         read_bytes(std::as_writable_bytes(values), field);
     }
-    template <class T>
-        requires std::is_trivially_copyable_v<T>
+    template <TriviallyCopyable T>
     T read(const std::string& field) {
         T value{};
         read(std::span<T>(&value, 1), field);

@@ -42,7 +42,10 @@ public:
 
     // All bits -1 and all scales 0: the zero matrix.
     BitPlaneMatrix(std::size_t rows, std::size_t cols)
-        : rows_(rows), cols_(cols), words_(word_count(rows, cols), Word{0}), scales_(scale_count(rows, cols), Scale{0}) {}
+        : rows_(rows),
+          cols_(cols),
+          words_(word_count(rows, cols), Word{0}),
+          scales_(scale_count(rows, cols), Scale{0}) {}
 
     // Adopts packed words and scales, e.g. read from a file; validates sizes, padding and values.
     BitPlaneMatrix(std::size_t rows, std::size_t cols, std::vector<Word> words, std::vector<Scale> scales)
@@ -72,8 +75,10 @@ public:
     BitPlaneMatrix(const BitPlaneMatrix&) = default;
     BitPlaneMatrix& operator=(const BitPlaneMatrix&) = default;
     BitPlaneMatrix(BitPlaneMatrix&& other) noexcept
-        : rows_(std::exchange(other.rows_, 0)), cols_(std::exchange(other.cols_, 0)),
-          words_(std::exchange(other.words_, {})), scales_(std::exchange(other.scales_, {})) {}
+        : rows_(std::exchange(other.rows_, 0)),
+          cols_(std::exchange(other.cols_, 0)),
+          words_(std::exchange(other.words_, {})),
+          scales_(std::exchange(other.scales_, {})) {}
     BitPlaneMatrix& operator=(BitPlaneMatrix&& other) noexcept {
         rows_ = std::exchange(other.rows_, 0);
         cols_ = std::exchange(other.cols_, 0);
@@ -85,7 +90,8 @@ public:
     // From explicit signs (K x rows x cols, each +1 or -1) and scales (K x rows x groups_per_row).
     static BitPlaneMatrix from_planes(std::size_t rows, std::size_t cols, std::span<const std::int8_t> signs,
                                       std::span<const Scale> scales) {
-        const std::size_t sign_count = checked_product("BitPlaneMatrix::from_planes", K, checked_product("BitPlaneMatrix::from_planes", rows, cols));
+        const std::size_t sign_count = checked_product("BitPlaneMatrix::from_planes", K,
+                                                       checked_product("BitPlaneMatrix::from_planes", rows, cols));
         if (signs.size() != sign_count) {
             throw std::invalid_argument("BitPlaneMatrix::from_planes: expected " + std::to_string(sign_count) +
                                         " signs for K=" + std::to_string(K) + " " + std::to_string(rows) + "x" +
@@ -103,8 +109,8 @@ public:
                     const int s = signs[(k * rows + i) * cols + j];
                     if (s != 1 && s != -1) {
                         throw std::invalid_argument("BitPlaneMatrix::from_planes: sign at kernel " + std::to_string(k) +
-                                                    " row " + std::to_string(i) + " col " + std::to_string(j) +
-                                                    " is " + std::to_string(s) + ", expected +1 or -1");
+                                                    " row " + std::to_string(i) + " col " + std::to_string(j) + " is " +
+                                                    std::to_string(s) + ", expected +1 or -1");
                     }
                     m.set_sign(k, i, j, s);
                 }
@@ -147,9 +153,7 @@ public:
     void set_sign(std::size_t k, std::size_t i, std::size_t j, int s) noexcept {
         set_column(mutable_plane_row(k, i), j, s > 0);
     }
-    void flip(std::size_t k, std::size_t i, std::size_t j) noexcept {
-        flip_column(mutable_plane_row(k, i), j);
-    }
+    void flip(std::size_t k, std::size_t i, std::size_t j) noexcept { flip_column(mutable_plane_row(k, i), j); }
 
     // W_hat[i, j] = sum_k alpha_k[i, g(j)] * b_kij.
     [[nodiscard]] Scale weight(std::size_t i, std::size_t j) const noexcept {

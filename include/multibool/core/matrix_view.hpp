@@ -16,13 +16,13 @@ public:
         // Checked by division first so that a rows * cols that wraps around cannot pass.
         if ((cols != 0 && rows > data.size() / cols) || data.size() != rows * cols) {
             throw std::invalid_argument("MatrixView: buffer of " + std::to_string(data.size()) +
-                                        " elements does not hold " + std::to_string(rows) + "x" +
-                                        std::to_string(cols));
+                                        " elements does not hold " + std::to_string(rows) + "x" + std::to_string(cols));
         }
     }
+    // A view of U converts to a view of T exactly when a span would (e.g. float to const float).
     template <class U>
-        requires std::is_convertible_v<U (*)[], T (*)[]>
-    MatrixView(MatrixView<U> other) noexcept : data_(other.data()), rows_(other.rows()), cols_(other.cols()) {}
+    MatrixView(MatrixView<U> other) noexcept requires std::is_convertible_v<U (*)[], T (*)[]>
+        : data_(other.data()), rows_(other.rows()), cols_(other.cols()) {}
 
     [[nodiscard]] std::size_t rows() const noexcept { return rows_; }
     [[nodiscard]] std::size_t cols() const noexcept { return cols_; }

@@ -32,9 +32,7 @@ public:
 
     [[nodiscard]] std::size_t size() const noexcept { return size_; }
     [[nodiscard]] std::span<const Word> words() const noexcept { return bits_; }
-    [[nodiscard]] int sign(std::size_t j) const noexcept {
-        return column_is_set(words(), j) ? 1 : -1;
-    }
+    [[nodiscard]] int sign(std::size_t j) const noexcept { return column_is_set(words(), j) ? 1 : -1; }
 
 private:
     std::size_t size_ = 0;

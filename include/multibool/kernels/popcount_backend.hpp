@@ -14,19 +14,18 @@
 namespace multibool {
 
 template <class B, class M>
-concept PopcountBackend =
-    BitPlaneStorage<M> &&
+concept PopcountBackend = BitPlaneStorage<M> &&
     requires(const B& backend, const M& m, std::span<const float> x, std::span<float> y, MatrixView<const float> xs,
              MatrixView<float> ys, const Int8Activations<typename M::word_type>& xq,
-             const BooleanActivations<typename M::word_type>& xb, std::span<const float> dy,
-             std::span<float> dx, MatrixView<const float> dys, MatrixView<float> dxs) {
-        { B::name } -> std::convertible_to<std::string_view>;
-        backend.gemv(m, x, y);             // y = W_hat x
-        backend.gemm(m, xs, ys);           // Y = X W_hat^T, one row of X per token
-        backend.gemv_transposed(m, dy, dx);  // dx = W_hat^T dy
-        backend.gemm_transposed(m, dys, dxs);
-        backend.gemv_int8(m, xq, y);       // y = W_hat (scale * u), bit-serial
-        backend.gemv_boolean(m, xb, y);    // y = W_hat x for x in {-1, +1}^n, XNOR + popcount
-    };
+             const BooleanActivations<typename M::word_type>& xb, std::span<const float> dy, std::span<float> dx,
+             MatrixView<const float> dys, MatrixView<float> dxs) {
+    { B::name } -> std::convertible_to<std::string_view>;
+    backend.gemv(m, x, y);               // y = W_hat x
+    backend.gemm(m, xs, ys);             // Y = X W_hat^T, one row of X per token
+    backend.gemv_transposed(m, dy, dx);  // dx = W_hat^T dy
+    backend.gemm_transposed(m, dys, dxs);
+    backend.gemv_int8(m, xq, y);     // y = W_hat (scale * u), bit-serial
+    backend.gemv_boolean(m, xb, y);  // y = W_hat x for x in {-1, +1}^n, XNOR + popcount
+};
 
 }  // namespace multibool

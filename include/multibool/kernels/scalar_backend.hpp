@@ -12,9 +12,9 @@
 
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/matrix_view.hpp"
+#include "multibool/core/shape.hpp"
 #include "multibool/kernels/boolean_activations.hpp"
 #include "multibool/kernels/int8_activations.hpp"
-#include "multibool/core/shape.hpp"
 #include "multibool/kernels/packed_columns.hpp"
 
 namespace multibool {
@@ -94,7 +94,8 @@ struct ScalarBackend {
             for_each_word<Word>(begin, end, [&](std::size_t w, Word mask) {
                 for (std::size_t t = 0; t < Q::planes; ++t) {
                     const Word u = Word(xq.plane(t)[w] & mask);
-                    s += Q::plane_weight[t] * (std::popcount(Word(u & plane[w])) - std::popcount(Word(u & Word(~plane[w]))));
+                    s += Q::plane_weight[t] *
+                         (std::popcount(Word(u & plane[w])) - std::popcount(Word(u & Word(~plane[w]))));
                 }
             });
             return static_cast<float>(s);
@@ -135,7 +136,8 @@ private:
                 const auto plane = m.plane_row(k, i);
                 const auto alpha = m.scales(k, i);
                 for (std::size_t g = 0; g < m.groups_per_row(); ++g) {
-                    acc = std::fma(static_cast<float>(alpha[g]), group_sum(plane, m.group_begin(g), m.group_end(g)), acc);
+                    acc =
+                        std::fma(static_cast<float>(alpha[g]), group_sum(plane, m.group_begin(g), m.group_end(g)), acc);
                 }
             }
             y[i] = acc * output_scale;

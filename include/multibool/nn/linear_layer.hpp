@@ -10,9 +10,9 @@
 namespace multibool {
 
 template <class L>
-concept LinearLayer = requires(const L& layer, std::span<const float> x, std::span<float> y,
-                               MatrixView<const float> xs, MatrixView<float> ys, std::span<const float> dy,
-                               std::span<float> dx, MatrixView<const float> dys, MatrixView<float> dxs) {
+concept LinearLayer = requires(const L& layer, std::span<const float> x, std::span<float> y, MatrixView<const float> xs,
+                               MatrixView<float> ys, std::span<const float> dy, std::span<float> dx,
+                               MatrixView<const float> dys, MatrixView<float> dxs) {
     { layer.in_features() } -> std::same_as<std::size_t>;
     { layer.out_features() } -> std::same_as<std::size_t>;
     layer.forward(x, y);

@@ -38,9 +38,7 @@ public:
     [[nodiscard]] const Backend& backend() const noexcept { return backend_; }
 
     void forward(std::span<const float> x, std::span<float> y) const { backend_.gemv(weights_, x, y); }
-    void forward(MatrixView<const float> xs, MatrixView<float> ys) const {
-        backend_.gemm(weights_, xs, ys);
-    }
+    void forward(MatrixView<const float> xs, MatrixView<float> ys) const { backend_.gemm(weights_, xs, ys); }
     void backward_input(std::span<const float> dy, std::span<float> dx) const {
         backend_.gemv_transposed(weights_, dy, dx);
     }

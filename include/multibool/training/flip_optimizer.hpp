@@ -16,9 +16,9 @@ struct FlipStatistics {
 };
 
 template <class O, class M>
-concept FlipOptimizer =
-    BitPlaneStorage<M> && requires(O& optimizer, M& m, std::size_t first_row, MatrixView<const float> gradient_tile) {
-        { optimizer.apply(m, first_row, gradient_tile) } -> std::convertible_to<FlipStatistics>;
-    };
+concept FlipOptimizer = BitPlaneStorage<M> &&
+    requires(O& optimizer, M& m, std::size_t first_row, MatrixView<const float> gradient_tile) {
+    { optimizer.apply(m, first_row, gradient_tile) } -> std::convertible_to<FlipStatistics>;
+};
 
 }  // namespace multibool
