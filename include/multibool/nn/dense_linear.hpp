@@ -6,6 +6,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "multibool/core/matrix_view.hpp"
@@ -17,7 +18,12 @@ class DenseLinear {
 public:
     DenseLinear() = default;
     explicit DenseLinear(MatrixView<const float> weights)
-        : rows_(weights.rows()), cols_(weights.cols()), weights_(weights.data().begin(), weights.data().end()) {
+        : DenseLinear(std::vector<float>(weights.data().begin(), weights.data().end()), weights.rows(),
+                      weights.cols()) {}
+    // Takes ownership of a row-major rows x cols buffer without copying it.
+    DenseLinear(std::vector<float> weights, std::size_t rows, std::size_t cols)
+        : rows_(rows), cols_(cols), weights_(std::move(weights)) {
+        check_length("DenseLinear", "the weight buffer", checked_product("DenseLinear", rows, cols), weights_.size());
         for (std::size_t e = 0; e < weights_.size(); ++e) {
             if (!std::isfinite(weights_[e])) {
                 throw std::invalid_argument("DenseLinear: weight at row " + std::to_string(e / cols_) + " col " +

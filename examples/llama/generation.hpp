@@ -1,0 +1,113 @@
+#pragma once
+// Text generation as llama2.c's `run` does it: the prompt is encoded with BOS, positions run up
+// to `steps` (prompt included, at most seq_len), and generation stops early at a BOS token. The
+// prompt goes through one batched forward; then one token per step from the KV cache.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "llama/tokenizer.hpp"
+#include "llama/transformer.hpp"
+
+namespace multibool::llama {
+
+// Greedy (argmax, first maximum on ties) at temperature 0; otherwise a draw from
+// softmax(logits / temperature) with a seeded generator, so a seed reproduces a run.
+class Sampler {
+public:
+    explicit Sampler(float temperature = 0.0f, std::uint64_t seed = 0) : temperature_(temperature), rng_(seed) {
+        if (!(temperature >= 0.0f) || !std::isfinite(temperature)) {
+            throw std::invalid_argument("Sampler: temperature must be a finite number >= 0, found " +
+                                        std::to_string(temperature));
+        }
+    }
+
+    int sample(std::span<const float> logits) {
+        const auto best = std::ranges::max_element(logits);
+        if (temperature_ == 0.0f) return int(best - logits.begin());
+        probabilities_.resize(logits.size());
+        double sum = 0.0;
+        for (std::size_t i = 0; i < logits.size(); ++i) {
+            probabilities_[i] = std::exp((double(logits[i]) - double(*best)) / temperature_);
+            sum += probabilities_[i];
+        }
+        double r = std::uniform_real_distribution<double>(0.0, sum)(rng_);
+        for (std::size_t i = 0; i < logits.size(); ++i) {
+            r -= probabilities_[i];
+            if (r < 0.0) return int(i);
+        }
+        return int(best - logits.begin());  // only reached through rounding at the very end
+    }
+
+private:
+    float temperature_;
+    std::mt19937_64 rng_;
+    std::vector<double> probabilities_;
+};
+
+struct GenerationResult {
+    std::vector<int> tokens;  // BOS, the prompt, then the generated tokens
+    std::size_t prompt_tokens = 0;
+    double seconds = 0.0;  // wall time of the forward passes and sampling
+    [[nodiscard]] std::size_t generated() const noexcept { return tokens.size() - prompt_tokens; }
+    [[nodiscard]] double tokens_per_second() const noexcept {
+        return seconds > 0.0 ? double(generated()) / seconds : 0.0;
+    }
+};
+
+// llama2.c's safe_printf rule: a piece that is a single non-printable, non-space byte is dropped
+// from the printed text (raw control bytes from byte-fallback pieces).
+inline bool printable_piece(std::string_view piece) noexcept {
+    if (piece.size() != 1) return true;
+    const auto byte = static_cast<unsigned char>(piece[0]);
+    return (byte >= 0x20 && byte < 0x7f) || (byte >= '\t' && byte <= '\r');
+}
+
+// on_text(piece) receives the printable text as it is produced: the prompt first (its leading
+// dummy-prefix space dropped, as after BOS), then each generated piece.
+template <LinearLayer Linear>
+GenerationResult generate(const Transformer<Linear>& model, const Tokenizer& tokenizer, std::string_view prompt,
+                          std::size_t steps, Sampler& sampler,
+                          const std::function<void(std::string_view)>& on_text = {}) {
+    GenerationResult result;
+    result.tokens = tokenizer.encode(prompt, true, false);
+    result.prompt_tokens = result.tokens.size();
+    // As in llama2.c, `steps` counts forward passes; the token sampled after the last one is kept.
+    const std::size_t positions = std::min(steps, model.config().seq_len);
+    if (result.prompt_tokens > positions) {
+        throw std::invalid_argument("generate: the prompt is " + std::to_string(result.prompt_tokens) +
+                                    " tokens (BOS included), more than the " + std::to_string(positions) +
+                                    " positions allowed (the smaller of steps and the model's seq_len)");
+    }
+    const auto emit = [&](int previous, int token) {
+        const std::string_view piece = tokenizer.decode(previous, token);
+        if (on_text && printable_piece(piece)) on_text(piece);
+    };
+    for (std::size_t i = 1; i < result.tokens.size(); ++i) emit(result.tokens[i - 1], result.tokens[i]);
+
+    const auto started = std::chrono::steady_clock::now();
+    Session session(model.config());
+    auto logits = model.forward(result.tokens, 0, session, Logits::last);
+    while (true) {
+        const int next = sampler.sample(logits.row(0));
+        if (next == Tokenizer::bos) break;
+        emit(result.tokens.back(), next);
+        result.tokens.push_back(next);
+        const std::size_t pos = result.tokens.size() - 1;
+        if (pos == positions) break;
+        logits = model.forward(std::span<const int>(&result.tokens.back(), 1), pos, session, Logits::last);
+    }
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    return result;
+}
+
+}  // namespace multibool::llama

@@ -1,0 +1,166 @@
+#pragma once
+// One file for a converted model (all fields little-endian):
+//   magic "MBOOLLLM" | u32 version | u32 kernels | u32 group_size | u32 word_bits
+//   | the llama2.c header (7 int32; negative vocab_size = untied classifier)
+//   | float32 token_embedding [vocab, dim], rms_att [L, dim], rms_ffn [L, dim], rms_final [dim],
+//     wcls [vocab, dim] when untied | u64 FNV-1a checksum of all the above
+//   | per layer, wq wk wv wo w1 w2 w3 as BitPlaneMatrix records (each versioned and checksummed)
+// A reader refuses a file written for another K, G or word width, and anything after the end.
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "llama/checkpoint.hpp"
+#include "llama/transformer.hpp"
+#include "multibool/core/binary_io.hpp"
+#include "multibool/core/serialization.hpp"
+#include "multibool/nn/multibool_linear.hpp"
+
+namespace multibool::llama {
+
+inline constexpr std::array<char, 8> model_file_magic{'M', 'B', 'O', 'O', 'L', 'L', 'L', 'M'};
+inline constexpr std::uint32_t model_file_version = 1;
+
+struct ModelFileHeader {
+    std::size_t kernels = 0;
+    std::size_t group_size = 0;
+    std::size_t word_bits = 0;
+    Config config;
+};
+
+// True when the file starts with the model-file magic (false for llama2.c checkpoints).
+inline bool is_model_file(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::array<char, 8> magic{};
+    in.read(magic.data(), magic.size());
+    return in.gcount() == std::streamsize(magic.size()) && magic == model_file_magic;
+}
+
+namespace detail {
+
+inline ModelFileHeader read_model_header(BinaryReader& reader) {
+    std::array<char, 8> magic{};
+    reader.read(std::span<char>(magic), "magic");
+    if (magic != model_file_magic) {
+        throw FormatError(reader.source(), "magic", "\"MBOOLLLM\"",
+                          "\"" + std::string(magic.begin(), magic.end()) + "\"");
+    }
+    reader.expect("version", reader.read<std::uint32_t>("version"), model_file_version);
+    ModelFileHeader header;
+    header.kernels = reader.read<std::uint32_t>("kernels");
+    header.group_size = reader.read<std::uint32_t>("group_size");
+    header.word_bits = reader.read<std::uint32_t>("word_bits");
+    header.config = read_config(reader);
+    return header;
+}
+
+}  // namespace detail
+
+inline ModelFileHeader read_model_header(const std::filesystem::path& path) {
+    auto in = open_for_reading(path);
+    BinaryReader reader(in, path.string());
+    return detail::read_model_header(reader);
+}
+
+template <std::size_t K, std::size_t G, class Word, class Backend>
+void save_model(const Transformer<MultiBoolLinear<K, G, Word, Backend>>& model, const std::filesystem::path& path) {
+    const Config& c = model.config();
+    std::vector<float> rms_att;
+    std::vector<float> rms_ffn;
+    for (const auto& block : model.blocks()) {
+        rms_att.insert(rms_att.end(), block.rms_att.begin(), block.rms_att.end());
+        rms_ffn.insert(rms_ffn.end(), block.rms_ffn.begin(), block.rms_ffn.end());
+    }
+    const auto classifier = c.shared_classifier ? std::span<const float>() : model.classifier().data();
+    write_file_atomically(path, [&](std::ostream& out) {
+        BinaryWriter w(out);
+        w.write(std::span<const char>(model_file_magic));
+        w.write(model_file_version);
+        w.write(std::uint32_t{K});
+        w.write(static_cast<std::uint32_t>(G));
+        w.write(static_cast<std::uint32_t>(bits_of<Word>));
+        const std::array<std::int32_t, 7> header = {
+            std::int32_t(c.dim),        std::int32_t(c.hidden_dim),
+            std::int32_t(c.n_layers),   std::int32_t(c.n_heads),
+            std::int32_t(c.n_kv_heads), std::int32_t(c.shared_classifier ? c.vocab_size : -std::int64_t(c.vocab_size)),
+            std::int32_t(c.seq_len)};
+        w.write(std::span<const std::int32_t>(header));
+        w.write(model.token_embedding().data());
+        w.write(std::span<const float>(rms_att));
+        w.write(std::span<const float>(rms_ffn));
+        w.write(model.rms_final());
+        w.write(classifier);
+        w.write_checksum();
+        for (const auto& block : model.blocks()) {
+            for (Projection p : projections) save(block.projection(p).weights(), out);
+        }
+    });
+}
+
+// Loads a model file written for exactly this K, G and word width; errors are FormatErrors
+// naming the file and the field (a wrong K reads "field 'kernels': expected 3, found 2").
+template <std::size_t K, std::size_t G, class Word = std::uint64_t, class Backend = DefaultBackend>
+Transformer<MultiBoolLinear<K, G, Word, Backend>> load_model(const std::filesystem::path& path) {
+    using Linear = MultiBoolLinear<K, G, Word, Backend>;
+    using Matrix = typename Linear::matrix_type;
+    auto in = open_for_reading(path);
+    const std::string file = path.string();
+    BinaryReader reader(in, file);
+    const ModelFileHeader header = detail::read_model_header(reader);
+    reader.expect("kernels", header.kernels, K);
+    reader.expect("group_size", header.group_size, G);
+    reader.expect("word_bits", header.word_bits, bits_of<Word>);
+    const Config& c = header.config;
+
+    FloatTensors tensors;
+    std::vector<float> rms_att;
+    std::vector<float> rms_ffn;
+    const std::size_t table = c.vocab_size * c.dim;
+    const std::array<std::tuple<const char*, std::vector<float>*, std::size_t>, 5> arrays = {{
+        {"token_embedding", &tensors.token_embedding, table},
+        {"rms_att", &rms_att, c.n_layers * c.dim},
+        {"rms_ffn", &rms_ffn, c.n_layers * c.dim},
+        {"rms_final", &tensors.rms_final, c.dim},
+        {"wcls", &tensors.wcls, c.shared_classifier ? 0 : table},
+    }};
+    for (const auto& [name, values, count] : arrays) {
+        *values = reader.read_vector<float>(count, name);
+        for (std::size_t i = 0; i < values->size(); ++i) {
+            if (!std::isfinite((*values)[i])) {
+                throw FormatError(file, name, "finite float32 values",
+                                  std::to_string((*values)[i]) + " at index " + std::to_string(i));
+            }
+        }
+    }
+    reader.verify_checksum();
+
+    std::vector<Block<Linear>> blocks(c.n_layers);
+    for (std::size_t l = 0; l < c.n_layers; ++l) {
+        blocks[l].rms_att.assign(rms_att.begin() + l * c.dim, rms_att.begin() + (l + 1) * c.dim);
+        blocks[l].rms_ffn.assign(rms_ffn.begin() + l * c.dim, rms_ffn.begin() + (l + 1) * c.dim);
+        for (Projection p : projections) {
+            const std::string where = "layer " + std::to_string(l) + " " + projection_name(p);
+            Matrix m = load<Matrix>(in, file + " (" + where + ")");
+            const auto [rows, cols] = projection_shape(c, p);
+            if (m.rows() != rows || m.cols() != cols) {
+                throw FormatError(file, where + " shape", std::to_string(rows) + "x" + std::to_string(cols),
+                                  std::to_string(m.rows()) + "x" + std::to_string(m.cols()));
+            }
+            blocks[l].projection(p) = Linear(std::move(m));
+        }
+    }
+    if (in.peek() != std::char_traits<char>::eof()) {
+        throw FormatError(file, "end of file", "no bytes after the last matrix", "trailing bytes");
+    }
+    return Transformer<Linear>(c, std::move(tensors), std::move(blocks));
+}
+
+}  // namespace multibool::llama

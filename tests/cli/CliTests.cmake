@@ -1,0 +1,48 @@
+# The multibool-llama command line: documented options, errors with a non-zero status, and the
+# published figures on the shipped model (skipped when the assets are missing).
+if(NOT TARGET multibool-llama)
+    return()
+endif()
+set(cli_dir ${CMAKE_CURRENT_SOURCE_DIR}/cli)
+
+# name, expected exit status, arguments separated by |, then NEEDS_ASSETS files and output regexes.
+function(multibool_cli_test name status args)
+    cmake_parse_arguments(PARSE_ARGV 3 cli "" "STDOUT_REGEX;STDERR_REGEX;STDOUT_LAST_LINE" "NEEDS_ASSETS")
+    string(REPLACE ";" "|" needs_assets "${cli_NEEDS_ASSETS}")
+    set(defines -DTOOL=$<TARGET_FILE:multibool-llama> "-DARGS=${args}" -DEXIT=${status} -DASSETS=${MULTIBOOL_ASSETS}
+                "-DNEEDS_ASSETS=${needs_assets}")
+    foreach(check STDOUT_REGEX STDERR_REGEX STDOUT_LAST_LINE)
+        if(DEFINED cli_${check})
+            list(APPEND defines "-D${check}=${cli_${check}}")
+        endif()
+    endforeach()
+    add_test(NAME "cli: ${name}" COMMAND ${CMAKE_COMMAND} ${defines} -P ${cli_dir}/run_cli.cmake)
+    set_tests_properties("cli: ${name}" PROPERTIES SKIP_REGULAR_EXPRESSION "SKIPPED:")
+endfunction()
+
+multibool_cli_test("tool --help" 0 "--help" STDOUT_REGEX "perplexity.*generate.*quantize")
+multibool_cli_test("perplexity --help" 0 "perplexity|--help"
+    STDOUT_REGEX "--model M.*--tokenizer T.*--text F.*--kernels K.*--group G.*--threads N")
+multibool_cli_test("generate --help" 0 "generate|--help"
+    STDOUT_REGEX "--model M.*--tokenizer T.*--prompt P.*--steps N.*--temperature X.*--seed S.*--kernels K.*--group G")
+multibool_cli_test("quantize --help" 0 "quantize|--help" STDOUT_REGEX "--model M.*--kernels K.*--group G.*--out F")
+multibool_cli_test("no command" 2 "" STDERR_REGEX "usage: multibool-llama <command>")
+multibool_cli_test("unknown option" 2 "perplexity|--colour|red"
+    STDERR_REGEX "unknown option --colour for 'perplexity'.*multibool-llama perplexity --help")
+multibool_cli_test("unsupported K and G" 2 "quantize|--kernels|5|--group|48|--out|unused.mbool"
+    STDERR_REGEX "K=5, G=48 is not supported; supported: K in \\{1, 2, 3, 4\\} and G in \\{32, 64, 128\\}")
+multibool_cli_test("missing model" 1 "perplexity|--model|no-such-model.bin"
+    STDERR_REGEX "error: no-such-model.bin: no such file")
+multibool_cli_test("not a checkpoint" 1 "generate|--model|${cli_dir}/run_cli.cmake"
+    STDERR_REGEX "error: .*run_cli.cmake: field '[a-z_]+': expected")
+multibool_cli_test("float perplexity matches the published figure" 0 "perplexity"
+    NEEDS_ASSETS stories260K.bin tok512.bin tinystories-valid.txt
+    STDOUT_LAST_LINE "perplexity: 7\\.24(7[6-9]|8[0-9]|9[0-6]) tokens: 45641")
+multibool_cli_test("greedy generation matches llama2.c" 0 "generate|--steps|64"
+    NEEDS_ASSETS stories260K.bin tok512.bin
+    STDOUT_REGEX "^Once upon a time, there was a little girl named Lily\\. She loved to play outside in the park\\."
+    STDERR_REGEX "tokens/s: [0-9.]+")
+add_test(NAME "cli: converted model file"
+    COMMAND ${CMAKE_COMMAND} -DTOOL=$<TARGET_FILE:multibool-llama> -DASSETS=${MULTIBOOL_ASSETS}
+            -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/cli-converted -P ${cli_dir}/converted_model.cmake)
+set_tests_properties("cli: converted model file" PROPERTIES SKIP_REGULAR_EXPRESSION "SKIPPED:")

@@ -1,0 +1,501 @@
+// The LLaMA example's forward pass, perplexity protocol, generation, conversion and model file:
+// against an independent double-precision forward written here, against the shipped model's
+// published figures, and against itself under a change of path (cache vs recompute, Boolean
+// layers vs dense layers on the dequantized weights, one thread vs several).
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "llama/checkpoint.hpp"
+#include "llama/conversion.hpp"
+#include "llama/generation.hpp"
+#include "llama/model_file.hpp"
+#include "llama/perplexity.hpp"
+#include "llama/tokenizer.hpp"
+#include "llama/transformer.hpp"
+#include "multibool/nn/dense_linear.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace multibool;
+using namespace multibool::llama;
+using Catch::Matchers::Contains;
+
+using FloatModel = Transformer<DenseLinear>;
+
+// Grouped-query attention (4 query heads over 2 KV heads), seq_len above the 256-token chunk.
+Config small_config(bool tied) { return Config{32, 48, 2, 4, 2, 40, 300, tied}; }
+
+std::vector<float> random_vector(std::size_t n, std::mt19937_64& rng, float stddev) {
+    return testing::random_floats(n, rng, stddev);
+}
+
+Checkpoint random_checkpoint(const Config& c, std::mt19937_64& rng) {
+    CheckpointTensors t;
+    const std::size_t L = c.n_layers;
+    t.token_embedding = random_vector(c.vocab_size * c.dim, rng, 1.0f);
+    t.rms_att = random_vector(L * c.dim, rng, 0.2f);
+    for (auto& w : t.rms_att) w += 1.0f;
+    t.wq = random_vector(L * c.dim * c.dim, rng, 0.2f);
+    t.wk = random_vector(L * c.kv_dim() * c.dim, rng, 0.2f);
+    t.wv = random_vector(L * c.kv_dim() * c.dim, rng, 0.2f);
+    t.wo = random_vector(L * c.dim * c.dim, rng, 0.2f);
+    t.rms_ffn = random_vector(L * c.dim, rng, 0.2f);
+    for (auto& w : t.rms_ffn) w += 1.0f;
+    t.w1 = random_vector(L * c.hidden_dim * c.dim, rng, 0.2f);
+    t.w2 = random_vector(L * c.dim * c.hidden_dim, rng, 0.2f);
+    t.w3 = random_vector(L * c.hidden_dim * c.dim, rng, 0.2f);
+    t.rms_final = random_vector(c.dim, rng, 0.2f);
+    for (auto& w : t.rms_final) w += 1.0f;
+    if (!c.shared_classifier) t.wcls = random_vector(c.vocab_size * c.dim, rng, 1.0f);
+    return Checkpoint(c, std::move(t));
+}
+
+FloatModel float_model(const Checkpoint& ckpt) {
+    return FloatModel::from_checkpoint(
+        ckpt, [](MatrixView<const float> w, std::size_t, Projection) { return DenseLinear(w); });
+}
+
+std::vector<int> random_tokens(std::size_t n, std::size_t vocab, std::mt19937_64& rng) {
+    std::uniform_int_distribution<int> dist(0, int(vocab) - 1);
+    std::vector<int> tokens(n);
+    for (auto& t : tokens) t = dist(rng);
+    return tokens;
+}
+
+// An independent forward in double: the whole sequence at once, no cache, straight from the
+// README's description of the architecture. Returns the logits of every position.
+std::vector<std::vector<double>> reference_logits(const Checkpoint& ckpt, const std::vector<int>& tokens) {
+    const Config& c = ckpt.config();
+    const std::size_t n = tokens.size();
+    const std::size_t hs = c.head_size();
+    using Rows = std::vector<std::vector<double>>;
+    const auto matmul = [](const Rows& x, MatrixView<const float> w) {
+        Rows y(x.size(), std::vector<double>(w.rows(), 0.0));
+        for (std::size_t t = 0; t < x.size(); ++t) {
+            for (std::size_t i = 0; i < w.rows(); ++i) {
+                for (std::size_t j = 0; j < w.cols(); ++j) y[t][i] += double(w(i, j)) * x[t][j];
+            }
+        }
+        return y;
+    };
+    const auto rms_norm = [](const Rows& x, std::span<const float> weight) {
+        Rows y = x;
+        for (auto& row : y) {
+            double ss = 0.0;
+            for (double e : row) ss += e * e;
+            const double inv = 1.0 / std::sqrt(ss / double(row.size()) + 1e-5);
+            for (std::size_t j = 0; j < row.size(); ++j) row[j] *= inv * weight[j];
+        }
+        return y;
+    };
+    const auto rope = [&](Rows& x) {
+        for (std::size_t pos = 0; pos < x.size(); ++pos) {
+            for (std::size_t i = 0; i < x[pos].size(); i += 2) {
+                const double angle = double(pos) / std::pow(10000.0, double(i % hs) / double(hs));
+                const double a = x[pos][i];
+                const double b = x[pos][i + 1];
+                x[pos][i] = a * std::cos(angle) - b * std::sin(angle);
+                x[pos][i + 1] = a * std::sin(angle) + b * std::cos(angle);
+            }
+        }
+    };
+    Rows x(n);
+    for (std::size_t t = 0; t < n; ++t) {
+        const auto row = ckpt.token_embedding().row(std::size_t(tokens[t]));
+        x[t].assign(row.begin(), row.end());
+    }
+    for (std::size_t l = 0; l < c.n_layers; ++l) {
+        Rows xn = rms_norm(x, ckpt.rms_att(l));
+        Rows q = matmul(xn, ckpt.wq(l));
+        Rows k = matmul(xn, ckpt.wk(l));
+        const Rows v = matmul(xn, ckpt.wv(l));
+        rope(q);
+        rope(k);
+        Rows attended(n, std::vector<double>(c.dim, 0.0));
+        for (std::size_t t = 0; t < n; ++t) {
+            for (std::size_t h = 0; h < c.n_heads; ++h) {
+                const std::size_t kvh = h * c.n_kv_heads / c.n_heads;
+                std::vector<double> score(t + 1);
+                for (std::size_t p = 0; p <= t; ++p) {
+                    for (std::size_t i = 0; i < hs; ++i) score[p] += q[t][h * hs + i] * k[p][kvh * hs + i];
+                    score[p] /= std::sqrt(double(hs));
+                }
+                const double max = *std::max_element(score.begin(), score.end());
+                double sum = 0.0;
+                for (auto& s : score) sum += (s = std::exp(s - max));
+                for (std::size_t p = 0; p <= t; ++p) {
+                    for (std::size_t i = 0; i < hs; ++i) attended[t][h * hs + i] += score[p] / sum * v[p][kvh * hs + i];
+                }
+            }
+        }
+        const Rows o = matmul(attended, ckpt.wo(l));
+        for (std::size_t t = 0; t < n; ++t) {
+            for (std::size_t j = 0; j < c.dim; ++j) x[t][j] += o[t][j];
+        }
+        xn = rms_norm(x, ckpt.rms_ffn(l));
+        Rows gate = matmul(xn, ckpt.w1(l));
+        const Rows up = matmul(xn, ckpt.w3(l));
+        for (std::size_t t = 0; t < n; ++t) {
+            for (std::size_t j = 0; j < c.hidden_dim; ++j)
+                gate[t][j] = gate[t][j] / (1.0 + std::exp(-gate[t][j])) * up[t][j];
+        }
+        const Rows down = matmul(gate, ckpt.w2(l));
+        for (std::size_t t = 0; t < n; ++t) {
+            for (std::size_t j = 0; j < c.dim; ++j) x[t][j] += down[t][j];
+        }
+    }
+    return matmul(rms_norm(x, ckpt.rms_final()), ckpt.classifier());
+}
+
+// Largest |a - b| over all logits, relative to the largest |b|.
+double max_relative_difference(MatrixView<const float> a, const std::vector<std::vector<double>>& b) {
+    double diff = 0.0;
+    double scale = 0.0;
+    for (std::size_t t = 0; t < b.size(); ++t) {
+        for (std::size_t j = 0; j < b[t].size(); ++j) {
+            diff = std::max(diff, std::fabs(double(a(t, j)) - b[t][j]));
+            scale = std::max(scale, std::fabs(b[t][j]));
+        }
+    }
+    return diff / scale;
+}
+
+std::vector<std::vector<double>> to_rows(MatrixView<const float> m) {
+    std::vector<std::vector<double>> rows(m.rows());
+    for (std::size_t t = 0; t < m.rows(); ++t) rows[t].assign(m.row(t).begin(), m.row(t).end());
+    return rows;
+}
+
+// A dense layer that counts how it is called, to check that prefill uses the batch path.
+struct CountingLinear {
+    DenseLinear dense;
+    mutable std::size_t vector_calls = 0;
+    mutable std::size_t batch_calls = 0;
+
+    [[nodiscard]] std::size_t in_features() const noexcept { return dense.in_features(); }
+    [[nodiscard]] std::size_t out_features() const noexcept { return dense.out_features(); }
+    void forward(std::span<const float> x, std::span<float> y) const {
+        ++vector_calls;
+        dense.forward(x, y);
+    }
+    void forward(MatrixView<const float> xs, MatrixView<float> ys) const {
+        ++batch_calls;
+        dense.forward(xs, ys);
+    }
+    void backward_input(std::span<const float> dy, std::span<float> dx) const { dense.backward_input(dy, dx); }
+    void backward_input(MatrixView<const float> dys, MatrixView<float> dxs) const { dense.backward_input(dys, dxs); }
+};
+
+// A converted model and the float model built from its dequantized weights.
+template <std::size_t K, std::size_t G>
+std::pair<BooleanTransformer<K, G>, FloatModel> boolean_and_dequantized(const Checkpoint& ckpt) {
+    auto boolean = convert<K, G>(ckpt).first;
+    std::vector<Block<DenseLinear>> blocks(boolean.blocks().size());
+    for (std::size_t l = 0; l < blocks.size(); ++l) {
+        blocks[l].rms_att = boolean.blocks()[l].rms_att;
+        blocks[l].rms_ffn = boolean.blocks()[l].rms_ffn;
+        for (Projection p : projections) {
+            const auto& m = boolean.blocks()[l].projection(p).weights();
+            blocks[l].projection(p) = DenseLinear(m.dequantize(), m.rows(), m.cols());
+        }
+    }
+    const auto& t = ckpt.tensors();
+    FloatModel dense(ckpt.config(), FloatTensors{t.token_embedding, t.rms_final, t.wcls}, std::move(blocks));
+    return {std::move(boolean), std::move(dense)};
+}
+
+class TempDir {
+public:
+    TempDir() : path_(fs::temp_directory_path() / ("multibool-test-model-" + std::to_string(testing::fresh_seed()))) {
+        fs::create_directories(path_);
+    }
+    ~TempDir() {
+        std::error_code ignored;
+        fs::remove_all(path_, ignored);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    [[nodiscard]] fs::path file(const std::string& name) const { return path_ / name; }
+
+private:
+    fs::path path_;
+};
+
+std::string read_bytes(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_bytes(const fs::path& path, const std::string& bytes) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), std::streamsize(bytes.size()));
+    REQUIRE(out.good());
+}
+
+fs::path asset(const char* name) { return examples::assets_dir() / name; }
+
+}  // namespace
+
+TEST_CASE("the float forward matches an independent double-precision forward", "[llama][model]") {
+    const auto seed = testing::fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    for (const bool tied : {true, false}) {
+        CAPTURE(tied);
+        const Checkpoint ckpt = random_checkpoint(small_config(tied), rng);
+        const FloatModel model = float_model(ckpt);
+        const std::vector<int> tokens = random_tokens(37, ckpt.config().vocab_size, rng);
+        Session session(model.config());
+        const auto logits = model.forward(tokens, 0, session);
+        REQUIRE(logits.rows() == tokens.size());
+        CHECK(max_relative_difference(logits, reference_logits(ckpt, tokens)) < 1e-5);
+    }
+}
+
+TEST_CASE("KV-cache decoding equals recomputing the whole sequence", "[llama][model]") {
+    const auto seed = testing::fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    const Checkpoint ckpt = random_checkpoint(small_config(true), rng);
+    const FloatModel model = float_model(ckpt);
+    const std::vector<int> tokens = random_tokens(50, ckpt.config().vocab_size, rng);
+
+    Session full(model.config());
+    const auto all = to_rows(model.forward(tokens, 0, full));
+
+    // One token at a time, then a prefill of 20 followed by one chunk of 30.
+    Session stepwise(model.config());
+    for (std::size_t t = 0; t < tokens.size(); ++t) {
+        const auto logits = model.forward(std::span<const int>(tokens).subspan(t, 1), t, stepwise);
+        const std::vector<std::vector<double>> expected{all[t]};
+        CHECK(max_relative_difference(logits, expected) < 1e-6);
+    }
+    Session split(model.config());
+    model.forward(std::span<const int>(tokens).first(20), 0, split);
+    const auto rest = model.forward(std::span<const int>(tokens).subspan(20), 20, split, Logits::last);
+    REQUIRE(rest.rows() == 1);
+    CHECK(max_relative_difference(rest, {all.back()}) < 1e-6);
+}
+
+TEST_CASE("prefill runs every projection once per layer through the batch path", "[llama][model]") {
+    const auto seed = testing::fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    const Checkpoint ckpt = random_checkpoint(small_config(true), rng);
+    const auto model = Transformer<CountingLinear>::from_checkpoint(
+        ckpt, [](MatrixView<const float> w, std::size_t, Projection) { return CountingLinear{DenseLinear(w)}; });
+    Session session(model.config());
+    model.forward(random_tokens(17, ckpt.config().vocab_size, rng), 0, session);
+    for (const auto& block : model.blocks()) {
+        for (Projection p : projections) {
+            CAPTURE(projection_name(p));
+            CHECK(block.projection(p).batch_calls == 1);
+            CHECK(block.projection(p).vector_calls == 0);
+        }
+    }
+}
+
+TEST_CASE("with MultiBoolLinear layers the forward equals the float forward on the dequantized weights",
+          "[llama][model]") {
+    const auto seed = testing::fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    const Checkpoint ckpt = random_checkpoint(small_config(false), rng);
+    const std::vector<int> tokens = random_tokens(40, ckpt.config().vocab_size, rng);
+    const auto check = [&]<std::size_t K, std::size_t G>() {
+        CAPTURE(K, G);
+        const auto [boolean, dense] = boolean_and_dequantized<K, G>(ckpt);
+        Session a(boolean.config());
+        Session b(dense.config());
+        const auto expected = to_rows(dense.forward(tokens, 0, b));
+        CHECK(max_relative_difference(boolean.forward(tokens, 0, a), expected) < 1e-4);
+    };
+    const auto each_group = [&]<std::size_t K>() {
+        check.template operator()<K, 32>();
+        check.template operator()<K, 64>();
+        check.template operator()<K, 128>();
+    };
+    each_group.template operator()<1>();
+    each_group.template operator()<2>();
+    each_group.template operator()<3>();
+    each_group.template operator()<4>();
+}
+
+TEST_CASE("perplexity follows the chunk protocol and does not depend on the thread count", "[llama][model]") {
+    const auto seed = testing::fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    const Checkpoint ckpt = random_checkpoint(small_config(true), rng);
+    const FloatModel model = float_model(ckpt);
+    // 256 + 44 tokens: a full chunk and a short last one.
+    const std::vector<int> stream = random_tokens(300, ckpt.config().vocab_size, rng);
+
+    double expected_nll = 0.0;
+    for (std::size_t begin = 0; begin < stream.size(); begin += 256) {
+        const std::size_t n = std::min<std::size_t>(256, stream.size() - begin);
+        std::vector<int> input{Tokenizer::bos};
+        input.insert(input.end(), stream.begin() + long(begin), stream.begin() + long(begin + n - 1));
+        const auto logits = reference_logits(ckpt, input);
+        for (std::size_t t = 0; t < n; ++t) {
+            double sum = 0.0;
+            for (double l : logits[t]) sum += std::exp(l);
+            expected_nll += std::log(sum) - logits[t][std::size_t(stream[begin + t])];
+        }
+    }
+    const PerplexityResult one = perplexity(model, stream, 1);
+    CHECK(one.tokens == stream.size());
+    CHECK(one.negative_log_likelihood == Approx(expected_nll).epsilon(1e-5));
+    const PerplexityResult three = perplexity(model, stream, 3);
+    CHECK(three.negative_log_likelihood == one.negative_log_likelihood);
+}
+
+TEST_CASE("forward refuses tokens outside the vocabulary and positions beyond seq_len", "[llama][model]") {
+    std::mt19937_64 rng(testing::fresh_seed());
+    const Checkpoint ckpt = random_checkpoint(small_config(true), rng);
+    const FloatModel model = float_model(ckpt);
+    Session session(model.config());
+    const std::vector<int> bad_token{1, 40};
+    REQUIRE_THROWS_WITH(model.forward(bad_token, 0, session), Contains("token 40") && Contains("vocabulary of 40"));
+    const std::vector<int> one{1};
+    REQUIRE_THROWS_WITH(model.forward(one, 300, session), Contains("seq_len 300"));
+}
+
+TEST_CASE("a converted model survives save and load, and a file for another K, G or a damaged file is refused",
+          "[llama][model]") {
+    const auto seed = testing::fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    TempDir dir;
+    for (const bool tied : {true, false}) {
+        CAPTURE(tied);
+        const Checkpoint ckpt = random_checkpoint(small_config(tied), rng);
+        const auto [model, report] = convert<3, 32>(ckpt);
+        REQUIRE(report.projections.size() == 7 * ckpt.config().n_layers);
+        const fs::path path = dir.file(tied ? "tied.mbool" : "untied.mbool");
+        save_model(model, path);
+        REQUIRE(is_model_file(path));
+        const auto header = read_model_header(path);
+        CHECK(header.kernels == 3);
+        CHECK(header.group_size == 32);
+        CHECK(header.config == ckpt.config());
+
+        const auto loaded = load_model<3, 32>(path);
+        for (std::size_t l = 0; l < ckpt.config().n_layers; ++l) {
+            for (Projection p : projections) {
+                const auto& a = model.blocks()[l].projection(p).weights();
+                const auto& b = loaded.blocks()[l].projection(p).weights();
+                CHECK(std::ranges::equal(a.words(), b.words()));
+                CHECK(std::ranges::equal(a.scale_data(), b.scale_data()));
+            }
+        }
+        const std::vector<int> tokens = random_tokens(12, ckpt.config().vocab_size, rng);
+        Session s1(model.config());
+        Session s2(loaded.config());
+        const auto expected = to_rows(model.forward(tokens, 0, s1));
+        CHECK(max_relative_difference(loaded.forward(tokens, 0, s2), expected) == 0.0);
+
+        REQUIRE_THROWS_WITH((load_model<2, 32>(path)), Contains("'kernels': expected 2, found 3"));
+        REQUIRE_THROWS_WITH((load_model<3, 64>(path)), Contains("'group_size': expected 64, found 32"));
+        write_bytes(dir.file("other"), "MBOOLBPM and not a model");
+        CHECK_FALSE(is_model_file(dir.file("other")));
+
+        const std::string bytes = read_bytes(path);
+        const fs::path damaged = dir.file("damaged.mbool");
+        write_bytes(damaged, bytes.substr(0, bytes.size() - 100));
+        REQUIRE_THROWS_AS((load_model<3, 32>(damaged)), FormatError);
+        std::string flipped = bytes;
+        flipped[200] = char(flipped[200] ^ 0x10);  // inside the float tensors
+        write_bytes(damaged, flipped);
+        REQUIRE_THROWS_WITH((load_model<3, 32>(damaged)), Contains("checksum"));
+        write_bytes(damaged, bytes + "x");
+        REQUIRE_THROWS_WITH((load_model<3, 32>(damaged)), Contains("trailing bytes"));
+    }
+}
+
+TEST_CASE("the conversion report's errors and sizes agree with the converted matrices", "[llama][model]") {
+    const auto seed = testing::fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    const Checkpoint ckpt = random_checkpoint(small_config(true), rng);
+    const auto [model, report] = convert<2, 64>(ckpt);
+    double error = 0.0;
+    double norm = 0.0;
+    for (const auto& p : report.projections) {
+        const MatrixView<const float> w = checkpoint_projection(ckpt, p.layer, p.projection);
+        const auto& m = model.blocks()[p.layer].projection(p.projection).weights();
+        const std::vector<float> approx = m.dequantize();
+        CHECK(p.tally.relative_error() == Approx(testing::relative_frobenius_error(w.data(), approx)).epsilon(1e-9));
+        CHECK(p.tally.bits_per_weight() == Approx(m.bits_per_weight()));
+        for (std::size_t e = 0; e < approx.size(); ++e) {
+            error += std::pow(double(w.data()[e]) - approx[e], 2);
+            norm += std::pow(double(w.data()[e]), 2);
+        }
+    }
+    CHECK(report.total().relative_error() == Approx(std::sqrt(error / norm)).epsilon(1e-9));
+}
+
+TEST_CASE("stories260K: float perplexity on both texts matches the assets README", "[llama][assets]") {
+    for (const char* name : {"stories260K.bin", "tok512.bin", "tinystories-valid.txt", "tinystories-train.txt"}) {
+        if (!testing::assets_present(name)) return;
+    }
+    const FloatModel model = float_model(load_checkpoint(asset("stories260K.bin")));
+    const Tokenizer tokenizer = load_tokenizer(asset("tok512.bin"));
+    struct Reference {
+        const char* file;
+        std::size_t tokens;
+        double perplexity;
+    };
+    for (const Reference& r :
+         {Reference{"tinystories-valid.txt", 45641, 7.2486}, Reference{"tinystories-train.txt", 249968, 5.4588}}) {
+        CAPTURE(r.file);
+        const std::string text = read_bytes(asset(r.file));
+        const PerplexityResult result = perplexity(model, tokenizer.encode(text, false, false), 2);
+        CHECK(result.tokens == r.tokens);
+        CHECK(result.perplexity() == Approx(r.perplexity).epsilon(1e-3));
+    }
+}
+
+TEST_CASE("stories260K: greedy generation reproduces llama2.c's continuation", "[llama][assets]") {
+    if (!testing::assets_present("stories260K.bin") || !testing::assets_present("tok512.bin")) return;
+    const FloatModel model = float_model(load_checkpoint(asset("stories260K.bin")));
+    const Tokenizer tokenizer = load_tokenizer(asset("tok512.bin"));
+    std::string text;
+    Sampler greedy;
+    const GenerationResult result =
+        generate(model, tokenizer, "Once upon a time", 256, greedy, [&](std::string_view piece) { text += piece; });
+    const std::string expected =
+        "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, "
+        "she saw a big, red ball. She wanted to play with it, but it was too high.";
+    CHECK(text.substr(0, expected.size()) == expected);
+    CHECK(result.tokens.front() == Tokenizer::bos);
+    CHECK(result.prompt_tokens == tokenizer.encode("Once upon a time", true, false).size());
+}
+
+TEST_CASE("stories260K: Boolean layers equal float layers on the dequantized weights", "[llama][assets]") {
+    if (!testing::assets_present("stories260K.bin")) return;
+    const Checkpoint ckpt = load_checkpoint(asset("stories260K.bin"));
+    std::mt19937_64 rng(testing::fresh_seed());
+    const std::vector<int> tokens = random_tokens(64, ckpt.config().vocab_size, rng);
+    const auto check = [&]<std::size_t K>() {
+        CAPTURE(K);
+        const auto [boolean, dense] = boolean_and_dequantized<K, 64>(ckpt);
+        Session a(boolean.config());
+        Session b(dense.config());
+        const auto expected = to_rows(dense.forward(tokens, 0, b));
+        CHECK(max_relative_difference(boolean.forward(tokens, 0, a), expected) < 1e-4);
+    };
+    check.template operator()<1>();
+    check.template operator()<2>();
+    check.template operator()<3>();
+    check.template operator()<4>();
+}
