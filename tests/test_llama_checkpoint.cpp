@@ -38,26 +38,6 @@ float raw_float_at(const fs::path& path, std::uint64_t float_index) {
     return value;
 }
 
-// A folder under the system temp dir, removed with everything in it at scope exit.
-class TempDir {
-public:
-    TempDir()
-        : path_(fs::temp_directory_path() /
-                ("multibool-test-llama-" + std::to_string(multibool::testing::fresh_seed()))) {
-        fs::create_directories(path_);
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        fs::remove_all(path_, ignored);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    [[nodiscard]] const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
-};
-
 // A tiny model: dim 8, hidden 12, 2 layers, 2 heads, 1 KV head (head_size 4, kv_dim 4),
 // vocab 10, seq_len 4. The float arrays follow the README's layout, in file order.
 struct SyntheticModel {
@@ -104,13 +84,6 @@ struct SyntheticModel {
         return out;
     }
 };
-
-fs::path write_file(const fs::path& path, const std::vector<char>& bytes) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    REQUIRE(out.good());
-    return path;
-}
 
 // The FormatError load_checkpoint throws for path, or nothing if it accepts the file.
 std::optional<FormatError> load_error(const fs::path& path) {
@@ -159,8 +132,8 @@ TEST_CASE("synthetic checkpoints round-trip exactly, tied and untied", "[llama]"
     CAPTURE(tied, seed);
     std::mt19937_64 rng(seed);
     SyntheticModel model(tied, rng);
-    TempDir dir;
-    const auto checkpoint = load_checkpoint(write_file(dir.path() / "tiny.bin", model.bytes()));
+    multibool::testing::TempDir dir;
+    const auto checkpoint = load_checkpoint(multibool::testing::write_file(dir.path() / "tiny.bin", model.bytes()));
 
     const auto& c = checkpoint.config();
     CHECK(c == multibool::llama::Config{8, 12, 2, 2, 1, 10, 4, tied});
@@ -213,8 +186,8 @@ TEST_CASE("bad header values are FormatErrors naming the field", "[llama]") {
     std::mt19937_64 rng(1);
     SyntheticModel model(true, rng);
     model.header[corruption.index] = corruption.value;
-    TempDir dir;
-    const auto path = write_file(dir.path() / "bad-header.bin", model.bytes());
+    multibool::testing::TempDir dir;
+    const auto path = multibool::testing::write_file(dir.path() / "bad-header.bin", model.bytes());
     const auto error = load_error(path);
     REQUIRE(error);
     CHECK(error->field() == corruption.field);
@@ -227,8 +200,8 @@ TEST_CASE("a file shorter than the header is a FormatError on 'header'", "[llama
     std::mt19937_64 rng(1);
     auto bytes = SyntheticModel(true, rng).bytes();
     bytes.resize(length);
-    TempDir dir;
-    const auto error = load_error(write_file(dir.path() / "short.bin", bytes));
+    multibool::testing::TempDir dir;
+    const auto error = load_error(multibool::testing::write_file(dir.path() / "short.bin", bytes));
     REQUIRE(error);
     CHECK(error->field() == "header");
 }
@@ -237,34 +210,34 @@ TEST_CASE("a file length other than the header implies names both lengths", "[ll
     std::mt19937_64 rng(1);
     const auto good = SyntheticModel(true, rng).bytes();
     const std::string implied = std::to_string(good.size());
-    TempDir dir;
+    multibool::testing::TempDir dir;
 
     SECTION("one float too many") {
         auto bytes = good;
         bytes.resize(good.size() + 4);
         REQUIRE_THROWS_WITH(
-            load_checkpoint(write_file(dir.path() / "long.bin", bytes)),
+            load_checkpoint(multibool::testing::write_file(dir.path() / "long.bin", bytes)),
             Contains("field 'file length'") && Contains(implied) && Contains(std::to_string(bytes.size())));
     }
     SECTION("truncated in the middle of a tensor") {
         auto bytes = good;
         bytes.resize(good.size() - 10);
         REQUIRE_THROWS_WITH(
-            load_checkpoint(write_file(dir.path() / "cut.bin", bytes)),
+            load_checkpoint(multibool::testing::write_file(dir.path() / "cut.bin", bytes)),
             Contains("field 'file length'") && Contains(implied) && Contains(std::to_string(bytes.size())));
     }
     SECTION("an untied header over a tied body lacks wcls") {
         auto bytes = good;
         const std::int32_t untied_vocab = -10;
         std::memcpy(bytes.data() + 5 * 4, &untied_vocab, 4);
-        REQUIRE_THROWS_WITH(load_checkpoint(write_file(dir.path() / "no-wcls.bin", bytes)),
+        REQUIRE_THROWS_WITH(load_checkpoint(multibool::testing::write_file(dir.path() / "no-wcls.bin", bytes)),
                             Contains("field 'file length'") && Contains(std::to_string(good.size() + 10 * 8 * 4)));
     }
     SECTION("dimensions whose byte count overflows 64 bits") {
         const std::array<std::int32_t, 7> header{1 << 20, 1 << 20, 1 << 20, 1 << 10, 1 << 10, 1 << 20, 1 << 20};
         std::vector<char> bytes(sizeof header);
         std::memcpy(bytes.data(), header.data(), sizeof header);
-        REQUIRE_THROWS_WITH(load_checkpoint(write_file(dir.path() / "huge.bin", bytes)),
+        REQUIRE_THROWS_WITH(load_checkpoint(multibool::testing::write_file(dir.path() / "huge.bin", bytes)),
                             Contains("field 'file length'") && Contains("28 bytes"));
     }
 }
@@ -286,15 +259,15 @@ TEST_CASE("non-finite weights are FormatErrors naming the tensor and the index",
     std::mt19937_64 rng(1);
     SyntheticModel model(false, rng);
     model.array(corruption.tensor)[corruption.index] = corruption.value;
-    TempDir dir;
-    const auto error = load_error(write_file(dir.path() / "non-finite.bin", model.bytes()));
+    multibool::testing::TempDir dir;
+    const auto error = load_error(multibool::testing::write_file(dir.path() / "non-finite.bin", model.bytes()));
     REQUIRE(error);
     CHECK(error->field() == corruption.tensor);
     CHECK_THAT(error->what(), Contains("index " + std::to_string(corruption.index)));
 }
 
 TEST_CASE("a missing checkpoint is an error naming the path", "[llama]") {
-    TempDir dir;
+    multibool::testing::TempDir dir;
     const auto path = dir.path() / "absent.bin";
     REQUIRE_THROWS_WITH(load_checkpoint(path), Contains(path.string()));
 }

@@ -6,10 +6,13 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <random>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -104,6 +107,40 @@ inline double relative_frobenius_error(std::span<const float> reference, std::sp
         norm += std::pow(double(reference[e]), 2);
     }
     return std::sqrt(diff / norm);
+}
+
+// A folder under the system temp dir, removed with everything in it at scope exit.
+class TempDir {
+public:
+    TempDir() : path_(std::filesystem::temp_directory_path() / ("multibool-test-" + std::to_string(fresh_seed()))) {
+        std::filesystem::create_directories(path_);
+    }
+    ~TempDir() {
+        std::error_code ignored;
+        std::filesystem::remove_all(path_, ignored);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+
+private:
+    std::filesystem::path path_;
+};
+
+inline std::filesystem::path write_file(const std::filesystem::path& path, std::string_view bytes) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    REQUIRE(out.good());
+    return path;
+}
+inline std::filesystem::path write_file(const std::filesystem::path& path, const std::vector<char>& bytes) {
+    return write_file(path, std::string_view(bytes.data(), bytes.size()));
+}
+
+inline std::string read_file(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    REQUIRE(in.good());
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 }  // namespace multibool::testing

@@ -168,14 +168,6 @@ Vocabulary random_vocabulary(std::mt19937_64& rng, bool quirks) {
     return v;
 }
 
-std::string read_text(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    REQUIRE(in.good());
-    std::ostringstream out;
-    out << in.rdbuf();
-    return out.str();
-}
-
 // Pieces of tokens, joined, as they are stored (no decode rules).
 std::string joined_pieces(const Tokenizer& t, const std::vector<int>& tokens) {
     std::string text;
@@ -191,26 +183,6 @@ bool no_merge_applies(const Tokenizer& t, const std::vector<int>& tokens) {
     }
     return true;
 }
-
-// A folder under the system temp dir, removed with everything in it at scope exit.
-class TempDir {
-public:
-    TempDir()
-        : path_(fs::temp_directory_path() /
-                ("multibool-test-tokenizer-" + std::to_string(multibool::testing::fresh_seed()))) {
-        fs::create_directories(path_);
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        fs::remove_all(path_, ignored);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    [[nodiscard]] const fs::path& path() const { return path_; }
-
-private:
-    fs::path path_;
-};
 
 template <class T>
 void append_raw(std::string& out, T value) {
@@ -236,13 +208,6 @@ std::size_t piece_offset(const Vocabulary& v, std::size_t index) {
     std::size_t offset = 4;
     for (std::size_t i = 0; i < index; ++i) offset += 8 + v.pieces[i].size();
     return offset;
-}
-
-fs::path write_file(const fs::path& path, const std::string& bytes) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    REQUIRE(out.good());
-    return path;
 }
 
 // The FormatError load_tokenizer throws for path, or nothing if it accepts the file.
@@ -389,7 +354,7 @@ TEST_CASE("the heap-based encoder equals llama2.c's quadratic loop on 20 KB of t
         scores.push_back(t.score(id));
     }
     NaiveEncoder naive(pieces, scores);
-    const std::string text = read_text(folder / "tinystories-valid.txt").substr(0, 20000);
+    const std::string text = multibool::testing::read_file(folder / "tinystories-valid.txt").substr(0, 20000);
     CHECK(t.encode(text, false, false) == naive.encode(text, false, false));
     CHECK(t.encode(text, true, true) == naive.encode(text, true, true));
 }
@@ -404,7 +369,7 @@ TEST_CASE("whole-file token counts match the assets README", "[tokenizer]") {
     if (!multibool::testing::assets_present("tok512.bin") || !multibool::testing::assets_present(c.file)) return;
     const auto folder = multibool::examples::assets_dir();
     const Tokenizer t = load_tokenizer(folder / "tok512.bin");
-    const std::string text = read_text(folder / c.file);
+    const std::string text = multibool::testing::read_file(folder / c.file);
     const auto tokens = t.encode(text, false, false);
     CHECK(tokens.size() == c.tokens);
     CHECK(std::count(tokens.begin(), tokens.end(), 13) == std::count(text.begin(), text.end(), '\n'));
@@ -436,7 +401,7 @@ TEST_CASE("decode inverts encode: ' ' + text without BOS, piece(BOS) + text with
         }
         const auto folder = multibool::examples::assets_dir();
         const Tokenizer t = load_tokenizer(folder / "tok512.bin");
-        round_trips(t, read_text(folder / "tinystories-valid.txt"));
+        round_trips(t, multibool::testing::read_file(folder / "tinystories-valid.txt"));
         const auto seed = multibool::testing::fresh_seed();
         CAPTURE(seed);
         std::mt19937_64 rng(seed);
@@ -533,9 +498,9 @@ TEST_CASE("a written tokenizer file loads back exactly", "[tokenizer]") {
     const Vocabulary v = random_vocabulary(rng, true);
     std::size_t longest = 0;
     for (const auto& p : v.pieces) longest = std::max(longest, p.size());
-    TempDir dir;
-    const Tokenizer t =
-        load_tokenizer(write_file(dir.path() / "tok.bin", tokenizer_file(static_cast<std::int32_t>(longest), v)));
+    multibool::testing::TempDir dir;
+    const Tokenizer t = load_tokenizer(
+        multibool::testing::write_file(dir.path() / "tok.bin", tokenizer_file(static_cast<std::int32_t>(longest), v)));
     REQUIRE(t.vocab_size() == v.pieces.size());
     for (std::size_t id = 0; id < v.pieces.size(); ++id) {
         CHECK(t.piece(static_cast<int>(id)) == v.pieces[id]);
@@ -546,10 +511,10 @@ TEST_CASE("a written tokenizer file loads back exactly", "[tokenizer]") {
 TEST_CASE("malformed tokenizer files are FormatErrors naming the field", "[tokenizer]") {
     const Vocabulary v = HandVocabulary{}.v;  // longest piece: 6 bytes
     const std::string good = tokenizer_file(6, v);
-    TempDir dir;
+    multibool::testing::TempDir dir;
     const auto expect_error = [&](const std::string& bytes, const std::string& field, const std::string& found) {
         CAPTURE(field, found);
-        const auto path = write_file(dir.path() / "bad.bin", bytes);
+        const auto path = multibool::testing::write_file(dir.path() / "bad.bin", bytes);
         REQUIRE_THROWS_AS(load_tokenizer(path), FormatError);
         const auto error = load_error(path);
         REQUIRE(error);
@@ -562,7 +527,7 @@ TEST_CASE("malformed tokenizer files are FormatErrors naming the field", "[token
         return bytes;
     };
 
-    REQUIRE_NOTHROW(load_tokenizer(write_file(dir.path() / "good.bin", good)));
+    REQUIRE_NOTHROW(load_tokenizer(multibool::testing::write_file(dir.path() / "good.bin", good)));
     SECTION("empty file") { expect_error("", "max_token_length", "truncated after 0"); }
     SECTION("truncated inside max_token_length") { expect_error(good.substr(0, 3), "max_token_length", "after 3"); }
     SECTION("bad max_token_length") {
@@ -588,18 +553,23 @@ TEST_CASE("malformed tokenizer files are FormatErrors naming the field", "[token
         expect_error(bytes, "piece 17 score", "finite");
     }
     SECTION("too few pieces") {
-        expect_error(good.substr(0, piece_offset(v, 258)), "piece count", "258");
-        expect_error(good.substr(0, 4), "piece count", "found 0");
+        expect_error(good.substr(0, piece_offset(v, 258)), "pieces", "258 pieces, at least 259");
+        expect_error(good.substr(0, 4), "pieces", "0 pieces, at least 259");
     }
     SECTION("no \" \" piece") {
         Vocabulary no_space = v;
         no_space.pieces[259] = "_";
         expect_error(tokenizer_file(6, no_space), "pieces", "\" \" piece");
     }
+    SECTION("a byte-fallback id that is not its byte piece") {
+        Vocabulary swapped = v;
+        std::swap(swapped.pieces[3 + 'a'], swapped.pieces[3 + 'b']);
+        expect_error(tokenizer_file(6, swapped), "pieces", "byte piece of 97");
+    }
 }
 
 TEST_CASE("a missing tokenizer file is an error naming the path", "[tokenizer]") {
-    TempDir dir;
+    multibool::testing::TempDir dir;
     const auto path = dir.path() / "absent.bin";
     REQUIRE_THROWS_WITH(load_tokenizer(path), Contains(path.string()));
 }

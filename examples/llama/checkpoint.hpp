@@ -126,6 +126,18 @@ inline Config read_config(BinaryReader& reader) {
     return c;
 }
 
+// Reads count float32 values and rejects NaN and Inf, naming the array and the index.
+inline std::vector<float> read_finite_floats(BinaryReader& reader, std::size_t count, const std::string& name) {
+    std::vector<float> values = reader.read_vector<float>(count, name);
+    for (std::size_t i = 0; i < values.size(); ++i) {
+        if (!std::isfinite(values[i])) {
+            throw FormatError(reader.source(), name, "finite float32 values",
+                              std::to_string(values[i]) + " at index " + std::to_string(i));
+        }
+    }
+    return values;
+}
+
 }  // namespace detail
 
 // A whole model's float weights with views per layer. Sizes always match the config.
@@ -240,14 +252,7 @@ inline Checkpoint load_checkpoint(const std::filesystem::path& path) {
             reader.skip(static_cast<std::size_t>(array.count) * sizeof(float), array.name);
             continue;
         }
-        std::vector<float>& values = *array.values;
-        values = reader.read_vector<float>(static_cast<std::size_t>(array.count), array.name);
-        for (std::size_t i = 0; i < values.size(); ++i) {
-            if (!std::isfinite(values[i])) {
-                throw FormatError(file, array.name, "finite float32 values",
-                                  std::to_string(values[i]) + " at index " + std::to_string(i));
-            }
-        }
+        *array.values = detail::read_finite_floats(reader, static_cast<std::size_t>(array.count), array.name);
     }
     return Checkpoint(config, std::move(tensors));
 }

@@ -1,7 +1,9 @@
 #pragma once
-// Text generation as llama2.c's `run` does it: the prompt is encoded with BOS, positions run up
-// to `steps` (prompt included, at most seq_len), and generation stops early at a BOS token. The
-// prompt goes through one batched forward; then one token per step from the KV cache.
+// Text generation with llama2.c's `run` loop: the prompt is encoded with BOS, positions run up
+// to `steps` (prompt included, at most seq_len), and generation stops early at a BOS token.
+// Greedy decoding reproduces llama2.c exactly; sampling is plain temperature sampling (llama2.c
+// adds top-p 0.9 and its own generator). The prompt goes through one batched forward; then one
+// token per step from the KV cache.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -33,6 +35,7 @@ public:
 
     int sample(std::span<const float> logits) {
         const auto best = std::ranges::max_element(logits);
+        if (!std::isfinite(*best)) throw std::runtime_error("Sampler: the model produced non-finite logits");
         if (temperature_ == 0.0f) return int(best - logits.begin());
         probabilities_.resize(logits.size());
         double sum = 0.0;
@@ -40,6 +43,7 @@ public:
             probabilities_[i] = std::exp((double(logits[i]) - double(*best)) / temperature_);
             sum += probabilities_[i];
         }
+        if (!std::isfinite(sum)) throw std::runtime_error("Sampler: the model produced non-finite logits");
         double r = std::uniform_real_distribution<double>(0.0, sum)(rng_);
         for (std::size_t i = 0; i < logits.size(); ++i) {
             r -= probabilities_[i];
@@ -57,10 +61,12 @@ private:
 struct GenerationResult {
     std::vector<int> tokens;  // BOS, the prompt, then the generated tokens
     std::size_t prompt_tokens = 0;
-    double seconds = 0.0;  // wall time of the forward passes and sampling
+    double prefill_seconds = 0.0;  // the prompt's batched forward
+    double decode_seconds = 0.0;   // everything after it: sampling and one-token forwards
     [[nodiscard]] std::size_t generated() const noexcept { return tokens.size() - prompt_tokens; }
+    // Decoding speed, prefill excluded (as llama2.c starts its clock after the first forward).
     [[nodiscard]] double tokens_per_second() const noexcept {
-        return seconds > 0.0 ? double(generated()) / seconds : 0.0;
+        return decode_seconds > 0.0 ? double(generated()) / decode_seconds : 0.0;
     }
 };
 
@@ -94,9 +100,11 @@ GenerationResult generate(const Transformer<Linear>& model, const Tokenizer& tok
     };
     for (std::size_t i = 1; i < result.tokens.size(); ++i) emit(result.tokens[i - 1], result.tokens[i]);
 
-    const auto started = std::chrono::steady_clock::now();
-    Session session(model.config());
+    using clock = std::chrono::steady_clock;
+    const auto started = clock::now();
+    Session session(model.config(), positions);
     auto logits = model.forward(result.tokens, 0, session, Logits::last);
+    const auto prefilled = clock::now();
     while (true) {
         const int next = sampler.sample(logits.row(0));
         if (next == Tokenizer::bos) break;
@@ -106,7 +114,8 @@ GenerationResult generate(const Transformer<Linear>& model, const Tokenizer& tok
         if (pos == positions) break;
         logits = model.forward(std::span<const int>(&result.tokens.back(), 1), pos, session, Logits::last);
     }
-    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    result.prefill_seconds = std::chrono::duration<double>(prefilled - started).count();
+    result.decode_seconds = std::chrono::duration<double>(clock::now() - prefilled).count();
     return result;
 }
 

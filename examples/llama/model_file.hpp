@@ -5,7 +5,8 @@
 //   | float32 token_embedding [vocab, dim], rms_att [L, dim], rms_ffn [L, dim], rms_final [dim],
 //     wcls [vocab, dim] when untied | u64 FNV-1a checksum of all the above
 //   | per layer, wq wk wv wo w1 w2 w3 as BitPlaneMatrix records (each versioned and checksummed)
-// A reader refuses a file written for another K, G or word width, and anything after the end.
+// A reader refuses a file written for another K, G or word width, or of another length than its
+// header implies.
 #include <array>
 #include <cmath>
 #include <cstddef>
@@ -60,6 +61,33 @@ inline ModelFileHeader read_model_header(BinaryReader& reader) {
     header.word_bits = reader.read<std::uint32_t>("word_bits");
     header.config = read_config(reader);
     return header;
+}
+
+// The exact length a model file of this config and matrix type has. Checked before anything is
+// allocated, so a header with absurd dimensions fails at once instead of after gigabytes.
+template <class Matrix>
+void check_model_file_length(const std::filesystem::path& path, const Config& c) {
+    constexpr std::uint64_t file_header = 8 + 4 * 4 + 7 * 4;          // magic, 4 u32, llama2.c header
+    constexpr std::uint64_t record_overhead = 8 + 5 * 4 + 3 * 8 + 8;  // magic, 5 u32, 3 u64, checksum
+    const std::uint64_t table = std::uint64_t{c.vocab_size} * c.dim;
+    std::uint64_t expected =
+        file_header +
+        sizeof(float) * (table + 2 * std::uint64_t{c.n_layers} * c.dim + c.dim + (c.shared_classifier ? 0 : table)) +
+        sizeof(std::uint64_t);
+    for (Projection p : projections) {
+        const auto [rows, cols] = projection_shape(c, p);
+        // Each product is at most 2^40 (dimensions <= 2^20), far from overflowing.
+        const std::uint64_t payload = Matrix::word_count(rows, cols) * sizeof(typename Matrix::word_type) +
+                                      Matrix::scale_count(rows, cols) * sizeof(typename Matrix::scale_type);
+        expected += c.n_layers * (record_overhead + payload);
+    }
+    std::error_code error;
+    const std::uint64_t found = std::filesystem::file_size(path, error);
+    if (error) throw std::runtime_error(path.string() + ": cannot read its size: " + error.message());
+    if (found != expected) {
+        throw FormatError(path.string(), "file length", std::to_string(expected) + " bytes as the header implies",
+                          std::to_string(found) + " bytes");
+    }
 }
 
 }  // namespace detail
@@ -119,6 +147,7 @@ Transformer<MultiBoolLinear<K, G, Word, Backend>> load_model(const std::filesyst
     reader.expect("group_size", header.group_size, G);
     reader.expect("word_bits", header.word_bits, bits_of<Word>);
     const Config& c = header.config;
+    detail::check_model_file_length<Matrix>(path, c);
 
     FloatTensors tensors;
     std::vector<float> rms_att;
@@ -131,15 +160,7 @@ Transformer<MultiBoolLinear<K, G, Word, Backend>> load_model(const std::filesyst
         {"rms_final", &tensors.rms_final, c.dim},
         {"wcls", &tensors.wcls, c.shared_classifier ? 0 : table},
     }};
-    for (const auto& [name, values, count] : arrays) {
-        *values = reader.read_vector<float>(count, name);
-        for (std::size_t i = 0; i < values->size(); ++i) {
-            if (!std::isfinite((*values)[i])) {
-                throw FormatError(file, name, "finite float32 values",
-                                  std::to_string((*values)[i]) + " at index " + std::to_string(i));
-            }
-        }
-    }
+    for (const auto& [name, values, count] : arrays) *values = detail::read_finite_floats(reader, count, name);
     reader.verify_checksum();
 
     std::vector<Block<Linear>> blocks(c.n_layers);
@@ -156,9 +177,6 @@ Transformer<MultiBoolLinear<K, G, Word, Backend>> load_model(const std::filesyst
             }
             blocks[l].projection(p) = Linear(std::move(m));
         }
-    }
-    if (in.peek() != std::char_traits<char>::eof()) {
-        throw FormatError(file, "end of file", "no bytes after the last matrix", "trailing bytes");
     }
     return Transformer<Linear>(c, std::move(tensors), std::move(blocks));
 }

@@ -1,7 +1,9 @@
 // multibool-llama: perplexity, generation and conversion of llama2.c models, float or with
 // every projection as K Boolean kernels with group-G scales. Run with --help for the options.
 #include <algorithm>
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
@@ -45,13 +47,26 @@ struct UsageError : std::runtime_error {
 constexpr std::size_t supported_kernels[] = {1, 2, 3, 4};
 constexpr std::size_t supported_groups[] = {32, 64, 128};
 constexpr std::size_t default_group = 64;
+constexpr std::size_t max_threads = 256;
 
-// Checked before any file is read, so a typo fails at once.
+std::string supported_values() {
+    const auto list = [](std::span<const std::size_t> values) {
+        std::string text;
+        for (std::size_t v : values) text += (text.empty() ? "" : ", ") + std::to_string(v);
+        return "{" + text + "}";
+    };
+    return "K in " + list(supported_kernels) + " and G in " + list(supported_groups);
+}
+
+bool is_supported(std::size_t k, std::size_t g) {
+    return std::ranges::find(supported_kernels, k) != std::end(supported_kernels) &&
+           std::ranges::find(supported_groups, g) != std::end(supported_groups);
+}
+
 void require_supported(std::size_t k, std::size_t g) {
-    if (std::ranges::find(supported_kernels, k) == std::end(supported_kernels) ||
-        std::ranges::find(supported_groups, g) == std::end(supported_groups)) {
+    if (!is_supported(k, g)) {
         throw UsageError("K=" + std::to_string(k) + ", G=" + std::to_string(g) +
-                         " is not supported; supported: K in {1, 2, 3, 4} and G in {32, 64, 128}");
+                         " is not supported; supported: " + supported_values());
     }
 }
 
@@ -125,8 +140,9 @@ const std::vector<Command>& commands() {
           {"threads", "N", "worker threads over chunks (default: all hardware threads)"}}},
         {"generate",
          "continue a prompt, greedy or sampled",
-         "Continues a prompt as llama2.c's run does: greedy at temperature 0, otherwise sampled. The text\n"
-         "goes to stdout, a final 'tokens/s: <value>' line to stderr.",
+         "Continues a prompt with llama2.c's run loop: greedy at temperature 0 (as llama2.c), otherwise\n"
+         "sampled from softmax(logits / temperature). The text goes to stdout; stderr ends with\n"
+         "'tokens/s: <value>' (decoding, prefill excluded).",
          {{"model", "M", model_help},
           {"tokenizer", "T", tokenizer_help},
           {"prompt", "P", "text to continue (default: \"Once upon a time\")"},
@@ -179,8 +195,11 @@ public:
             if (!arg.starts_with("--")) throw UsageError("unexpected argument '" + std::string(arg) + "'");
             const std::string name(arg.substr(2));
             if (!known(name)) throw UsageError("unknown option --" + name + " for '" + command.name + "'");
-            if (i + 1 >= args.size()) throw UsageError("option --" + name + " needs a value");
-            values_[name] = args[++i];
+            // A value that is itself an option means the real value was left out.
+            if (i + 1 >= args.size() || std::string_view(args[i + 1]).starts_with("--")) {
+                throw UsageError("option --" + name + " needs a value");
+            }
+            if (!values_.emplace(name, args[++i]).second) throw UsageError("option --" + name + " given twice");
         }
     }
     [[nodiscard]] bool help() const noexcept { return help_; }
@@ -192,32 +211,25 @@ public:
     [[nodiscard]] fs::path path(const std::string& name, const char* default_asset) const {
         return text(name).value_or(asset(default_asset).string());
     }
+    // Digits only: std::stoull would accept " -1" (as 2^64 - 1) and "+7".
     [[nodiscard]] std::optional<std::size_t> count(const std::string& name) const {
         const auto value = text(name);
         if (!value) return std::nullopt;
-        std::size_t used = 0;
-        unsigned long long parsed = 0;
-        try {
-            parsed = std::stoull(*value, &used);
-        } catch (const std::exception&) {
-            used = 0;
-        }
-        if (used != value->size() || value->starts_with('-')) {
+        std::size_t parsed = 0;
+        const auto [end, error] = std::from_chars(value->data(), value->data() + value->size(), parsed);
+        if (value->empty() || error != std::errc() || end != value->data() + value->size()) {
             throw UsageError("--" + name + " takes a whole number >= 0, found '" + *value + "'");
         }
-        return static_cast<std::size_t>(parsed);
+        return parsed;
     }
     [[nodiscard]] std::optional<float> real(const std::string& name) const {
         const auto value = text(name);
         if (!value) return std::nullopt;
-        std::size_t used = 0;
         float parsed = 0.0f;
-        try {
-            parsed = std::stof(*value, &used);
-        } catch (const std::exception&) {
-            used = 0;
+        const auto [end, error] = std::from_chars(value->data(), value->data() + value->size(), parsed);
+        if (value->empty() || error != std::errc() || end != value->data() + value->size() || !std::isfinite(parsed)) {
+            throw UsageError("--" + name + " takes a finite number, found '" + *value + "'");
         }
-        if (used != value->size()) throw UsageError("--" + name + " takes a number, found '" + *value + "'");
         return parsed;
     }
 
@@ -272,12 +284,21 @@ ModelChoice choose_model(const Options& options) {
     choice.path = options.path("model", "stories260K.bin");
     const auto kernels = options.count("kernels");
     const auto group = options.count("group");
+    if (kernels.value_or(0) == 0 && group) {
+        throw UsageError("--group needs --kernels 1..4 (a float model has no groups)");
+    }
+    if (kernels.value_or(0) != 0) require_supported(*kernels, group.value_or(default_group));
     if (!fs::exists(choice.path)) throw std::runtime_error(choice.path.string() + ": no such file");
     if (is_model_file(choice.path)) {
         const ModelFileHeader header = read_model_header(choice.path);
         choice.model_file = true;
         choice.kernels = header.kernels;
         choice.group = header.group_size;
+        if (!is_supported(header.kernels, header.group_size)) {
+            throw std::runtime_error(choice.path.string() + ": converted with K=" + std::to_string(header.kernels) +
+                                     ", G=" + std::to_string(header.group_size) +
+                                     ", which this tool does not support (" + supported_values() + ")");
+        }
         if ((kernels && *kernels != header.kernels) || (group && *group != header.group_size)) {
             throw UsageError(
                 choice.path.string() + " holds a model converted with K=" + std::to_string(header.kernels) +
@@ -291,8 +312,6 @@ ModelChoice choose_model(const Options& options) {
     }
     choice.kernels = kernels.value_or(0);
     choice.group = group.value_or(default_group);
-    if (choice.kernels == 0 && group) throw UsageError("--group needs --kernels 1..4 (a float model has no groups)");
-    if (choice.kernels != 0) require_supported(choice.kernels, choice.group);
     return choice;
 }
 
@@ -322,7 +341,10 @@ void with_model(const ModelChoice& choice, Run&& run) {
 int run_perplexity(const Options& options) {
     const ModelChoice choice = choose_model(options);
     const std::size_t threads = options.count("threads").value_or(std::max(1u, std::thread::hardware_concurrency()));
-    if (threads == 0) throw UsageError("--threads must be at least 1");
+    // Each worker holds its own KV cache; far more workers than cores only costs memory.
+    if (threads == 0 || threads > max_threads) {
+        throw UsageError("--threads takes 1.." + std::to_string(max_threads) + ", found " + std::to_string(threads));
+    }
     const fs::path text_path = options.path("text", "tinystories-valid.txt");
     const std::string text = read_text_file(text_path);
     with_model(choice, [&](const auto& model) {
@@ -351,13 +373,17 @@ int run_generate(const Options& options) {
     const std::string prompt = options.text("prompt").value_or("Once upon a time");
     const std::size_t steps = options.count("steps").value_or(256);
     if (steps == 0) throw UsageError("--steps must be at least 1");
-    Sampler sampler(options.real("temperature").value_or(0.0f), options.count("seed").value_or(42));
+    const float temperature = options.real("temperature").value_or(0.0f);
+    if (temperature < 0.0f) throw UsageError("--temperature must be >= 0");
+    Sampler sampler(temperature, options.count("seed").value_or(42));
     with_model(choice, [&](const auto& model) {
         const Tokenizer tokenizer = load_matching_tokenizer(options.path("tokenizer", "tok512.bin"), model.config());
         const GenerationResult result = generate(model, tokenizer, prompt, steps, sampler,
                                                  [](std::string_view piece) { std::cout << piece << std::flush; });
         std::cout << "\n";
-        std::cerr << "tokens/s: " << result.tokens_per_second() << "\n";
+        std::cerr << result.prompt_tokens << " prompt tokens in " << result.prefill_seconds << " s, "
+                  << result.generated() << " generated in " << result.decode_seconds << " s\n"
+                  << "tokens/s: " << result.tokens_per_second() << "\n";
     });
     return 0;
 }

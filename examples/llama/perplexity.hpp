@@ -45,6 +45,8 @@ double chunk_negative_log_likelihood(const Transformer<Linear>& model, std::span
     const auto logits = model.forward(input, 0, session, Logits::all);
     double nll = 0.0;
     for (std::size_t t = 0; t < chunk.size(); ++t) nll += negative_log_likelihood(logits.row(t), std::size_t(chunk[t]));
+    // Finite weights can still overflow in the products; a NaN perplexity must not pass as a result.
+    if (!std::isfinite(nll)) throw std::runtime_error("perplexity: the model produced non-finite logits");
     return nll;
 }
 
@@ -60,6 +62,14 @@ PerplexityResult perplexity(const Transformer<Linear>& model, std::span<const in
                                     std::to_string(perplexity_chunk_tokens) + " tokens, the model's seq_len is " +
                                     std::to_string(model.config().seq_len));
     }
+    // Targets are never fed to the model, so forward() does not see them: check them here.
+    for (std::size_t t = 0; t < stream.size(); ++t) {
+        if (stream[t] < 0 || std::size_t(stream[t]) >= model.config().vocab_size) {
+            throw std::out_of_range("perplexity: token " + std::to_string(stream[t]) + " at index " +
+                                    std::to_string(t) + " is outside the vocabulary of " +
+                                    std::to_string(model.config().vocab_size));
+        }
+    }
     const std::size_t chunks = (stream.size() + perplexity_chunk_tokens - 1) / perplexity_chunk_tokens;
     std::vector<double> chunk_nll(chunks, 0.0);
     std::atomic<std::size_t> next_chunk{0};
@@ -69,7 +79,7 @@ PerplexityResult perplexity(const Transformer<Linear>& model, std::span<const in
 
     const auto work = [&] {
         try {
-            Session session(model.config());
+            Session session(model.config(), perplexity_chunk_tokens);
             for (std::size_t c = next_chunk++; c < chunks; c = next_chunk++) {
                 const std::size_t begin = c * perplexity_chunk_tokens;
                 const auto chunk = stream.subspan(begin, std::min(perplexity_chunk_tokens, stream.size() - begin));

@@ -102,6 +102,15 @@ public:
         const auto space = find(" ");
         if (!space) throw std::invalid_argument("llama::Tokenizer: no \" \" piece (the dummy prefix)");
         space_ = *space;
+        // Byte fallback emits id byte + 3 for any byte: those ids must be the byte pieces.
+        for (std::size_t byte = 0; byte < 256; ++byte) {
+            const std::string& text = pieces_[byte + detail::byte_piece_offset];
+            if (detail::byte_of_piece(text) != int(byte)) {
+                throw std::invalid_argument("llama::Tokenizer: piece " +
+                                            std::to_string(byte + detail::byte_piece_offset) + " is \"" + text +
+                                            "\", byte fallback needs the byte piece of " + std::to_string(byte));
+            }
+        }
     }
 
     [[nodiscard]] std::size_t vocab_size() const noexcept { return pieces_.size(); }
@@ -266,7 +275,8 @@ private:
 
 // Reads and validates a whole tokenizer file, reading pieces until the end of the file. Throws
 // FormatError naming the file, the field ("max_token_length", "piece 17 score", "piece 17
-// length", "piece 17 bytes", "piece count", "pieces") and the expected vs found value.
+// length", "piece 17 bytes", or "pieces" for what the Tokenizer constructor refuses: too few
+// pieces, no " " piece, ids 3..258 not the byte pieces) and the expected vs found value.
 inline Tokenizer load_tokenizer(const std::filesystem::path& path) {
     std::ifstream in = open_for_reading(path);
     const std::string file = path.string();
@@ -296,17 +306,11 @@ inline Tokenizer load_tokenizer(const std::filesystem::path& path) {
         scores.push_back(score);
     }
 
-    if (pieces.size() < detail::min_tokenizer_pieces) {
-        throw FormatError(file, "piece count", "at least 259 (<unk>, <s>, </s> and 256 byte pieces)",
-                          std::to_string(pieces.size()));
+    try {
+        return Tokenizer(std::move(pieces), std::move(scores));
+    } catch (const std::invalid_argument& e) {
+        throw FormatError(file, "pieces", "a llama2.c vocabulary", e.what());
     }
-    bool has_space = false;
-    for (const auto& piece : pieces) has_space = has_space || piece == " ";
-    if (!has_space) {
-        throw FormatError(file, "pieces", "a \" \" piece (the dummy prefix)",
-                          "none among " + std::to_string(pieces.size()));
-    }
-    return Tokenizer(std::move(pieces), std::move(scores));
 }
 
 }  // namespace multibool::llama

@@ -15,6 +15,7 @@
 
 #include "llama/checkpoint.hpp"
 #include "multibool/core/matrix_view.hpp"
+#include "multibool/core/shape.hpp"
 #include "multibool/nn/dense_linear.hpp"
 #include "multibool/nn/linear_layer.hpp"
 
@@ -108,27 +109,38 @@ struct FloatTensors {
 };
 
 // The per-sequence state: the KV cache and scratch buffers. One per concurrent sequence; the
-// model itself is read-only while it runs, so threads share it.
+// model itself is read-only while it runs, so threads share it. The cache holds `capacity`
+// positions (at most seq_len), so scoring 256-token chunks does not pay for the model's whole
+// context, and it remembers how many positions are filled, so a call cannot read unset keys.
 class Session {
 public:
-    explicit Session(const Config& c)
-        : config_(c),
-          keys_(c.n_layers * c.seq_len * c.kv_dim()),
-          values_(c.n_layers * c.seq_len * c.kv_dim()),
-          scores_(c.seq_len) {}
+    explicit Session(const Config& c) : Session(c, c.seq_len) {}
+    Session(const Config& c, std::size_t capacity) : config_(c), capacity_(capacity) {
+        if (capacity == 0 || capacity > c.seq_len) {
+            throw std::invalid_argument("llama::Session: capacity " + std::to_string(capacity) +
+                                        " outside 1..seq_len (" + std::to_string(c.seq_len) + ")");
+        }
+        const std::size_t cache = checked_product("llama::Session", c.n_layers * capacity, c.kv_dim());
+        keys_.resize(cache);
+        values_.resize(cache);
+        scores_.resize(capacity);
+        rotation_.resize(c.head_size());
+    }
 
     [[nodiscard]] const Config& config() const noexcept { return config_; }
-    [[nodiscard]] std::size_t capacity() const noexcept { return config_.seq_len; }
+    [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+    // Positions 0 .. filled() - 1 hold keys and values.
+    [[nodiscard]] std::size_t filled() const noexcept { return filled_; }
 
 private:
     template <LinearLayer>
     friend class Transformer;
 
     [[nodiscard]] std::span<float> key(std::size_t layer, std::size_t pos) noexcept {
-        return std::span<float>(keys_).subspan((layer * config_.seq_len + pos) * config_.kv_dim(), config_.kv_dim());
+        return std::span<float>(keys_).subspan((layer * capacity_ + pos) * config_.kv_dim(), config_.kv_dim());
     }
     [[nodiscard]] std::span<float> value(std::size_t layer, std::size_t pos) noexcept {
-        return std::span<float>(values_).subspan((layer * config_.seq_len + pos) * config_.kv_dim(), config_.kv_dim());
+        return std::span<float>(values_).subspan((layer * capacity_ + pos) * config_.kv_dim(), config_.kv_dim());
     }
 
     // A tokens x cols view over buffer, grown as needed.
@@ -138,9 +150,12 @@ private:
     }
 
     Config config_;
-    std::vector<float> keys_;    // [layer, pos, kv_dim]
-    std::vector<float> values_;  // [layer, pos, kv_dim]
-    std::vector<float> scores_;  // [seq_len]
+    std::size_t capacity_ = 0;
+    std::size_t filled_ = 0;
+    std::vector<float> keys_;      // [layer, pos, kv_dim]
+    std::vector<float> values_;    // [layer, pos, kv_dim]
+    std::vector<float> scores_;    // [capacity]
+    std::vector<float> rotation_;  // [head_size]: cos, sin of each pair's angle at one position
     std::vector<float> x_, normed_, q_, k_, v_, attended_, projected_, gate_, up_, logits_;
 };
 
@@ -185,17 +200,6 @@ public:
             classifier_ = DenseLinear(std::move(tensors.wcls), config_.vocab_size, config_.dim);
             embedding_ = std::move(tensors.token_embedding);
         }
-        // RoPE angles as llama2.c computes them in float: pos / 10000^(i / head_size), i even.
-        const std::size_t hs = config_.head_size();
-        rope_.resize(config_.seq_len * hs);
-        for (std::size_t pos = 0; pos < config_.seq_len; ++pos) {
-            for (std::size_t i = 0; i < hs; i += 2) {
-                const float frequency = 1.0f / std::pow(10000.0f, float(i) / float(hs));
-                const float angle = float(pos) * frequency;
-                rope_[pos * hs + i] = std::cos(angle);
-                rope_[pos * hs + i + 1] = std::sin(angle);
-            }
-        }
     }
 
     // Converts each projection of a float checkpoint with make_linear(weights, layer, projection).
@@ -235,10 +239,15 @@ public:
         const std::size_t n = tokens.size();
         if (s.config() != c) throw std::invalid_argument("llama::Transformer::forward: session made for another model");
         if (n == 0) throw std::invalid_argument("llama::Transformer::forward: no tokens");
-        if (start > c.seq_len || n > c.seq_len - start) {
+        if (start > s.filled()) {
+            throw std::invalid_argument("llama::Transformer::forward: start position " + std::to_string(start) +
+                                        " leaves a gap after the " + std::to_string(s.filled()) + " cached positions");
+        }
+        if (n > s.capacity() - start) {
             throw std::out_of_range("llama::Transformer::forward: positions " + std::to_string(start) + ".." +
-                                    std::to_string(start + n - 1) + " exceed the model's seq_len " +
-                                    std::to_string(c.seq_len));
+                                    std::to_string(start + n - 1) + " exceed the session's capacity " +
+                                    std::to_string(s.capacity()) + " (the model's seq_len is " +
+                                    std::to_string(c.seq_len) + ")");
         }
         auto x = Session::rows_of(s.x_, n, c.dim);
         for (std::size_t t = 0; t < n; ++t) {
@@ -265,8 +274,9 @@ public:
             b.wk.forward(normed, k);
             b.wv.forward(normed, v);
             for (std::size_t t = 0; t < n; ++t) {
-                rotate(q.row(t), start + t);
-                rotate(k.row(t), start + t);
+                set_rotation(s.rotation_, start + t);
+                rotate(q.row(t), s.rotation_);
+                rotate(k.row(t), s.rotation_);
                 std::ranges::copy(k.row(t), s.key(l, start + t).begin());
                 std::ranges::copy(v.row(t), s.value(l, start + t).begin());
             }
@@ -284,6 +294,8 @@ public:
             b.w2.forward(gate, projected);
             add(projected, x);
         }
+
+        s.filled_ = start + n;
 
         const std::size_t first = which == Logits::all ? 0 : n - 1;
         const std::size_t scored = n - first;
@@ -313,13 +325,22 @@ private:
         for (std::size_t e = 0; e < x.data().size(); ++e) x.data()[e] += delta.data()[e];
     }
 
-    // Rotates each consecutive pair of every head of one q or k row by its position's angle.
-    void rotate(std::span<float> row, std::size_t pos) const noexcept {
+    // RoPE as llama2.c computes it in float: pair i of a head turns by pos / 10000^(i / head_size).
+    void set_rotation(std::span<float> rotation, std::size_t pos) const {
         const std::size_t hs = config_.head_size();
-        const float* table = rope_.data() + pos * hs;
+        for (std::size_t i = 0; i < hs; i += 2) {
+            const float angle = float(pos) * (1.0f / std::pow(10000.0f, float(i) / float(hs)));
+            rotation[i] = std::cos(angle);
+            rotation[i + 1] = std::sin(angle);
+        }
+    }
+
+    // Rotates each consecutive pair of every head of one q or k row.
+    void rotate(std::span<float> row, std::span<const float> rotation) const noexcept {
+        const std::size_t hs = config_.head_size();
         for (std::size_t i = 0; i < row.size(); i += 2) {
-            const float cos = table[i % hs];
-            const float sin = table[i % hs + 1];
+            const float cos = rotation[i % hs];
+            const float sin = rotation[i % hs + 1];
             const float a = row[i];
             const float b = row[i + 1];
             row[i] = a * cos - b * sin;
@@ -368,7 +389,6 @@ private:
     std::vector<Block<Linear>> blocks_;
     DenseLinear classifier_;        // wcls, or the token embedding when tied
     std::vector<float> embedding_;  // the token embedding when untied; empty when tied
-    std::vector<float> rope_;       // [pos, head_size]: cos, sin of each pair's angle
 };
 
 }  // namespace multibool::llama

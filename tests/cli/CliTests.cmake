@@ -31,6 +31,13 @@ multibool_cli_test("unknown option" 2 "perplexity|--colour|red"
     STDERR_REGEX "unknown option --colour for 'perplexity'.*multibool-llama perplexity --help")
 multibool_cli_test("unsupported K and G" 2 "quantize|--kernels|5|--group|48|--out|unused.mbool"
     STDERR_REGEX "K=5, G=48 is not supported; supported: K in \\{1, 2, 3, 4\\} and G in \\{32, 64, 128\\}")
+multibool_cli_test("negative count" 2 "generate|--steps|-1" STDERR_REGEX "--steps takes a whole number >= 0, found '-1'")
+multibool_cli_test("zero threads" 2 "perplexity|--threads|0" STDERR_REGEX "--threads takes 1..256, found 0")
+multibool_cli_test("non-finite temperature" 2 "generate|--temperature|nan"
+    STDERR_REGEX "--temperature takes a finite number, found 'nan'")
+multibool_cli_test("missing option value" 2 "generate|--prompt|--steps|8" STDERR_REGEX "option --prompt needs a value")
+multibool_cli_test("repeated option" 2 "generate|--steps|8|--steps|9" STDERR_REGEX "option --steps given twice")
+multibool_cli_test("group without kernels" 2 "perplexity|--group|64" STDERR_REGEX "--group needs --kernels")
 multibool_cli_test("missing model" 1 "perplexity|--model|no-such-model.bin"
     STDERR_REGEX "error: no-such-model.bin: no such file")
 multibool_cli_test("not a checkpoint" 1 "generate|--model|${cli_dir}/run_cli.cmake"
