@@ -7,7 +7,7 @@ set(compile_fail_cases
     "2|K \\(the number of Boolean kernels\\) must be at most 8"
     "3|Word must be an unsigned integer type"
     "4|Word must be an unsigned integer type"
-    "5|Scale must be a floating-point type")
+    "5|Scale must be float, double, multibool::half or multibool::bfloat16")
 foreach(entry IN LISTS compile_fail_cases)
     string(REPLACE "|" ";" parts "${entry}")
     list(GET parts 0 case_number)

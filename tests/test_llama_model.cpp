@@ -474,7 +474,7 @@ TEST_CASE("model files with forged checksums: NaN tensors and absurd headers are
         std::memcpy(absurd.data() + 8 + 4 * 4 + 4 * field, &huge, 4);
         REQUIRE_THROWS_WITH((load_model<1, 32>(forge(absurd))), Contains("'file length'"));
     }
-    REQUIRE_THROWS_WITH((load_model<1, 32, std::uint32_t>(path)), Contains("'word_bits': expected 32, found 64"));
+    REQUIRE_THROWS_WITH((load_model<1, 32, half, std::uint32_t>(path)), Contains("'word_bits': expected 32, found 64"));
 }
 
 TEST_CASE("the conversion report's errors and sizes agree with the converted matrices", "[llama][model]") {
@@ -496,11 +496,11 @@ TEST_CASE("the conversion report's errors and sizes agree with the converted mat
         }
     }
     CHECK(report.total().relative_error() == Approx(std::sqrt(error / norm)).epsilon(1e-9));
-    // By hand, K = 2, G = 64: a 32 x 32 wq row is one 64-bit word and one float scale per kernel,
-    // (2 * 8 + 2 * 4) * 32 bytes for 1024 weights = 6 bits/weight; w2 (32 x 48) is the same
-    // 768 bytes for 1536 weights = 4 bits/weight.
-    CHECK(report.projections[0].tally.bits_per_weight() == 6.0);
-    CHECK(report.projections[5].tally.bits_per_weight() == 4.0);
+    // By hand, K = 2, G = 64, fp16 scales: a 32 x 32 wq row is one 64-bit word and one 2-byte
+    // scale per kernel, (2 * 8 + 2 * 2) * 32 = 640 bytes for 1024 weights = 5 bits/weight; w2
+    // (32 x 48) is the same 640 bytes for 1536 weights = 10/3 bits/weight.
+    CHECK(report.projections[0].tally.bits_per_weight() == 5.0);
+    CHECK(report.projections[5].tally.bits_per_weight() == Approx(10.0 / 3.0));
 }
 
 // A tokenizer with every piece distinct: specials, the 256 byte pieces, " ", then words.

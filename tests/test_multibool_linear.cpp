@@ -9,6 +9,7 @@
 #include <multibool/nn/dense_linear.hpp>
 #include <multibool/nn/linear_layer.hpp>
 #include <multibool/nn/multibool_linear.hpp>
+#include <multibool/nn/variable_kernel_linear.hpp>
 
 #include "test_support.hpp"
 
@@ -94,4 +95,43 @@ TEST_CASE("layers refuse shapes that do not match", "[nn]") {
     std::vector<float> bad(w);
     bad[13] = std::numeric_limits<float>::infinity();
     REQUIRE_THROWS_WITH(DenseLinear({std::span<const float>(bad), 6, 10}), Catch::Contains("row 1 col 3 is inf"));
+}
+
+TEST_CASE("VariableKernelLinear picks K at run time and computes what that MultiBoolLinear computes", "[nn]") {
+    const auto seed = fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    using Layer = VariableKernelLinear<32>;
+    static_assert(LinearLayer<Layer>);
+    const std::size_t rows = 9;
+    const std::size_t cols = 70;
+    const auto x = multibool::testing::small_integers(cols, rng);
+    const auto check = [&]<std::size_t K>() {
+        CAPTURE(K);
+        const auto matrix = multibool::testing::random_matrix<BitPlaneMatrix<K, 32>>(rows, cols, rng);
+        const Layer layer = Layer::with_kernels(K, [&]<std::size_t k>() {
+            if constexpr (k == K) {
+                return MultiBoolLinear<k, 32>(matrix);
+            } else {
+                FAIL("with_kernels built K=" << k << " for a request of " << K);
+                return MultiBoolLinear<k, 32>();
+            }
+        });
+        CHECK(layer.kernels() == K);
+        CHECK(layer.in_features() == cols);
+        CHECK(layer.out_features() == rows);
+        CHECK(layer.storage_bytes() == matrix.storage_bytes());
+        // Dyadic scales and small-integer inputs: exact against the float64 reference.
+        const std::vector<float> dense = matrix.dequantize();
+        const auto expected = multibool::testing::dense_gemv(dense, rows, cols, x);
+        std::vector<float> y(rows);
+        layer.forward(x, y);
+        for (std::size_t i = 0; i < rows; ++i) CHECK(double(y[i]) == expected[i]);
+    };
+    check.template operator()<1>();
+    check.template operator()<2>();
+    check.template operator()<3>();
+    check.template operator()<4>();
+    REQUIRE_THROWS_WITH(Layer::with_kernels(5, []<std::size_t k>() { return MultiBoolLinear<k, 32>(); }),
+                        Catch::Matchers::Contains("K=5 is outside 1..4"));
 }

@@ -98,8 +98,9 @@ inline ModelFileHeader read_model_header(const std::filesystem::path& path) {
     return detail::read_model_header(reader);
 }
 
-template <std::size_t K, std::size_t G, class Word, class Backend>
-void save_model(const Transformer<MultiBoolLinear<K, G, Word, Backend>>& model, const std::filesystem::path& path) {
+template <std::size_t K, std::size_t G, class Word, class Backend, class Scale>
+void save_model(const Transformer<MultiBoolLinear<K, G, Word, Backend, Scale>>& model,
+                const std::filesystem::path& path) {
     const Config& c = model.config();
     std::vector<float> rms_att;
     std::vector<float> rms_ffn;
@@ -135,9 +136,9 @@ void save_model(const Transformer<MultiBoolLinear<K, G, Word, Backend>>& model, 
 
 // Loads a model file written for exactly this K, G and word width; errors are FormatErrors
 // naming the file and the field (a wrong K reads "field 'kernels': expected 3, found 2").
-template <std::size_t K, std::size_t G, class Word = std::uint64_t, class Backend = DefaultBackend>
-Transformer<MultiBoolLinear<K, G, Word, Backend>> load_model(const std::filesystem::path& path) {
-    using Linear = MultiBoolLinear<K, G, Word, Backend>;
+template <std::size_t K, std::size_t G, class Scale = half, class Word = std::uint64_t, class Backend = DefaultBackend>
+Transformer<MultiBoolLinear<K, G, Word, Backend, Scale>> load_model(const std::filesystem::path& path) {
+    using Linear = MultiBoolLinear<K, G, Word, Backend, Scale>;
     using Matrix = typename Linear::matrix_type;
     auto in = open_for_reading(path);
     const std::string file = path.string();

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "common/assets_path.hpp"
+#include "llama/calibration.hpp"
 #include "llama/checkpoint.hpp"
 #include "llama/conversion.hpp"
 #include "llama/generation.hpp"
@@ -119,47 +120,65 @@ std::string usage(const Command& c) {
     return s.str();
 }
 
+// The options that choose and build the model, shared by every command.
+std::vector<OptionSpec> model_options(bool converted_files) {
+    std::vector<OptionSpec> list;
+    if (converted_files) {
+        list.push_back({"model", "M",
+                        "llama2.c checkpoint or converted multibool model file (default: " +
+                            asset("stories260K.bin").string() + ")"});
+    } else {
+        list.push_back({"model", "M", "llama2.c checkpoint (default: " + asset("stories260K.bin").string() + ")"});
+    }
+    list.insert(
+        list.end(),
+        {
+            {"tokenizer", "T", "llama2.c tokenizer file (default: " + asset("tok512.bin").string() + ")"},
+            {"kernels", "K", "Boolean kernels per weight, 1..4; 0 or absent: float (a converted file sets its own)"},
+            {"bits", "B", "instead of --kernels: K per projection (1..4) within an average of B bits/weight"},
+            {"group", "G", "columns sharing one scale: 32, 64 or 128 (default 64)"},
+            {"scales", "S", "group (default: fp16 scale per kernel, row and group) or rowcol (row x column, SPEC 1)"},
+            {"init", "I", "greedy, alternating or act-aware (default; calibrated on --calibration)"},
+            {"iterations", "N", "alternating refinement rounds (default 10)"},
+            {"calibration", "F",
+             "text the float model reads to calibrate act-aware (default: " + asset("tinystories-train.txt").string() +
+                 ")"},
+            {"calibration-tokens", "N", "tokens of the calibration text used (default 32768)"},
+            {"rtn", "B",
+             "baseline instead of Boolean kernels: round-to-nearest B-bit (1..8), fp16 scale and min per group"},
+        });
+    return list;
+}
+
+std::vector<OptionSpec> with(std::vector<OptionSpec> list, std::initializer_list<OptionSpec> more) {
+    list.insert(list.end(), more);
+    return list;
+}
+
 const std::vector<Command>& commands() {
-    const std::string model_help =
-        "llama2.c checkpoint or converted multibool model file (default: " + asset("stories260K.bin").string() + ")";
-    const std::string tokenizer_help = "llama2.c tokenizer file (default: " + asset("tok512.bin").string() + ")";
-    const std::string kernels_help =
-        "Boolean kernels per weight, 1..4; 0 or absent: float (a converted model file sets its own)";
-    const std::string group_help = "columns sharing one scale: 32, 64 or 128 (default 64)";
     static const std::vector<Command> list = {
-        {"perplexity",
-         "perplexity of a text under the protocol of the shared assets",
+        {"perplexity", "perplexity of a text under the protocol of the shared assets",
          "Scores a text with the protocol of the shared assets README (chunks of 256 tokens, BOS first, an\n"
          "empty cache per chunk). Progress goes to stderr; stdout ends with one line\n"
          "'perplexity: <value> tokens: <count>'.",
-         {{"model", "M", model_help},
-          {"tokenizer", "T", tokenizer_help},
-          {"text", "F", "text file to score (default: " + asset("tinystories-valid.txt").string() + ")"},
-          {"kernels", "K", kernels_help},
-          {"group", "G", group_help},
-          {"threads", "N", "worker threads over chunks (default: all hardware threads)"}}},
-        {"generate",
-         "continue a prompt, greedy or sampled",
+         with(model_options(true),
+              {{"text", "F", "text file to score (default: " + asset("tinystories-valid.txt").string() + ")"},
+               {"threads", "N", "worker threads over chunks (default: all hardware threads)"}})},
+        {"generate", "continue a prompt, greedy or sampled",
          "Continues a prompt with llama2.c's run loop: greedy at temperature 0 (as llama2.c), otherwise\n"
          "sampled from softmax(logits / temperature). The text goes to stdout; stderr ends with\n"
          "'tokens/s: <value>' (decoding, prefill excluded).",
-         {{"model", "M", model_help},
-          {"tokenizer", "T", tokenizer_help},
-          {"prompt", "P", "text to continue (default: \"Once upon a time\")"},
-          {"steps", "N", "forward passes, prompt included, at most the model's seq_len (default 256)"},
-          {"temperature", "X", "0 for greedy (default), higher for more varied text"},
-          {"seed", "S", "seed of the sampler when temperature > 0 (default 42)"},
-          {"kernels", "K", kernels_help},
-          {"group", "G", group_help}}},
-        {"quantize",
-         "convert a checkpoint to Boolean kernels and write a model file",
-         "Converts a llama2.c checkpoint into a multibool model file (greedy residual initializer) and\n"
-         "prints each projection's shape, K, G, bits per weight (scales and padding counted) and\n"
-         "relative Frobenius error, then the totals.",
-         {{"model", "M", "llama2.c checkpoint (default: " + asset("stories260K.bin").string() + ")"},
-          {"kernels", "K", "Boolean kernels per weight, 1..4 (required)"},
-          {"group", "G", group_help},
-          {"out", "F", "the model file to write (required)"}}},
+         with(model_options(true),
+              {{"prompt", "P", "text to continue (default: \"Once upon a time\")"},
+               {"steps", "N", "forward passes, prompt included, at most the model's seq_len (default 256)"},
+               {"temperature", "X", "0 for greedy (default), higher for more varied text"},
+               {"seed", "S", "seed of the sampler when temperature > 0 (default 42)"}})},
+        {"quantize", "convert a checkpoint, print the per-projection table, write a model file",
+         "Converts a llama2.c checkpoint and prints each projection's shape, K, G, bits per weight (scales\n"
+         "and padding counted), relative Frobenius error and, when calibrated, relative output error\n"
+         "E||(W - W_hat) x||^2 / E||W x||^2 (square-rooted), then the totals. --out writes a model file\n"
+         "(fixed K with group scales).",
+         with(model_options(false), {{"out", "F", "the model file to write"}})},
     };
     return list;
 }
@@ -260,82 +279,188 @@ Tokenizer load_matching_tokenizer(const fs::path& path, const Config& config) {
     return tokenizer;
 }
 
-void print_conversion_totals(const ConversionReport& report, std::ostream& out) {
+void print_totals(const ConversionReport& report, std::ostream& out) {
     const ErrorTally total = report.total();
-    char line[256];
+    char line[512];
     std::snprintf(line, sizeof line,
-                  "converted %zu projections (%s, K=%zu, G=%zu): %zu weights, %.4f bits/weight, relative error %.4f\n",
-                  report.projections.size(), report.initializer.c_str(), report.kernels, report.group_size,
-                  total.weights, total.bits_per_weight(), total.relative_error());
+                  "%s: %zu projections, %zu weights in %zu bytes (float32: %zu), %.4f bits/weight, relative error "
+                  "%.4f, relative output error %.4f\n",
+                  report.method.c_str(), report.projections.size(), total.weights, total.storage_bytes,
+                  total.weights * sizeof(float), total.bits_per_weight(), total.relative_error(),
+                  total.relative_output_error());
     out << line;
 }
 
-// Which model a run uses: float (kernels 0) or K Boolean kernels at group G, and whether it
-// comes from a converted model file or is converted now from a checkpoint.
+void print_table(const ConversionReport& report) {
+    std::printf("%-5s %-4s %11s %2s %10s %10s %10s\n", "layer", "name", "shape", "K", "bits/w", "rel.error",
+                "rel.output");
+    for (const auto& p : report.projections) {
+        const std::string shape = std::to_string(p.rows) + "x" + std::to_string(p.cols);
+        std::printf("%-5zu %-4s %11s %2zu %10.4f %10.4f %10.4f\n", p.layer, projection_name(p.projection),
+                    shape.c_str(), p.kernels, p.tally.bits_per_weight(), p.tally.relative_error(),
+                    p.tally.relative_output_error());
+    }
+    std::fputs("total: ", stdout);
+    std::ostringstream totals;
+    print_totals(report, totals);
+    std::fputs(totals.str().c_str(), stdout);
+}
+
+// What a run uses: a float model, a converted model file, or a checkpoint converted now (fixed K
+// with group or row x column scales, K per projection under a bit budget, or the RTN baseline).
 struct ModelChoice {
+    enum class Kind { float_model, model_file, kernels, budget, rtn };
+    Kind kind = Kind::float_model;
     fs::path path;
-    bool model_file = false;
     std::size_t kernels = 0;
     std::size_t group = default_group;
+    bool row_column = false;
+    double bits = 0.0;
+    ConversionOptions conversion;
 };
+
+std::optional<Initializer> parse_initializer(std::string_view name) {
+    for (Initializer i : {Initializer::greedy, Initializer::alternating, Initializer::activation_aware}) {
+        if (name == initializer_name(i)) return i;
+    }
+    return std::nullopt;
+}
 
 ModelChoice choose_model(const Options& options) {
     ModelChoice choice;
     choice.path = options.path("model", "stories260K.bin");
     const auto kernels = options.count("kernels");
     const auto group = options.count("group");
-    if (kernels.value_or(0) == 0 && group) {
-        throw UsageError("--group needs --kernels 1..4 (a float model has no groups)");
-    }
-    if (kernels.value_or(0) != 0) require_supported(*kernels, group.value_or(default_group));
-    if (!fs::exists(choice.path)) throw std::runtime_error(choice.path.string() + ": no such file");
-    if (is_model_file(choice.path)) {
-        const ModelFileHeader header = read_model_header(choice.path);
-        choice.model_file = true;
-        choice.kernels = header.kernels;
-        choice.group = header.group_size;
-        if (!is_supported(header.kernels, header.group_size)) {
-            throw std::runtime_error(choice.path.string() + ": converted with K=" + std::to_string(header.kernels) +
-                                     ", G=" + std::to_string(header.group_size) +
-                                     ", which this tool does not support (" + supported_values() + ")");
-        }
-        if ((kernels && *kernels != header.kernels) || (group && *group != header.group_size)) {
-            throw UsageError(
-                choice.path.string() + " holds a model converted with K=" + std::to_string(header.kernels) +
-                ", G=" + std::to_string(header.group_size) + "; drop --kernels/--group or pass those values");
-        }
-        if (header.word_bits != 64) {
-            throw std::runtime_error(choice.path.string() + ": written with " + std::to_string(header.word_bits) +
-                                     "-bit plane words; this tool reads 64-bit ones");
-        }
-        return choice;
-    }
-    choice.kernels = kernels.value_or(0);
+    const auto bits = options.real("bits");
+    const auto rtn = options.count("rtn");
+    const std::string scales = options.text("scales").value_or("group");
+    const std::string init = options.text("init").value_or("act-aware");
+    const auto initializer = parse_initializer(init);
+    if (!initializer) throw UsageError("--init takes greedy, alternating or act-aware, found '" + init + "'");
+    if (scales != "group" && scales != "rowcol")
+        throw UsageError("--scales takes group or rowcol, found '" + scales + "'");
+    choice.conversion.initializer = *initializer;
+    choice.conversion.iterations = options.count("iterations").value_or(10);
+    choice.row_column = scales == "rowcol";
     choice.group = group.value_or(default_group);
+    if (int(kernels.value_or(0) != 0) + int(bits.has_value()) + int(rtn.has_value()) > 1) {
+        throw UsageError("choose one of --kernels, --bits and --rtn");
+    }
+    if (kernels.value_or(0) != 0) {
+        choice.kind = ModelChoice::Kind::kernels;
+        choice.kernels = *kernels;
+        if (choice.row_column) {
+            if (group) throw UsageError("--group does not apply to --scales rowcol");
+            if (std::ranges::find(supported_kernels, choice.kernels) == std::end(supported_kernels)) {
+                throw UsageError("K=" + std::to_string(choice.kernels) +
+                                 " is not supported; supported: " + supported_values());
+            }
+        } else {
+            require_supported(choice.kernels, choice.group);
+        }
+    } else if (bits) {
+        choice.kind = ModelChoice::Kind::budget;
+        choice.bits = *bits;
+        if (choice.row_column) throw UsageError("--bits allocates group-scale kernels; drop --scales rowcol");
+        require_supported(1, choice.group);
+    } else if (rtn) {
+        choice.kind = ModelChoice::Kind::rtn;
+        if (*rtn < 1 || *rtn > 8) throw UsageError("--rtn takes 1..8 bits, found " + std::to_string(*rtn));
+        choice.bits = double(*rtn);
+    } else if (group || options.text("scales") || options.text("init")) {
+        throw UsageError("--group, --scales and --init need --kernels, --bits or --rtn (a float model has none)");
+    }
+
+    if (!fs::exists(choice.path)) throw std::runtime_error(choice.path.string() + ": no such file");
+    if (!is_model_file(choice.path)) return choice;
+    const ModelFileHeader header = read_model_header(choice.path);
+    if (!is_supported(header.kernels, header.group_size)) {
+        throw std::runtime_error(choice.path.string() + ": converted with K=" + std::to_string(header.kernels) +
+                                 ", G=" + std::to_string(header.group_size) + ", which this tool does not support (" +
+                                 supported_values() + ")");
+    }
+    const bool conflicting = (kernels && *kernels != header.kernels) || (group && *group != header.group_size);
+    if (conflicting || bits || rtn || options.text("scales") || options.text("init")) {
+        throw UsageError(choice.path.string() + " holds a model converted with K=" + std::to_string(header.kernels) +
+                         ", G=" + std::to_string(header.group_size) +
+                         "; conversion options (--kernels, --group, --bits, --rtn, --scales, --init) do not apply");
+    }
+    if (header.word_bits != 64) {
+        throw std::runtime_error(choice.path.string() + ": written with " + std::to_string(header.word_bits) +
+                                 "-bit plane words; this tool reads 64-bit ones");
+    }
+    choice.kind = ModelChoice::Kind::model_file;
+    choice.kernels = header.kernels;
+    choice.group = header.group_size;
     return choice;
 }
 
-// Loads the chosen model and hands it to run(model) as a Transformer of the right layer type.
+// Calibration statistics for act-aware conversion (and for the output-space error column).
+std::optional<CalibrationStatistics> calibrate_if_needed(const ModelChoice& choice, const Options& options,
+                                                         const Checkpoint& checkpoint) {
+    const bool needed =
+        choice.kind != ModelChoice::Kind::float_model && choice.kind != ModelChoice::Kind::model_file &&
+        (choice.conversion.initializer == Initializer::activation_aware || options.text("calibration").has_value());
+    if (!needed) return std::nullopt;
+    const fs::path text_path = options.path("calibration", "tinystories-train.txt");
+    const std::size_t max_tokens = options.count("calibration-tokens").value_or(32768);
+    const Tokenizer tokenizer = load_matching_tokenizer(options.path("tokenizer", "tok512.bin"), checkpoint.config());
+    const std::vector<int> stream = tokenizer.encode(read_text_file(text_path), false, false);
+    std::cerr << "calibrating on " << std::min(stream.size(), max_tokens) << " tokens of " << text_path.string()
+              << "\n";
+    return calibrate(checkpoint, stream, max_tokens);
+}
+
+// Loads or converts the chosen model and hands it to run(model, report) as a Transformer of the
+// right layer type; report is null for float models and model files.
 template <class Run>
-void with_model(const ModelChoice& choice, Run&& run) {
-    if (choice.kernels == 0) {
-        std::cerr << "loading " << choice.path.string() << " (float)\n";
-        const Checkpoint checkpoint = load_checkpoint(choice.path);
-        run(Transformer<DenseLinear>::from_checkpoint(
-            checkpoint, [](MatrixView<const float> w, std::size_t, Projection) { return DenseLinear(w); }));
+void with_model(const ModelChoice& choice, const Options& options, Run&& run) {
+    using Kind = ModelChoice::Kind;
+    if (choice.kind == Kind::model_file) {
+        with_instantiation(choice.kernels, choice.group, [&]<std::size_t K, std::size_t G>() {
+            std::cerr << "loading " << choice.path.string() << " (converted, K=" << K << ", G=" << G << ")\n";
+            run(load_model<K, G>(choice.path), nullptr);
+        });
         return;
     }
-    with_instantiation(choice.kernels, choice.group, [&]<std::size_t K, std::size_t G>() {
-        if (choice.model_file) {
-            std::cerr << "loading " << choice.path.string() << " (converted, K=" << K << ", G=" << G << ")\n";
-            run(load_model<K, G>(choice.path));
+    std::cerr << "loading " << choice.path.string() << "\n";
+    const Checkpoint checkpoint = load_checkpoint(choice.path);
+    if (choice.kind == Kind::float_model) {
+        run(Transformer<DenseLinear>::from_checkpoint(
+                checkpoint, [](MatrixView<const float> w, std::size_t, Projection) { return DenseLinear(w); }),
+            nullptr);
+        return;
+    }
+    const auto calibration = calibrate_if_needed(choice, options, checkpoint);
+    ConversionOptions conversion = choice.conversion;
+    conversion.calibration = calibration ? &*calibration : nullptr;
+    const auto finish = [&](const auto& converted) {
+        print_totals(converted.second, std::cerr);
+        run(converted.first, &converted.second);
+    };
+    switch (choice.kind) {
+        case Kind::rtn:
+            finish(convert_round_to_nearest(checkpoint, std::size_t(choice.bits), choice.group, conversion));
             return;
-        }
-        std::cerr << "loading " << choice.path.string() << " and converting it (K=" << K << ", G=" << G << ")\n";
-        auto [model, report] = convert<K, G>(load_checkpoint(choice.path));
-        print_conversion_totals(report, std::cerr);
-        run(model);
-    });
+        case Kind::budget:
+            with_instantiation(1, choice.group, [&]<std::size_t, std::size_t G>() {
+                finish(convert_to_budget<G>(checkpoint, choice.bits, conversion));
+            });
+            return;
+        case Kind::kernels:
+            if (choice.row_column) {
+                with_instantiation(choice.kernels, default_group, [&]<std::size_t K, std::size_t>() {
+                    finish(convert_row_column<K>(checkpoint, conversion));
+                });
+            } else {
+                with_instantiation(choice.kernels, choice.group, [&]<std::size_t K, std::size_t G>() {
+                    finish(convert<K, G>(checkpoint, conversion));
+                });
+            }
+            return;
+        default:
+            throw std::logic_error("with_model: unhandled model kind");
+    }
 }
 
 int run_perplexity(const Options& options) {
@@ -347,7 +472,7 @@ int run_perplexity(const Options& options) {
     }
     const fs::path text_path = options.path("text", "tinystories-valid.txt");
     const std::string text = read_text_file(text_path);
-    with_model(choice, [&](const auto& model) {
+    with_model(choice, options, [&](const auto& model, const ConversionReport*) {
         const Tokenizer tokenizer = load_matching_tokenizer(options.path("tokenizer", "tok512.bin"), model.config());
         const std::vector<int> stream = tokenizer.encode(text, false, false);
         std::cerr << text_path.string() << ": " << stream.size() << " tokens, " << threads << " thread(s)\n";
@@ -376,7 +501,7 @@ int run_generate(const Options& options) {
     const float temperature = options.real("temperature").value_or(0.0f);
     if (temperature < 0.0f) throw UsageError("--temperature must be >= 0");
     Sampler sampler(temperature, options.count("seed").value_or(42));
-    with_model(choice, [&](const auto& model) {
+    with_model(choice, options, [&](const auto& model, const ConversionReport*) {
         const Tokenizer tokenizer = load_matching_tokenizer(options.path("tokenizer", "tok512.bin"), model.config());
         const GenerationResult result = generate(model, tokenizer, prompt, steps, sampler,
                                                  [](std::string_view piece) { std::cout << piece << std::flush; });
@@ -389,31 +514,22 @@ int run_generate(const Options& options) {
 }
 
 int run_quantize(const Options& options) {
-    const auto kernels = options.count("kernels");
+    const ModelChoice choice = choose_model(options);
+    if (choice.kind == ModelChoice::Kind::model_file) {
+        throw UsageError(choice.path.string() + " is already a converted model file");
+    }
+    if (choice.kind == ModelChoice::Kind::float_model) throw UsageError("give --kernels, --bits or --rtn");
     const auto out = options.text("out");
-    if (!kernels || *kernels == 0) throw UsageError("--kernels 1..4 is required");
-    if (!out) throw UsageError("--out is required");
-    const std::size_t group = options.count("group").value_or(default_group);
-    require_supported(*kernels, group);
-    const fs::path model_path = options.path("model", "stories260K.bin");
-    if (is_model_file(model_path)) throw UsageError(model_path.string() + " is already a converted model file");
-    const Checkpoint checkpoint = load_checkpoint(model_path);
-    with_instantiation(*kernels, group, [&]<std::size_t K, std::size_t G>() {
-        auto [model, report] = convert<K, G>(checkpoint);
-        std::printf("%-5s %-4s %11s %2s %4s %10s %10s\n", "layer", "name", "shape", "K", "G", "bits/w", "rel.error");
-        for (const auto& p : report.projections) {
-            const std::string shape = std::to_string(p.rows) + "x" + std::to_string(p.cols);
-            std::printf("%-5zu %-4s %11s %2zu %4zu %10.4f %10.4f\n", p.layer, projection_name(p.projection),
-                        shape.c_str(), K, G, p.tally.bits_per_weight(), p.tally.relative_error());
+    if (out && (choice.kind != ModelChoice::Kind::kernels || choice.row_column)) {
+        throw UsageError("--out writes fixed-K group-scale models (--kernels without --scales rowcol)");
+    }
+    with_model(choice, options, [&](const auto& model, const ConversionReport* report) {
+        print_table(*report);
+        if (!out) return;
+        if constexpr (requires { save_model(model, fs::path(*out)); }) {
+            save_model(model, fs::path(*out));
+            std::printf("wrote %s\n", out->c_str());
         }
-        const ErrorTally total = report.total();
-        std::printf(
-            "total: %zu weights in %zu projections, %zu bytes (float32: %zu), %.4f bits/weight, "
-            "relative error %.4f (initializer: %s)\n",
-            total.weights, report.projections.size(), total.storage_bytes, total.weights * sizeof(float),
-            total.bits_per_weight(), total.relative_error(), report.initializer.c_str());
-        save_model(model, fs::path(*out));
-        std::printf("wrote %s\n", out->c_str());
     });
     return 0;
 }

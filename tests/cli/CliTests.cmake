@@ -22,10 +22,11 @@ endfunction()
 
 multibool_cli_test("tool --help" 0 "--help" STDOUT_REGEX "perplexity.*generate.*quantize")
 multibool_cli_test("perplexity --help" 0 "perplexity|--help"
-    STDOUT_REGEX "--model M.*--tokenizer T.*--text F.*--kernels K.*--group G.*--threads N")
+    STDOUT_REGEX "--model M.*--tokenizer T.*--kernels K.*--bits B.*--group G.*--scales S.*--init I.*--iterations N.*--calibration F.*--calibration-tokens N.*--rtn B.*--text F.*--threads N")
 multibool_cli_test("generate --help" 0 "generate|--help"
-    STDOUT_REGEX "--model M.*--tokenizer T.*--prompt P.*--steps N.*--temperature X.*--seed S.*--kernels K.*--group G")
-multibool_cli_test("quantize --help" 0 "quantize|--help" STDOUT_REGEX "--model M.*--kernels K.*--group G.*--out F")
+    STDOUT_REGEX "--model M.*--tokenizer T.*--kernels K.*--bits B.*--group G.*--scales S.*--init I.*--rtn B.*--prompt P.*--steps N.*--temperature X.*--seed S")
+multibool_cli_test("quantize --help" 0 "quantize|--help"
+    STDOUT_REGEX "--model M.*--kernels K.*--bits B.*--group G.*--scales S.*--init I.*--rtn B.*--out F")
 multibool_cli_test("no command" 2 "" STDERR_REGEX "usage: multibool-llama <command>")
 multibool_cli_test("unknown option" 2 "perplexity|--colour|red"
     STDERR_REGEX "unknown option --colour for 'perplexity'.*multibool-llama perplexity --help")
@@ -37,7 +38,13 @@ multibool_cli_test("non-finite temperature" 2 "generate|--temperature|nan"
     STDERR_REGEX "--temperature takes a finite number, found 'nan'")
 multibool_cli_test("missing option value" 2 "generate|--prompt|--steps|8" STDERR_REGEX "option --prompt needs a value")
 multibool_cli_test("repeated option" 2 "generate|--steps|8|--steps|9" STDERR_REGEX "option --steps given twice")
-multibool_cli_test("group without kernels" 2 "perplexity|--group|64" STDERR_REGEX "--group needs --kernels")
+multibool_cli_test("group without kernels" 2 "perplexity|--group|64" STDERR_REGEX "--group, --scales and --init need --kernels, --bits or --rtn")
+multibool_cli_test("unknown initializer" 2 "perplexity|--kernels|2|--init|magic"
+    STDERR_REGEX "--init takes greedy, alternating or act-aware, found 'magic'")
+multibool_cli_test("two conversion modes" 2 "perplexity|--kernels|2|--bits|2.5" STDERR_REGEX "choose one of --kernels, --bits and --rtn")
+multibool_cli_test("row-column scales have no groups" 2 "perplexity|--kernels|2|--scales|rowcol|--group|64"
+    STDERR_REGEX "--group does not apply to --scales rowcol")
+multibool_cli_test("rtn bit range" 2 "perplexity|--rtn|9" STDERR_REGEX "--rtn takes 1..8 bits, found 9")
 multibool_cli_test("missing model" 1 "perplexity|--model|no-such-model.bin"
     STDERR_REGEX "error: no-such-model.bin: no such file")
 multibool_cli_test("not a checkpoint" 1 "generate|--model|${cli_dir}/run_cli.cmake"

@@ -16,6 +16,7 @@
 
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/group_size.hpp"
+#include "multibool/core/half.hpp"
 #include "multibool/core/packed_bits.hpp"
 #include "multibool/core/shape.hpp"
 
@@ -28,7 +29,8 @@ class BitPlaneMatrix {
     static_assert(std::is_same_v<Word, std::uint8_t> || std::is_same_v<Word, std::uint16_t> ||
                       std::is_same_v<Word, std::uint32_t> || std::is_same_v<Word, std::uint64_t>,
                   "BitPlaneMatrix: Word must be an unsigned integer type (uint8_t, uint16_t, uint32_t or uint64_t)");
-    static_assert(std::is_floating_point_v<Scale>, "BitPlaneMatrix: Scale must be a floating-point type");
+    static_assert(ScaleType<Scale>,
+                  "BitPlaneMatrix: Scale must be float, double, multibool::half or multibool::bfloat16");
 
 public:
     using word_type = Word;
@@ -155,11 +157,12 @@ public:
     }
     void flip(std::size_t k, std::size_t i, std::size_t j) noexcept { flip_column(mutable_plane_row(k, i), j); }
 
-    // W_hat[i, j] = sum_k alpha_k[i, g(j)] * b_kij.
-    [[nodiscard]] Scale weight(std::size_t i, std::size_t j) const noexcept {
+    // W_hat[i, j] = sum_k alpha_k[i, g(j)] * b_kij, summed in float for 16-bit scales.
+    [[nodiscard]] scale_arithmetic_t<Scale> weight(std::size_t i, std::size_t j) const noexcept {
+        using Arithmetic = scale_arithmetic_t<Scale>;
         const std::size_t g = j / group_size();
-        Scale w = 0;
-        for (std::size_t k = 0; k < K; ++k) w += scale(k, i, g) * Scale(sign(k, i, j));
+        Arithmetic w = 0;
+        for (std::size_t k = 0; k < K; ++k) w += static_cast<Arithmetic>(scale(k, i, g)) * Arithmetic(sign(k, i, j));
         return w;
     }
 
@@ -221,13 +224,13 @@ private:
         return std::span<Word>(words_).subspan((k * rows_ + i) * words_per_row(), words_per_row());
     }
     void check_finite(Scale value, std::size_t index) const {
-        if (!std::isfinite(value)) {
+        if (!is_finite(value)) {
             const std::size_t per_kernel = rows_ * groups_per_row();
             throw std::invalid_argument("BitPlaneMatrix " + std::to_string(rows_) + "x" + std::to_string(cols_) +
                                         ": scale of kernel " + std::to_string(index / per_kernel) + " row " +
                                         std::to_string(index % per_kernel / groups_per_row()) + " group " +
-                                        std::to_string(index % groups_per_row()) + " is " + std::to_string(value) +
-                                        ", not a finite number");
+                                        std::to_string(index % groups_per_row()) + " is " +
+                                        std::to_string(static_cast<double>(value)) + ", not a finite number");
         }
     }
 

@@ -1,7 +1,8 @@
 #pragma once
 // The versioned binary record of one BitPlaneMatrix (all fields little-endian):
 //   magic "MBOOLBPM" | u32 version | u32 kernels | u32 group_size (0 = per row) | u32 word_bits
-//   | u32 scale_type (1 = float32, 2 = float64) | u64 rows | u64 cols | u64 payload_bytes
+//   | u32 scale_type (1 = float32, 2 = float64, 3 = IEEE binary16, 4 = bfloat16) | u64 rows | u64 cols
+//   | u64 payload_bytes
 //   | payload: plane words (kernel, row, word) then scales (kernel, row, group) | u64 FNV-1a checksum
 // Records can follow one another in a stream, so model files reuse them.
 #include <array>
@@ -11,20 +12,29 @@
 #include <limits>
 #include <ostream>
 #include <string>
+#include <type_traits>
 
 #include "multibool/core/binary_io.hpp"
 #include "multibool/core/bit_plane_matrix.hpp"
+#include "multibool/core/half.hpp"
 
 namespace multibool {
 
 inline constexpr std::array<char, 8> bit_plane_matrix_magic{'M', 'B', 'O', 'O', 'L', 'B', 'P', 'M'};
 inline constexpr std::uint32_t bit_plane_matrix_format_version = 1;
 
-template <class Scale>
+template <ScaleType Scale>
 constexpr std::uint32_t scale_type_code() {
-    static_assert(std::is_same_v<Scale, float> || std::is_same_v<Scale, double>,
-                  "multibool files store float or double scales");
-    return std::is_same_v<Scale, float> ? 1u : 2u;
+    if constexpr (std::is_same_v<Scale, float>) {
+        return 1;
+    } else if constexpr (std::is_same_v<Scale, double>) {
+        return 2;
+    } else if constexpr (std::is_same_v<Scale, half>) {
+        return 3;
+    } else {
+        static_assert(std::is_same_v<Scale, bfloat16>);
+        return 4;
+    }
 }
 
 template <std::size_t K, std::size_t G, class Word, class Scale>

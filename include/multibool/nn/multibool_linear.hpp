@@ -14,10 +14,11 @@
 
 namespace multibool {
 
-template <std::size_t K, std::size_t G, class Word = std::uint64_t, class Backend = DefaultBackend>
+// Scale is the storage type of the scales: float for training, half or bfloat16 for deployment.
+template <std::size_t K, std::size_t G, class Word = std::uint64_t, class Backend = DefaultBackend, class Scale = float>
 class MultiBoolLinear {
 public:
-    using matrix_type = BitPlaneMatrix<K, G, Word, float>;
+    using matrix_type = BitPlaneMatrix<K, G, Word, Scale>;
     using backend_type = Backend;
     static_assert(PopcountBackend<Backend, matrix_type>,
                   "MultiBoolLinear: Backend does not provide every product of the PopcountBackend concept");

@@ -1,18 +1,119 @@
 #pragma once
-// The AlphaSolver concept (SPEC §4): given fixed planes, set the scales of a matrix in closed
-// form to minimise an objective against a target. The weight-space objective ||W - W_hat||^2
-// is the one every solver must accept; the activation-aware and output-space objectives come
-// with the solvers themselves.
+// The AlphaSolver concept (SPEC §4): with the planes fixed, W_hat is linear in the scales, so a
+// solver sets them in closed form to minimise its objective against a target, one small system
+// at a time (a (row, group) or a whole row). Every objective is a sum over rows, which lets
+// alternating refinement keep or revert a bit step row by row.
+#include <cmath>
 #include <concepts>
+#include <cstddef>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/matrix_view.hpp"
+#include "multibool/core/packed_bits.hpp"
+#include "multibool/solvers/second_moment.hpp"
 
 namespace multibool {
 
-template <class S, class M>
-concept AlphaSolver = BitPlaneStorage<M> && requires(const S& solver, M& m, MatrixView<const float> target) {
-    solver.solve(m, target);
+struct AlphaSolveReport {
+    double error_before = 0.0;  // the objective summed over the matrix, with the scales it came with
+    double error_after = 0.0;   // with the scales it leaves: never above error_before
+    // Systems that were singular or ill-conditioned (an unknown dropped), or whose solution does
+    // not fit the scale type; they keep the best scales that could be formed.
+    std::size_t fallbacks = 0;
 };
+
+// solve(m, target) rewrites m's scales; row_objectives(m, target)[i] is the objective of row i
+// under m's current scales. A system's new scales are kept only when they do not make it worse,
+// so solve never raises the objective, whatever m started from.
+template <class S, class M>
+concept AlphaSolver = BitPlaneStorage<M> &&
+    requires(const S& solver, M& m, const M& fixed, MatrixView<const float> target) {
+    { solver.solve(m, target) } -> std::same_as<AlphaSolveReport>;
+    { solver.row_objectives(fixed, target) } -> std::same_as<std::vector<double>>;
+};
+
+// The target must have m's shape and finite entries; errors name the caller.
+template <BitPlaneStorage M>
+void check_target(const char* who, const M& m, MatrixView<const float> target) {
+    if (target.rows() != m.rows() || target.cols() != m.cols()) {
+        throw std::invalid_argument(std::string(who) + ": target is " + std::to_string(target.rows()) + "x" +
+                                    std::to_string(target.cols()) + ", the matrix is " + std::to_string(m.rows()) +
+                                    "x" + std::to_string(m.cols()));
+    }
+    for (std::size_t i = 0; i < target.rows(); ++i) {
+        for (std::size_t j = 0; j < target.cols(); ++j) {
+            if (!std::isfinite(target(i, j))) {
+                throw std::invalid_argument(std::string(who) + ": target at row " + std::to_string(i) + " col " +
+                                            std::to_string(j) + " is " + std::to_string(target(i, j)) +
+                                            ", not a finite number");
+            }
+        }
+    }
+}
+
+// H must act on the matrix's inputs: its dimension is the number of columns.
+inline void check_second_moment(const char* who, const SecondMoment& h, std::size_t cols) {
+    if (h.dimension() != cols) {
+        throw std::invalid_argument(std::string(who) + ": the second moment is " + std::to_string(h.dimension()) + "x" +
+                                    std::to_string(h.dimension()) + " but the matrix has " + std::to_string(cols) +
+                                    " columns");
+    }
+}
+
+namespace detail {
+
+// Plane k of row i over columns [begin, end) as +1.0 / -1.0.
+template <BitPlaneStorage M>
+void decode_signs(const M& m, std::size_t k, std::size_t i, std::size_t begin, std::size_t end,
+                  std::span<double> signs) {
+    using Word = typename M::word_type;
+    const auto plane = m.plane_row(k, i);
+    // Arithmetic rather than a branch: the bits are random, a branch would mispredict half the time.
+    for (std::size_t j = begin; j < end; ++j) {
+        const auto bit = int(Word(plane[j / M::word_bits] >> (j % M::word_bits)) & 1);
+        signs[j - begin] = double(2 * bit - 1);
+    }
+}
+
+// w_hat_j = sum_k alpha_k b_kj from decoded signs (K rows of `size`), added in kernel order from
+// 0 so that it equals, bit for bit, the levels nearest-level assignment compares.
+template <std::size_t K>
+void reconstruct(std::span<const double> signs, std::span<const double> alphas, std::span<double> w_hat) {
+    const std::size_t size = w_hat.size();
+    for (std::size_t j = 0; j < size; ++j) w_hat[j] = 0.0;
+    for (std::size_t k = 0; k < K; ++k) {
+        for (std::size_t j = 0; j < size; ++j) w_hat[j] += signs[k * size + j] > 0.0 ? alphas[k] : -alphas[k];
+    }
+}
+
+// Rows summed first to last, as solve sums its report, so that equal rows give equal totals.
+inline double sum_in_order(const std::vector<double>& rows) {
+    double total = 0.0;
+    for (const double row : rows) total += row;
+    return total;
+}
+
+// Rounds solved scales to the matrix's scale type and back, so that a candidate is judged by
+// the values that will actually be stored; false when one does not survive (overflow).
+template <class Scale>
+bool round_to_scale_type(std::span<double> alphas) {
+    for (double& a : alphas) {
+        a = static_cast<double>(static_cast<Scale>(a));
+        if (!std::isfinite(a)) return false;
+    }
+    return true;
+}
+
+}  // namespace detail
+
+// The solver's objective summed over the matrix.
+template <class M, AlphaSolver<M> S>
+double objective(const S& solver, const M& m, MatrixView<const float> target) {
+    return detail::sum_in_order(solver.row_objectives(m, target));
+}
 
 }  // namespace multibool

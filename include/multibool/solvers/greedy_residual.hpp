@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "multibool/core/half.hpp"
 #include "multibool/core/matrix_view.hpp"
 
 namespace multibool {
@@ -33,12 +34,22 @@ Matrix greedy_residual(MatrixView<const float> weights) {
                 const std::size_t end = m.group_end(g);
                 double sum_abs = 0.0;
                 for (std::size_t j = begin; j < end; ++j) sum_abs += std::fabs(residual[j]);
-                const auto alpha = static_cast<Scale>(sum_abs / double(end - begin));
+                const double mean_abs = sum_abs / double(end - begin);
+                const auto alpha = static_cast<Scale>(mean_abs);
+                if (!is_finite(alpha)) {
+                    throw std::invalid_argument("greedy_residual: kernel " + std::to_string(k) + " row " +
+                                                std::to_string(i) + " group " + std::to_string(g) +
+                                                " needs a scale of " + std::to_string(mean_abs) +
+                                                ", beyond the range of the scale type");
+                }
                 m.set_scale(k, i, g, alpha);
+                // The residual is taken against the stored, rounded scale (fp16 keeps 11 bits), so
+                // later kernels correct the rounding error instead of inheriting it.
+                const auto stored = static_cast<double>(alpha);
                 for (std::size_t j = begin; j < end; ++j) {
                     const int s = residual[j] >= 0.0 ? 1 : -1;
                     m.set_sign(k, i, j, s);
-                    residual[j] -= double(alpha) * s;
+                    residual[j] -= stored * s;
                 }
             }
         }

@@ -1,0 +1,100 @@
+#pragma once
+// The versioned binary record of one RowColumnMatrix (all fields little-endian):
+//   magic "MBOOLRCM" | u32 version | u32 kernels | u32 word_bits | u32 scale_type (as MBOOLBPM)
+//   | u64 rows | u64 cols | u64 payload_bytes
+//   | payload: plane words (kernel, row, word), row scales (kernel, row), column scales (kernel, col)
+//   | u64 FNV-1a checksum
+// Like MBOOLBPM records, these can follow one another in a stream.
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <istream>
+#include <ostream>
+#include <string>
+
+#include "multibool/core/binary_io.hpp"
+#include "multibool/core/row_column_matrix.hpp"
+#include "multibool/core/serialization.hpp"
+
+namespace multibool {
+
+inline constexpr std::array<char, 8> row_column_matrix_magic{'M', 'B', 'O', 'O', 'L', 'R', 'C', 'M'};
+inline constexpr std::uint32_t row_column_matrix_format_version = 1;
+
+template <std::size_t K, class Word, class Scale>
+void save(const RowColumnMatrix<K, Word, Scale>& m, std::ostream& out) {
+    BinaryWriter w(out);
+    w.write(std::span<const char>(row_column_matrix_magic));
+    w.write(row_column_matrix_format_version);
+    w.write(std::uint32_t{K});
+    w.write(static_cast<std::uint32_t>(m.word_bits));
+    w.write(scale_type_code<Scale>());
+    w.write(std::uint64_t{m.rows()});
+    w.write(std::uint64_t{m.cols()});
+    w.write(std::uint64_t{m.storage_bytes()});
+    w.write(m.words());
+    w.write(m.row_scale_data());
+    w.write(m.column_scale_data());
+    w.write_checksum();
+}
+
+template <std::size_t K, class Word, class Scale>
+void save(const RowColumnMatrix<K, Word, Scale>& m, const std::filesystem::path& path) {
+    write_file_atomically(path, [&](std::ostream& out) { save(m, out); });
+}
+
+// Reads one record written for exactly this Matrix type; source names the file in errors.
+// Overload resolution picks it over serialization.hpp's MBOOLBPM load: it is more constrained.
+template <class Matrix>
+Matrix load(std::istream& in, const std::string& source) requires is_row_column_matrix<Matrix> {
+    using Word = typename Matrix::word_type;
+    using Scale = typename Matrix::scale_type;
+    BinaryReader r(in, source);
+    std::array<char, 8> magic{};
+    r.read(std::span<char>(magic), "magic");
+    if (magic != row_column_matrix_magic) {
+        throw FormatError(source, "magic", "\"MBOOLRCM\"", "\"" + std::string(magic.begin(), magic.end()) + "\"");
+    }
+    r.expect("version", r.read<std::uint32_t>("version"), row_column_matrix_format_version);
+    r.expect("kernels", r.read<std::uint32_t>("kernels"), static_cast<std::uint32_t>(Matrix::kernels));
+    r.expect("word_bits", r.read<std::uint32_t>("word_bits"), static_cast<std::uint32_t>(Matrix::word_bits));
+    r.expect("scale_type", r.read<std::uint32_t>("scale_type"), scale_type_code<Scale>());
+    const auto rows = r.read<std::uint64_t>("rows");
+    const auto cols = r.read<std::uint64_t>("cols");
+    constexpr std::uint64_t max_dim = std::uint64_t{1} << 31;
+    if (rows > max_dim) throw FormatError(source, "rows", "at most " + std::to_string(max_dim), std::to_string(rows));
+    if (cols > max_dim) throw FormatError(source, "cols", "at most " + std::to_string(max_dim), std::to_string(cols));
+    std::size_t word_count = 0;
+    std::size_t row_scale_count = 0;
+    std::size_t column_scale_count = 0;
+    try {
+        word_count = Matrix::word_count(rows, cols);
+        row_scale_count = Matrix::row_scale_count(rows);
+        column_scale_count = Matrix::column_scale_count(cols);
+    } catch (const std::length_error& e) {
+        throw FormatError(source, "rows, cols", "a shape whose storage fits in memory", e.what());
+    }
+    r.expect("payload_bytes", r.read<std::uint64_t>("payload_bytes"),
+             std::uint64_t{word_count * sizeof(Word) + (row_scale_count + column_scale_count) * sizeof(Scale)});
+    auto words = r.read_vector<Word>(word_count, "payload (plane words)");
+    auto row_scales = r.read_vector<Scale>(row_scale_count, "payload (row scales)");
+    auto column_scales = r.read_vector<Scale>(column_scale_count, "payload (column scales)");
+    r.verify_checksum();
+    try {
+        return Matrix(rows, cols, std::move(words), std::move(row_scales), std::move(column_scales));
+    } catch (const std::invalid_argument& e) {
+        throw FormatError(source, "payload", "a valid matrix", e.what());
+    }
+}
+
+template <class Matrix>
+Matrix load(const std::filesystem::path& path) requires is_row_column_matrix<Matrix> {
+    auto in = open_for_reading(path);
+    Matrix m = load<Matrix>(in, path.string());
+    if (in.peek() != std::char_traits<char>::eof()) {
+        throw FormatError(path.string(), "end of file", "no bytes after the checksum", "trailing bytes");
+    }
+    return m;
+}
+
+}  // namespace multibool

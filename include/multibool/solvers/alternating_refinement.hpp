@@ -1,0 +1,93 @@
+#pragma once
+// Alternating refinement (SPEC §3): repeat { scales in closed form for the bits (an
+// AlphaSolver); bits nearest to the target for the scales (assign_nearest_levels) }. Both steps
+// are exact for the weight-space and diagonal-H objectives; for objectives that couple columns
+// (a group's H block, the full H) the bit step is not, so a row whose objective it raised gets
+// its previous bits back. Either way the objective never increases.
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "multibool/core/bit_plane_storage.hpp"
+#include "multibool/core/matrix_view.hpp"
+#include "multibool/solvers/activation_aware_solver.hpp"
+#include "multibool/solvers/alpha_solver.hpp"
+#include "multibool/solvers/greedy_residual.hpp"
+#include "multibool/solvers/nearest_level.hpp"
+#include "multibool/solvers/output_space_solver.hpp"
+#include "multibool/solvers/second_moment.hpp"
+#include "multibool/solvers/weight_space_solver.hpp"
+
+namespace multibool {
+
+namespace detail {
+
+// Row i of `from` (bits and scales) into `to`, a matrix of the same shape.
+template <BitPlaneStorage M>
+void copy_row(const M& from, M& to, std::size_t i) {
+    for (std::size_t k = 0; k < M::kernels; ++k) {
+        for (std::size_t j = 0; j < from.cols(); ++j)
+            to.set_sign(k, i, j, column_is_set(from.plane_row(k, i), j) ? 1 : -1);
+        for (std::size_t g = 0; g < from.groups_per_row(); ++g) to.set_scale(k, i, g, from.scales(k, i)[g]);
+    }
+}
+
+}  // namespace detail
+
+// Runs up to `iterations` rounds in place and returns the solver's objective at the start and
+// after each half-step, non-increasing. A round whose bit step changes nothing is a fixed point
+// (the scales are a function of the bits), so it stops there: 1 + 2 * rounds run values.
+template <BitPlaneStorage M, AlphaSolver<M> S>
+std::vector<double> alternating_refinement(M& m, MatrixView<const float> target, std::size_t iterations,
+                                           const S& solver) {
+    std::vector<double> objectives{objective(solver, m, target)};
+    for (std::size_t round = 0; round < iterations; ++round) {
+        solver.solve(m, target);
+        std::vector<double> rows = solver.row_objectives(m, target);
+        objectives.push_back(detail::sum_in_order(rows));
+        const M previous = m;
+        assign_nearest_levels(m, target);
+        const std::vector<double> after = solver.row_objectives(m, target);
+        for (std::size_t i = 0; i < m.rows(); ++i) {
+            if (after[i] > rows[i]) {
+                detail::copy_row(previous, m, i);
+            } else {
+                rows[i] = after[i];
+            }
+        }
+        objectives.push_back(detail::sum_in_order(rows));
+        if (m == previous) break;
+    }
+    return objectives;
+}
+
+// Greedy residual start, then weight-space alternating refinement.
+template <class Matrix>
+Matrix alternating_init(MatrixView<const float> weights, std::size_t iterations = 10) {
+    Matrix m = greedy_residual<Matrix>(weights);
+    alternating_refinement(m, weights, iterations, WeightSpaceSolver{});
+    return m;
+}
+
+// For a layer whose calibration inputs have second moment h: greedy residual start, refinement
+// under the diagonal-H objective, then output-space scales; row by row (the full-H objective
+// is a sum over rows) the better of that and the greedy start with output-space scales.
+template <class Matrix>
+Matrix activation_aware_init(MatrixView<const float> weights, const SecondMoment& h, std::size_t iterations = 10) {
+    check_second_moment("activation_aware_init", h, weights.cols());
+    const OutputSpaceSolver output_space(h);
+    Matrix greedy = greedy_residual<Matrix>(weights);
+    Matrix refined = greedy;
+    alternating_refinement(refined, weights, iterations, ActivationAwareSolver(h, HessianBlock::diagonal));
+    output_space.solve(greedy, weights);
+    output_space.solve(refined, weights);
+    const std::vector<double> greedy_rows = output_space.row_objectives(greedy, weights);
+    const std::vector<double> refined_rows = output_space.row_objectives(refined, weights);
+    for (std::size_t i = 0; i < weights.rows(); ++i) {
+        if (greedy_rows[i] < refined_rows[i]) detail::copy_row(greedy, refined, i);
+    }
+    return refined;
+}
+
+}  // namespace multibool

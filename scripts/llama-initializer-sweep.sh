@@ -1,0 +1,29 @@
+#!/bin/sh
+# Perplexity of stories260K on tinystories-valid.txt for every initializer and scale layout at
+# G = 64 (K = 1..3 and a 2.5 bits/weight budget), beside round-to-nearest 2-, 3- and 4-bit at
+# G = 64, as a Markdown table. Usage: scripts/llama-initializer-sweep.sh [build dir] (default
+# build/release). Honours $MULTIBOOL_ASSETS. Takes about 15 minutes on 2 cores.
+set -eu
+tool="${1:-build/release}/examples/multibool-llama"
+[ -x "$tool" ] || { echo "no $tool: run cmake --build --preset release --target multibool-llama" >&2; exit 1; }
+
+row() {  # label, then the tool's arguments
+  label=$1; shift
+  out=$("$tool" perplexity "$@" 2>&1)
+  bpw=$(echo "$out" | sed -n 's/.* \([0-9.]*\) bits\/weight, relative error.*/\1/p' | tail -n 1)
+  err=$(echo "$out" | sed -n 's/.*bits\/weight, relative error \([0-9.]*\),.*/\1/p' | tail -n 1)
+  ppl=$(echo "$out" | sed -n 's/^perplexity: \([0-9.]*\) tokens.*/\1/p')
+  echo "| $label | $bpw | $err | $ppl |"
+}
+
+echo "| model (G = 64) | bits/weight | relative error | perplexity |"
+echo "|---|---|---|---|"
+row "float32" --threads 2
+for b in 2 3 4; do row "RTN $b-bit" --rtn "$b" --group 64; done
+for init in greedy alternating act-aware; do
+  for k in 1 2 3; do row "$init, group, K=$k" --kernels "$k" --group 64 --init "$init"; done
+  row "$init, group, --bits 2.5" --bits 2.5 --group 64 --init "$init"
+done
+for init in greedy alternating; do
+  for k in 1 2 3; do row "$init, rowcol, K=$k" --kernels "$k" --scales rowcol --init "$init"; done
+done
