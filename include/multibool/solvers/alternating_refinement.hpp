@@ -35,19 +35,21 @@ void copy_row(const M& from, M& to, std::size_t i) {
 
 }  // namespace detail
 
-// Runs up to `iterations` rounds in place and returns the solver's objective at the start and
-// after each half-step, non-increasing. A round whose bit step changes nothing is a fixed point
-// (the scales are a function of the bits), so it stops there: 1 + 2 * rounds run values.
-template <BitPlaneStorage M, AlphaSolver<M> S>
+// Runs up to `iterations` rounds of {solver's closed-form scales; assign_bits(m, target)} in
+// place and returns the solver's objective at the start and after each half-step,
+// non-increasing: a row whose objective the bit step raised gets its previous bits back. A round
+// whose bit step changes nothing is a fixed point (the scales are a function of the bits), so it
+// stops there: 1 + 2 * rounds run values.
+template <BitPlaneStorage M, AlphaSolver<M> S, class AssignBits>
 std::vector<double> alternating_refinement(M& m, MatrixView<const float> target, std::size_t iterations,
-                                           const S& solver) {
+                                           const S& solver, AssignBits&& assign_bits) {
     std::vector<double> objectives{objective(solver, m, target)};
     for (std::size_t round = 0; round < iterations; ++round) {
         solver.solve(m, target);
         std::vector<double> rows = solver.row_objectives(m, target);
         objectives.push_back(detail::sum_in_order(rows));
         const M previous = m;
-        assign_nearest_levels(m, target);
+        assign_bits(m, target);
         const std::vector<double> after = solver.row_objectives(m, target);
         for (std::size_t i = 0; i < m.rows(); ++i) {
             if (after[i] > rows[i]) {
@@ -60,6 +62,14 @@ std::vector<double> alternating_refinement(M& m, MatrixView<const float> target,
         if (m == previous) break;
     }
     return objectives;
+}
+
+// The bit step of SPEC §3: each weight to the nearest of its group's 2^K levels.
+template <BitPlaneStorage M, AlphaSolver<M> S>
+std::vector<double> alternating_refinement(M& m, MatrixView<const float> target, std::size_t iterations,
+                                           const S& solver) {
+    return alternating_refinement(m, target, iterations, solver,
+                                  [](M& matrix, MatrixView<const float> t) { assign_nearest_levels(matrix, t); });
 }
 
 // Greedy residual start, then weight-space alternating refinement.

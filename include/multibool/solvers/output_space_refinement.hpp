@@ -91,32 +91,15 @@ std::size_t assign_bits_output_space(M& m, MatrixView<const float> target, const
     return changed;
 }
 
-// Rounds of {closed-form output-space scales; coordinate-descent bits}. Returns the objective at
-// the start and after each half-step (1 + 2 * iterations values), never increasing: rounding
-// drift is guarded by keeping a row's previous state when a step made it worse.
+// Rounds of {closed-form output-space scales; coordinate-descent bits}, with
+// alternating_refinement's guarantees: the objective never increases, and it stops at a fixed
+// point.
 template <BitPlaneStorage M>
 std::vector<double> output_space_refinement(M& m, MatrixView<const float> target, const SecondMoment& h,
                                             std::size_t iterations = 4) {
-    const OutputSpaceSolver solver(h);
-    std::vector<double> rows = solver.row_objectives(m, target);
-    std::vector<double> objectives{detail::sum_in_order(rows)};
-    for (std::size_t round = 0; round < iterations; ++round) {
-        solver.solve(m, target);
-        rows = solver.row_objectives(m, target);
-        objectives.push_back(detail::sum_in_order(rows));
-        const M previous = m;
-        assign_bits_output_space(m, target, h);
-        const std::vector<double> after = solver.row_objectives(m, target);
-        for (std::size_t i = 0; i < m.rows(); ++i) {
-            if (after[i] > rows[i]) {
-                detail::copy_row(previous, m, i);
-            } else {
-                rows[i] = after[i];
-            }
-        }
-        objectives.push_back(detail::sum_in_order(rows));
-    }
-    return objectives;
+    return alternating_refinement(
+        m, target, iterations, OutputSpaceSolver(h),
+        [&](M& matrix, MatrixView<const float> t) { assign_bits_output_space(matrix, t, h); });
 }
 
 }  // namespace multibool
