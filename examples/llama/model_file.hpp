@@ -48,12 +48,7 @@ inline bool is_model_file(const std::filesystem::path& path) {
 namespace detail {
 
 inline ModelFileHeader read_model_header(BinaryReader& reader) {
-    std::array<char, 8> magic{};
-    reader.read(std::span<char>(magic), "magic");
-    if (magic != model_file_magic) {
-        throw FormatError(reader.source(), "magic", "\"MBOOLLLM\"",
-                          "\"" + std::string(magic.begin(), magic.end()) + "\"");
-    }
+    reader.expect_magic(model_file_magic);
     reader.expect("version", reader.read<std::uint32_t>("version"), model_file_version);
     ModelFileHeader header;
     header.kernels = reader.read<std::uint32_t>("kernels");

@@ -123,6 +123,15 @@ public:
             throw FormatError(source_, "checksum", hex(computed) + " (computed over the record)", hex(stored));
         }
     }
+    // Reads an 8-byte magic and refuses any other, quoting both.
+    void expect_magic(const std::array<char, 8>& expected) {
+        std::array<char, 8> magic{};
+        read(std::span<char>(magic), "magic");
+        if (magic != expected) {
+            throw FormatError(source_, "magic", "\"" + std::string(expected.begin(), expected.end()) + "\"",
+                              "\"" + std::string(magic.begin(), magic.end()) + "\"");
+        }
+    }
     template <class T>
     void expect(const std::string& field, T found, T expected) const {
         if (found != expected) throw FormatError(source_, field, std::to_string(expected), std::to_string(found));

@@ -50,11 +50,7 @@ Matrix load(std::istream& in, const std::string& source) requires is_row_column_
     using Word = typename Matrix::word_type;
     using Scale = typename Matrix::scale_type;
     BinaryReader r(in, source);
-    std::array<char, 8> magic{};
-    r.read(std::span<char>(magic), "magic");
-    if (magic != row_column_matrix_magic) {
-        throw FormatError(source, "magic", "\"MBOOLRCM\"", "\"" + std::string(magic.begin(), magic.end()) + "\"");
-    }
+    r.expect_magic(row_column_matrix_magic);
     r.expect("version", r.read<std::uint32_t>("version"), row_column_matrix_format_version);
     r.expect("kernels", r.read<std::uint32_t>("kernels"), static_cast<std::uint32_t>(Matrix::kernels));
     r.expect("word_bits", r.read<std::uint32_t>("word_bits"), static_cast<std::uint32_t>(Matrix::word_bits));

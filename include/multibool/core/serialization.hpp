@@ -66,11 +66,7 @@ Matrix load(std::istream& in, const std::string& source) {
     using Word = typename Matrix::word_type;
     using Scale = typename Matrix::scale_type;
     BinaryReader r(in, source);
-    std::array<char, 8> magic{};
-    r.read(std::span<char>(magic), "magic");
-    if (magic != bit_plane_matrix_magic) {
-        throw FormatError(source, "magic", "\"MBOOLBPM\"", "\"" + std::string(magic.begin(), magic.end()) + "\"");
-    }
+    r.expect_magic(bit_plane_matrix_magic);
     r.expect("version", r.read<std::uint32_t>("version"), bit_plane_matrix_format_version);
     r.expect("kernels", r.read<std::uint32_t>("kernels"), static_cast<std::uint32_t>(Matrix::kernels));
     r.expect("group_size", r.read<std::uint32_t>("group_size"),
