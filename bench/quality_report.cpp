@@ -204,28 +204,6 @@ std::string read_text_file(const fs::path& path) {
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-MatrixView<const float> projection_matrix(const multibool::llama::Checkpoint& c, std::size_t layer,
-                                          multibool::llama::Projection p) {
-    using multibool::llama::Projection;
-    switch (p) {
-        case Projection::wq:
-            return c.wq(layer);
-        case Projection::wk:
-            return c.wk(layer);
-        case Projection::wv:
-            return c.wv(layer);
-        case Projection::wo:
-            return c.wo(layer);
-        case Projection::w1:
-            return c.w1(layer);
-        case Projection::w2:
-            return c.w2(layer);
-        case Projection::w3:
-            return c.w3(layer);
-    }
-    throw std::logic_error("unknown projection");
-}
-
 void model_section() {
     const auto start = std::chrono::steady_clock::now();
     const fs::path assets = multibool::examples::assets_dir();
@@ -252,7 +230,7 @@ void model_section() {
     for (std::size_t layer = 0; layer < config.n_layers; ++layer) {
         for (const auto p : multibool::llama::projections) {
             const SecondMoment& h = statistics.of(layer, p);
-            const auto w = projection_matrix(checkpoint, layer, p);
+            const auto w = multibool::llama::checkpoint_projection(checkpoint, layer, p);
             weights += w.rows() * w.cols();
             matrices.push_back(
                 {"layer" + std::to_string(layer) + "." + multibool::llama::projection_name(p), w, &h, dense_metric(h)});

@@ -133,19 +133,6 @@ std::vector<double> jacobi_eigenvalues(std::vector<double> a, std::size_t n) {
     return eigenvalues;
 }
 
-template <class Matrix>
-std::string to_bytes(const Matrix& m) {
-    std::ostringstream out(std::ios::binary);
-    save(m, out);
-    return out.str();
-}
-
-template <class Matrix>
-Matrix from_bytes(const std::string& bytes) {
-    std::istringstream in(bytes, std::ios::binary);
-    return load<Matrix>(in, "memory");
-}
-
 }  // namespace
 
 TEST_CASE("RowColumnMatrix holds the signs and scales it is given", "[rowcol]") {
@@ -493,11 +480,11 @@ TEST_CASE("RowColumnMatrix records round-trip and name the field that differs", 
     auto round_trip = [&]<class Matrix>() {
         for (std::size_t cols : {1u, 100u, 172u}) {
             const auto m = random_row_column<Matrix>(3, cols, rng);
-            const auto bytes = to_bytes(m);
+            const auto bytes = testing::to_bytes(m);
             // Header (8 + 4 * 4 + 3 * 8), payload, checksum.
             REQUIRE(bytes.size() == 48 + m.storage_bytes() + 8);
             REQUIRE(bytes.substr(0, 8) == "MBOOLRCM");
-            REQUIRE(from_bytes<Matrix>(bytes) == m);
+            REQUIRE(testing::from_bytes<Matrix>(bytes) == m);
         }
     };
     auto for_words = [&]<std::size_t K>() {
@@ -508,18 +495,18 @@ TEST_CASE("RowColumnMatrix records round-trip and name the field that differs", 
     round_trip.operator()<RowColumnMatrix<3, std::uint32_t, double>>();
     round_trip.operator()<RowColumnMatrix<2, std::uint16_t, half>>();
 
-    const auto bytes = to_bytes(random_row_column<RowColumnMatrix<2, std::uint32_t>>(3, 70, rng));
-    REQUIRE_THROWS_WITH((from_bytes<RowColumnMatrix<3, std::uint32_t>>(bytes)),
+    const auto bytes = testing::to_bytes(random_row_column<RowColumnMatrix<2, std::uint32_t>>(3, 70, rng));
+    REQUIRE_THROWS_WITH((testing::from_bytes<RowColumnMatrix<3, std::uint32_t>>(bytes)),
                         "memory: field 'kernels': expected 3, found 2");
-    REQUIRE_THROWS_WITH((from_bytes<RowColumnMatrix<2, std::uint64_t>>(bytes)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<RowColumnMatrix<2, std::uint64_t>>(bytes)),
                         "memory: field 'word_bits': expected 64, found 32");
-    REQUIRE_THROWS_WITH((from_bytes<RowColumnMatrix<2, std::uint32_t, double>>(bytes)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<RowColumnMatrix<2, std::uint32_t, double>>(bytes)),
                         "memory: field 'scale_type': expected 2, found 1");
     // A group-scale record is not a row x column one, and the other way round.
-    REQUIRE_THROWS_WITH((from_bytes<RowColumnMatrix<2, std::uint32_t>>(
-                            to_bytes(testing::random_matrix<BitPlaneMatrix<2, per_row, std::uint32_t>>(3, 70, rng)))),
+    REQUIRE_THROWS_WITH((testing::from_bytes<RowColumnMatrix<2, std::uint32_t>>(testing::to_bytes(
+                            testing::random_matrix<BitPlaneMatrix<2, per_row, std::uint32_t>>(3, 70, rng)))),
                         Catch::Contains("field 'magic'") && Catch::Contains("MBOOLBPM"));
-    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<2, per_row, std::uint32_t>>(bytes)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, per_row, std::uint32_t>>(bytes)),
                         Catch::Contains("field 'magic'"));
 
     std::stringstream stream(std::ios::in | std::ios::out | std::ios::binary);
@@ -545,21 +532,21 @@ TEST_CASE("RowColumnMatrix records round-trip and name the field that differs", 
 TEST_CASE("every truncation and corruption of a RowColumnMatrix record is detected", "[rowcol]") {
     using Matrix = RowColumnMatrix<2, std::uint16_t>;
     std::mt19937_64 rng(fresh_seed());
-    const auto bytes = to_bytes(random_row_column<Matrix>(3, 21, rng));
+    const auto bytes = testing::to_bytes(random_row_column<Matrix>(3, 21, rng));
     for (std::size_t length = 0; length < bytes.size(); ++length) {
         CAPTURE(length);
-        REQUIRE_THROWS_AS((from_bytes<Matrix>(bytes.substr(0, length))), FormatError);
+        REQUIRE_THROWS_AS((testing::from_bytes<Matrix>(bytes.substr(0, length))), FormatError);
     }
     // Header, then 2 kernels x 3 rows x 2 words of 16 bits, then the row scales.
     const std::size_t row_scales_at = 48 + 2 * 3 * 2 * 2;
-    REQUIRE_THROWS_WITH((from_bytes<Matrix>(bytes.substr(0, row_scales_at))),
+    REQUIRE_THROWS_WITH((testing::from_bytes<Matrix>(bytes.substr(0, row_scales_at))),
                         Catch::Contains("field 'payload (row scales)'") && Catch::Contains("truncated"));
     for (std::size_t position = 0; position < bytes.size(); ++position) {
         for (int bit : {0, 7}) {
             CAPTURE(position, bit);
             auto corrupt = bytes;
             corrupt[position] = static_cast<char>(corrupt[position] ^ (1 << bit));
-            REQUIRE_THROWS_AS((from_bytes<Matrix>(corrupt)), FormatError);
+            REQUIRE_THROWS_AS((testing::from_bytes<Matrix>(corrupt)), FormatError);
         }
     }
     // A NaN scale under a correct checksum is refused as an invalid payload.
@@ -570,6 +557,6 @@ TEST_CASE("every truncation and corruption of a RowColumnMatrix record is detect
     h.update(std::as_bytes(std::span<const char>(nan_scale.data(), nan_scale.size())));
     const std::uint64_t checksum = h.value();
     nan_scale += std::string(reinterpret_cast<const char*>(&checksum), sizeof checksum);
-    REQUIRE_THROWS_WITH(from_bytes<Matrix>(nan_scale),
+    REQUIRE_THROWS_WITH(testing::from_bytes<Matrix>(nan_scale),
                         Catch::Contains("field 'payload'") && Catch::Contains("row scale of kernel 0 row 0 is nan"));
 }

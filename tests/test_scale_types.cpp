@@ -432,23 +432,6 @@ TEST_CASE("non-finite 16-bit scales are refused with their place", "[core][scale
                             Catch::Contains("beyond the range of the scale type"));
 }
 
-namespace {
-
-template <class Matrix>
-std::string to_bytes(const Matrix& m) {
-    std::ostringstream out(std::ios::binary);
-    save(m, out);
-    return out.str();
-}
-
-template <class Matrix>
-Matrix from_bytes(const std::string& bytes) {
-    std::istringstream in(bytes, std::ios::binary);
-    return load<Matrix>(in, "memory");
-}
-
-}  // namespace
-
 TEST_CASE("half and bfloat16 scales round-trip through save/load with their own type code",
           "[core][scale_types][serialization]") {
     const auto seed = fresh_seed();
@@ -458,9 +441,9 @@ TEST_CASE("half and bfloat16 scales round-trip through save/load with their own 
         for (std::size_t cols : {1u, 172u, 256u}) {
             const auto w = testing::random_floats(3 * cols, rng);
             const auto m = greedy_residual<Matrix>(MatrixView<const float>(std::span<const float>(w), 3, cols));
-            const auto bytes = to_bytes(m);
+            const auto bytes = testing::to_bytes(m);
             REQUIRE(bytes.size() == 52 + m.storage_bytes() + 8);
-            const auto loaded = from_bytes<Matrix>(bytes);
+            const auto loaded = testing::from_bytes<Matrix>(bytes);
             REQUIRE(loaded == m);
             for (std::size_t s = 0; s < m.scale_data().size(); ++s)
                 REQUIRE(loaded.scale_data()[s].bits() == m.scale_data()[s].bits());
@@ -470,10 +453,11 @@ TEST_CASE("half and bfloat16 scales round-trip through save/load with their own 
     round_trip.operator()<BitPlaneMatrix<2, per_row, std::uint16_t, bfloat16>>();
     round_trip.operator()<BitPlaneMatrix<1, 32, std::uint8_t, half>>();
 
-    const auto half_bytes = to_bytes(testing::random_matrix<BitPlaneMatrix<2, 64, std::uint32_t, half>>(3, 70, rng));
-    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(half_bytes)),
+    const auto half_bytes =
+        testing::to_bytes(testing::random_matrix<BitPlaneMatrix<2, 64, std::uint32_t, half>>(3, 70, rng));
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(half_bytes)),
                         "memory: field 'scale_type': expected 1, found 3");
-    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<2, 64, std::uint32_t, bfloat16>>(half_bytes)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 64, std::uint32_t, bfloat16>>(half_bytes)),
                         "memory: field 'scale_type': expected 4, found 3");
 }
 
@@ -508,11 +492,11 @@ TEST_CASE("the half-scale record is pinned byte for byte", "[core][scale_types][
     const std::vector<std::int8_t> signs{1, -1, 1};
     const std::vector<half> scales{half(0.5f)};
     const auto m = Matrix::from_planes(1, 3, signs, scales);
-    REQUIRE(to_bytes(m) == record);
-    REQUIRE(from_bytes<Matrix>(record) == m);
+    REQUIRE(testing::to_bytes(m) == record);
+    REQUIRE(testing::from_bytes<Matrix>(record) == m);
 
     auto nan_scale = std::string(reinterpret_cast<const char*>(body), sizeof body);
     nan_scale[54] = static_cast<char>(0x7E);  // 0x7E00: a quiet NaN
-    REQUIRE_THROWS_WITH(from_bytes<Matrix>(with_checksum(nan_scale)),
+    REQUIRE_THROWS_WITH(testing::from_bytes<Matrix>(with_checksum(nan_scale)),
                         Catch::Contains("field 'payload'") && Catch::Contains("not a finite number"));
 }

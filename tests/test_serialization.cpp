@@ -17,19 +17,6 @@ using multibool::testing::fresh_seed;
 
 namespace {
 
-template <class Matrix>
-std::string to_bytes(const Matrix& m) {
-    std::ostringstream out(std::ios::binary);
-    save(m, out);
-    return out.str();
-}
-
-template <class Matrix>
-Matrix from_bytes(const std::string& bytes) {
-    std::istringstream in(bytes, std::ios::binary);
-    return load<Matrix>(in, "memory");
-}
-
 std::filesystem::path scratch_path(const std::string& name) {
     return std::filesystem::temp_directory_path() / ("multibool-test-" + std::to_string(fresh_seed()) + "-" + name);
 }
@@ -43,10 +30,10 @@ TEST_CASE("save/load round-trips every parameter combination", "[core][serializa
     auto round_trip = [&]<class Matrix>() {
         for (std::size_t cols : {1u, 100u, 172u}) {
             const auto m = testing::random_matrix<Matrix>(3, cols, rng);
-            const auto bytes = to_bytes(m);
+            const auto bytes = testing::to_bytes(m);
             // Header (8 + 5*4 + 3*8), payload, checksum.
             REQUIRE(bytes.size() == 52 + m.storage_bytes() + 8);
-            REQUIRE(from_bytes<Matrix>(bytes) == m);
+            REQUIRE(testing::from_bytes<Matrix>(bytes) == m);
         }
     };
     testing::for_each_k_and_group<std::uint8_t>(round_trip);
@@ -88,58 +75,59 @@ TEST_CASE("files are written atomically and read back whole", "[core][serializat
 
 TEST_CASE("a file written for other parameters names the field that differs", "[core][serialization]") {
     std::mt19937_64 rng(fresh_seed());
-    const auto bytes = to_bytes(testing::random_matrix<BitPlaneMatrix<2, 64, std::uint32_t>>(3, 70, rng));
-    REQUIRE_NOTHROW(from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(bytes));
-    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<3, 64, std::uint32_t>>(bytes)),
+    const auto bytes = testing::to_bytes(testing::random_matrix<BitPlaneMatrix<2, 64, std::uint32_t>>(3, 70, rng));
+    REQUIRE_NOTHROW(testing::from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(bytes));
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<3, 64, std::uint32_t>>(bytes)),
                         "memory: field 'kernels': expected 3, found 2");
-    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<2, 128, std::uint32_t>>(bytes)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 128, std::uint32_t>>(bytes)),
                         "memory: field 'group_size': expected 128, found 64");
-    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<2, per_row, std::uint32_t>>(bytes)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, per_row, std::uint32_t>>(bytes)),
                         "memory: field 'group_size': expected 0, found 64");
-    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<2, 64, std::uint64_t>>(bytes)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 64, std::uint64_t>>(bytes)),
                         "memory: field 'word_bits': expected 64, found 32");
-    REQUIRE_THROWS_WITH(((from_bytes<BitPlaneMatrix<2, 64, std::uint32_t, double>>(bytes))),
+    REQUIRE_THROWS_WITH(((testing::from_bytes<BitPlaneMatrix<2, 64, std::uint32_t, double>>(bytes))),
                         "memory: field 'scale_type': expected 2, found 1");
 
     auto bad_magic = bytes;
     bad_magic[0] = 'X';
-    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(bad_magic)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(bad_magic)),
                         Catch::Contains("field 'magic'"));
     auto bad_version = bytes;
     bad_version[8] = 9;
-    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(bad_version)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(bad_version)),
                         "memory: field 'version': expected 1, found 9");
 }
 
 TEST_CASE("every truncation and every corrupted byte is detected", "[core][serialization]") {
     using Matrix = BitPlaneMatrix<2, 16, std::uint16_t>;
     std::mt19937_64 rng(fresh_seed());
-    const auto bytes = to_bytes(testing::random_matrix<Matrix>(3, 21, rng));
+    const auto bytes = testing::to_bytes(testing::random_matrix<Matrix>(3, 21, rng));
     for (std::size_t length = 0; length < bytes.size(); ++length) {
         CAPTURE(length);
-        REQUIRE_THROWS_AS((from_bytes<Matrix>(bytes.substr(0, length))), FormatError);
+        REQUIRE_THROWS_AS((testing::from_bytes<Matrix>(bytes.substr(0, length))), FormatError);
     }
-    REQUIRE_THROWS_WITH((from_bytes<Matrix>(bytes.substr(0, 60))),
+    REQUIRE_THROWS_WITH((testing::from_bytes<Matrix>(bytes.substr(0, 60))),
                         Catch::Contains("field 'payload (plane words)'") && Catch::Contains("truncated"));
     for (std::size_t position = 0; position < bytes.size(); ++position) {
         for (int bit : {0, 7}) {
             CAPTURE(position, bit);
             auto corrupt = bytes;
             corrupt[position] = static_cast<char>(corrupt[position] ^ (1 << bit));
-            REQUIRE_THROWS_AS((from_bytes<Matrix>(corrupt)), FormatError);
+            REQUIRE_THROWS_AS((testing::from_bytes<Matrix>(corrupt)), FormatError);
         }
     }
     auto payload_flip = bytes;
     payload_flip[60] ^= 1;
-    REQUIRE_THROWS_WITH((from_bytes<Matrix>(payload_flip)), Catch::Contains("field 'checksum'"));
+    REQUIRE_THROWS_WITH((testing::from_bytes<Matrix>(payload_flip)), Catch::Contains("field 'checksum'"));
 }
 
 TEST_CASE("absurd dimensions are refused before any allocation", "[core][serialization]") {
     std::mt19937_64 rng(fresh_seed());
-    auto bytes = to_bytes(testing::random_matrix<BitPlaneMatrix<1, 32>>(2, 40, rng));
+    auto bytes = testing::to_bytes(testing::random_matrix<BitPlaneMatrix<1, 32>>(2, 40, rng));
     // rows is the u64 at offset 28.
     for (int b = 0; b < 8; ++b) bytes[28 + b] = static_cast<char>(0x7f);
-    REQUIRE_THROWS_WITH((from_bytes<BitPlaneMatrix<1, 32>>(bytes)), Catch::Contains("field 'rows': expected at most"));
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<1, 32>>(bytes)),
+                        Catch::Contains("field 'rows': expected at most"));
 }
 
 TEST_CASE("FNV-1a matches its published test vectors", "[core][serialization]") {
@@ -188,23 +176,23 @@ TEST_CASE("the file format is pinned byte for byte", "[core][serialization]") {
     const std::vector<std::int8_t> signs{1, -1, 1};
     const std::vector<float> scales{0.5f};
     const auto m = Matrix::from_planes(1, 3, signs, scales);
-    REQUIRE(to_bytes(m) == with_checksum(golden_record_body()));
-    REQUIRE(from_bytes<Matrix>(with_checksum(golden_record_body())) == m);
+    REQUIRE(testing::to_bytes(m) == with_checksum(golden_record_body()));
+    REQUIRE(testing::from_bytes<Matrix>(with_checksum(golden_record_body())) == m);
 }
 
 TEST_CASE("a well-formed record with an invalid payload is refused", "[core][serialization]") {
     using Matrix = BitPlaneMatrix<1, 8, std::uint8_t>;
     auto padding_set = golden_record_body();
     padding_set[52] = static_cast<char>(0x85);  // bit 7 lies beyond the 3 columns
-    REQUIRE_THROWS_WITH(from_bytes<Matrix>(with_checksum(padding_set)),
+    REQUIRE_THROWS_WITH(testing::from_bytes<Matrix>(with_checksum(padding_set)),
                         Catch::Contains("field 'payload'") && Catch::Contains("padding bits set"));
     auto nan_scale = golden_record_body();
     nan_scale[55] = static_cast<char>(0xc0);
     nan_scale[56] = static_cast<char>(0x7f);  // 0x7fc00000: a quiet NaN
-    REQUIRE_THROWS_WITH(from_bytes<Matrix>(with_checksum(nan_scale)),
+    REQUIRE_THROWS_WITH(testing::from_bytes<Matrix>(with_checksum(nan_scale)),
                         Catch::Contains("field 'payload'") && Catch::Contains("not a finite number"));
     auto huge_cols = golden_record_body();
     huge_cols[40] = 1;  // cols = 2^32 + 3, beyond the 2^31 limit
-    REQUIRE_THROWS_WITH(from_bytes<Matrix>(with_checksum(huge_cols)),
+    REQUIRE_THROWS_WITH(testing::from_bytes<Matrix>(with_checksum(huge_cols)),
                         Catch::Contains("field 'cols': expected at most"));
 }

@@ -11,12 +11,15 @@
 #include <iterator>
 #include <random>
 #include <span>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include <multibool/core/bit_plane_matrix.hpp>
+#include <multibool/core/row_column_serialization.hpp>
+#include <multibool/core/serialization.hpp>
 
 #include "common/assets_path.hpp"
 
@@ -141,6 +144,19 @@ inline std::string read_file(const std::filesystem::path& path) {
     std::ifstream in(path, std::ios::binary);
     REQUIRE(in.good());
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// A matrix's record as bytes, and back: serialization round trips without files.
+template <class Matrix>
+std::string to_bytes(const Matrix& m) {
+    std::ostringstream out(std::ios::binary);
+    save(m, out);
+    return out.str();
+}
+template <class Matrix>
+Matrix from_bytes(const std::string& bytes) {
+    std::istringstream in(bytes, std::ios::binary);
+    return load<Matrix>(in, "memory");
 }
 
 }  // namespace multibool::testing

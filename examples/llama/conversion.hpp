@@ -102,22 +102,24 @@ inline ErrorTally reconstruction_error(MatrixView<const float> weights, std::spa
     ErrorTally tally;
     tally.weights = approx.size();
     tally.storage_bytes = storage_bytes;
-    std::vector<double> diff(weights.cols());
+    const std::size_t n = weights.cols();
+    const std::vector<double> dense = h != nullptr ? h->dense() : std::vector<double>();
+    std::vector<double> diff(n);
     for (std::size_t i = 0; i < weights.rows(); ++i) {
-        for (std::size_t j = 0; j < weights.cols(); ++j) {
+        for (std::size_t j = 0; j < n; ++j) {
             const double w = weights(i, j);
-            diff[j] = w - approx[i * weights.cols() + j];
+            diff[j] = w - approx[i * n + j];
             tally.squared_error += diff[j] * diff[j];
             tally.squared_norm += w * w;
         }
         if (h == nullptr) continue;
         if (i == 0) tally.output_error = tally.output_norm = 0.0;
-        for (std::size_t a = 0; a < weights.cols(); ++a) {
+        for (std::size_t a = 0; a < n; ++a) {
             double hd = 0.0;
             double hw = 0.0;
-            for (std::size_t b = 0; b < weights.cols(); ++b) {
-                hd += (*h)(a, b) * diff[b];
-                hw += (*h)(a, b) * double(weights(i, b));
+            for (std::size_t b = 0; b < n; ++b) {
+                hd += dense[a * n + b] * diff[b];
+                hw += dense[a * n + b] * double(weights(i, b));
             }
             tally.output_error += diff[a] * hd;
             tally.output_norm += double(weights(i, a)) * hw;

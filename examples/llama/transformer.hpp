@@ -124,7 +124,6 @@ public:
         keys_.resize(cache);
         values_.resize(cache);
         scores_.resize(capacity);
-        rotation_.resize(c.head_size());
     }
 
     [[nodiscard]] const Config& config() const noexcept { return config_; }
@@ -155,7 +154,7 @@ private:
     std::vector<float> keys_;      // [layer, pos, kv_dim]
     std::vector<float> values_;    // [layer, pos, kv_dim]
     std::vector<float> scores_;    // [capacity]
-    std::vector<float> rotation_;  // [head_size]: cos, sin of each pair's angle at one position
+    std::vector<float> rotation_;  // [token, head_size]: cos, sin of each pair's angle at its position
     std::vector<float> x_, normed_, q_, k_, v_, attended_, projected_, gate_, up_, logits_;
 };
 
@@ -265,6 +264,9 @@ public:
         auto attended = Session::rows_of(s.attended_, n, c.dim);
         auto projected = Session::rows_of(s.projected_, n, c.dim);
         auto gate = Session::rows_of(s.gate_, n, c.hidden_dim);
+        // The angles depend on the position only: once per token, shared by every layer.
+        auto rotation = Session::rows_of(s.rotation_, n, c.head_size());
+        for (std::size_t t = 0; t < n; ++t) set_rotation(rotation.row(t), start + t);
         auto up = Session::rows_of(s.up_, n, c.hidden_dim);
 
         for (std::size_t l = 0; l < c.n_layers; ++l) {
@@ -274,9 +276,8 @@ public:
             b.wk.forward(normed, k);
             b.wv.forward(normed, v);
             for (std::size_t t = 0; t < n; ++t) {
-                set_rotation(s.rotation_, start + t);
-                rotate(q.row(t), s.rotation_);
-                rotate(k.row(t), s.rotation_);
+                rotate(q.row(t), rotation.row(t));
+                rotate(k.row(t), rotation.row(t));
                 std::ranges::copy(k.row(t), s.key(l, start + t).begin());
                 std::ranges::copy(v.row(t), s.value(l, start + t).begin());
             }

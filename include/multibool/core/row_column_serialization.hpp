@@ -11,6 +11,7 @@
 #include <istream>
 #include <ostream>
 #include <string>
+#include <tuple>
 
 #include "multibool/core/binary_io.hpp"
 #include "multibool/core/row_column_matrix.hpp"
@@ -55,42 +56,27 @@ Matrix load(std::istream& in, const std::string& source) requires is_row_column_
     r.expect("kernels", r.read<std::uint32_t>("kernels"), static_cast<std::uint32_t>(Matrix::kernels));
     r.expect("word_bits", r.read<std::uint32_t>("word_bits"), static_cast<std::uint32_t>(Matrix::word_bits));
     r.expect("scale_type", r.read<std::uint32_t>("scale_type"), scale_type_code<Scale>());
-    const auto rows = r.read<std::uint64_t>("rows");
-    const auto cols = r.read<std::uint64_t>("cols");
-    constexpr std::uint64_t max_dim = std::uint64_t{1} << 31;
-    if (rows > max_dim) throw FormatError(source, "rows", "at most " + std::to_string(max_dim), std::to_string(rows));
-    if (cols > max_dim) throw FormatError(source, "cols", "at most " + std::to_string(max_dim), std::to_string(cols));
-    std::size_t word_count = 0;
-    std::size_t row_scale_count = 0;
-    std::size_t column_scale_count = 0;
-    try {
-        word_count = Matrix::word_count(rows, cols);
-        row_scale_count = Matrix::row_scale_count(rows);
-        column_scale_count = Matrix::column_scale_count(cols);
-    } catch (const std::length_error& e) {
-        throw FormatError(source, "rows, cols", "a shape whose storage fits in memory", e.what());
-    }
+    const auto [rows, cols] = detail::read_record_shape(r);
+    const auto [word_count, row_scale_count, column_scale_count] =
+        detail::as_format_error<std::length_error>(source, "rows, cols", "a shape whose storage fits in memory", [&] {
+            return std::tuple{Matrix::word_count(rows, cols), Matrix::row_scale_count(rows),
+                              Matrix::column_scale_count(cols)};
+        });
     r.expect("payload_bytes", r.read<std::uint64_t>("payload_bytes"),
              std::uint64_t{word_count * sizeof(Word) + (row_scale_count + column_scale_count) * sizeof(Scale)});
     auto words = r.read_vector<Word>(word_count, "payload (plane words)");
     auto row_scales = r.read_vector<Scale>(row_scale_count, "payload (row scales)");
     auto column_scales = r.read_vector<Scale>(column_scale_count, "payload (column scales)");
     r.verify_checksum();
-    try {
+    return detail::as_format_error<std::invalid_argument>(source, "payload", "a valid matrix", [&] {
         return Matrix(rows, cols, std::move(words), std::move(row_scales), std::move(column_scales));
-    } catch (const std::invalid_argument& e) {
-        throw FormatError(source, "payload", "a valid matrix", e.what());
-    }
+    });
 }
 
 template <class Matrix>
 Matrix load(const std::filesystem::path& path) requires is_row_column_matrix<Matrix> {
-    auto in = open_for_reading(path);
-    Matrix m = load<Matrix>(in, path.string());
-    if (in.peek() != std::char_traits<char>::eof()) {
-        throw FormatError(path.string(), "end of file", "no bytes after the checksum", "trailing bytes");
-    }
-    return m;
+    return detail::load_single_record(
+        path, [](std::istream& in, const std::string& source) { return load<Matrix>(in, source); });
 }
 
 }  // namespace multibool

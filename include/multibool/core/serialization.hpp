@@ -13,6 +13,7 @@
 #include <ostream>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include "multibool/core/binary_io.hpp"
 #include "multibool/core/bit_plane_matrix.hpp"
@@ -60,6 +61,46 @@ void save(const BitPlaneMatrix<K, G, Word, Scale>& m, const std::filesystem::pat
     write_file_atomically(path, [&](std::ostream& out) { save(m, out); });
 }
 
+namespace detail {
+
+// A record's rows and cols, each at most 2^31 as every multibool format promises.
+inline std::pair<std::uint64_t, std::uint64_t> read_record_shape(BinaryReader& r) {
+    constexpr std::uint64_t max_dim = std::uint64_t{1} << 31;
+    const auto rows = r.read<std::uint64_t>("rows");
+    const auto cols = r.read<std::uint64_t>("cols");
+    for (const auto& [field, value] : {std::pair{"rows", rows}, std::pair{"cols", cols}}) {
+        if (value > max_dim) {
+            throw FormatError(r.source(), field, "at most " + std::to_string(max_dim), std::to_string(value));
+        }
+    }
+    return {rows, cols};
+}
+
+// Runs `step` on what a file claims, turning the error a claim can cause into a FormatError on
+// `field`: storage sizes (std::length_error) or the matrix constructor's checks
+// (std::invalid_argument).
+template <class Error, class Step>
+auto as_format_error(const std::string& source, const char* field, const char* expected, Step&& step) {
+    try {
+        return step();
+    } catch (const Error& e) {
+        throw FormatError(source, field, expected, e.what());
+    }
+}
+
+// A file that holds exactly one record, read by load_record(stream, source), and nothing after it.
+template <class LoadRecord>
+auto load_single_record(const std::filesystem::path& path, LoadRecord&& load_record) {
+    auto in = open_for_reading(path);
+    auto m = load_record(in, path.string());
+    if (in.peek() != std::char_traits<char>::eof()) {
+        throw FormatError(path.string(), "end of file", "no bytes after the checksum", "trailing bytes");
+    }
+    return m;
+}
+
+}  // namespace detail
+
 // Reads one record written for exactly this Matrix type; source names the file in errors.
 template <class Matrix>
 Matrix load(std::istream& in, const std::string& source) {
@@ -73,39 +114,24 @@ Matrix load(std::istream& in, const std::string& source) {
              static_cast<std::uint32_t>(Matrix::group_size_parameter));
     r.expect("word_bits", r.read<std::uint32_t>("word_bits"), static_cast<std::uint32_t>(Matrix::word_bits));
     r.expect("scale_type", r.read<std::uint32_t>("scale_type"), scale_type_code<Scale>());
-    const auto rows = r.read<std::uint64_t>("rows");
-    const auto cols = r.read<std::uint64_t>("cols");
-    constexpr std::uint64_t max_dim = std::uint64_t{1} << 31;
-    if (rows > max_dim) throw FormatError(source, "rows", "at most " + std::to_string(max_dim), std::to_string(rows));
-    if (cols > max_dim) throw FormatError(source, "cols", "at most " + std::to_string(max_dim), std::to_string(cols));
-    std::size_t word_count = 0;
-    std::size_t scale_count = 0;
-    try {
-        word_count = Matrix::word_count(rows, cols);
-        scale_count = Matrix::scale_count(rows, cols);
-    } catch (const std::length_error& e) {
-        throw FormatError(source, "rows, cols", "a shape whose storage fits in memory", e.what());
-    }
+    const auto [rows, cols] = detail::read_record_shape(r);
+    const auto [word_count, scale_count] =
+        detail::as_format_error<std::length_error>(source, "rows, cols", "a shape whose storage fits in memory", [&] {
+            return std::pair{Matrix::word_count(rows, cols), Matrix::scale_count(rows, cols)};
+        });
     r.expect("payload_bytes", r.read<std::uint64_t>("payload_bytes"),
              std::uint64_t{word_count * sizeof(Word) + scale_count * sizeof(Scale)});
     auto words = r.read_vector<Word>(word_count, "payload (plane words)");
     auto scales = r.read_vector<Scale>(scale_count, "payload (scales)");
     r.verify_checksum();
-    try {
-        return Matrix(rows, cols, std::move(words), std::move(scales));
-    } catch (const std::invalid_argument& e) {
-        throw FormatError(source, "payload", "a valid matrix", e.what());
-    }
+    return detail::as_format_error<std::invalid_argument>(
+        source, "payload", "a valid matrix", [&] { return Matrix(rows, cols, std::move(words), std::move(scales)); });
 }
 
 template <class Matrix>
 Matrix load(const std::filesystem::path& path) {
-    auto in = open_for_reading(path);
-    Matrix m = load<Matrix>(in, path.string());
-    if (in.peek() != std::char_traits<char>::eof()) {
-        throw FormatError(path.string(), "end of file", "no bytes after the checksum", "trailing bytes");
-    }
-    return m;
+    return detail::load_single_record(
+        path, [](std::istream& in, const std::string& source) { return load<Matrix>(in, source); });
 }
 
 }  // namespace multibool

@@ -48,17 +48,12 @@ public:
                 work.normal_equations(normal, solution);
                 for (std::size_t k = 0; k < K; ++k) current[k] = static_cast<double>(m.scales(k, i)[g]);
                 const double before = work.error(current);
-                double after = before;
-                const bool dropped = solve_positive_semidefinite(normal, solution) != 0;
-                const bool representable = detail::round_to_scale_type<Scale>(solution);
-                if (dropped || !representable) ++report.fallbacks;
-                if (representable) {
-                    const double error = work.error(solution);
-                    if (error < before) {
-                        after = error;
-                        for (std::size_t k = 0; k < K; ++k) m.set_scale(k, i, g, static_cast<Scale>(solution[k]));
-                    }
-                }
+                const double after = detail::solve_keeping_better<Scale>(
+                    normal, solution, before, [&](std::span<const double> alphas) { return work.error(alphas); },
+                    [&](std::span<const double> alphas) {
+                        for (std::size_t k = 0; k < K; ++k) m.set_scale(k, i, g, static_cast<Scale>(alphas[k]));
+                    },
+                    report);
                 row_before += before;
                 row_after += after;
             }

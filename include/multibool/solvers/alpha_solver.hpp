@@ -14,6 +14,7 @@
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/core/packed_bits.hpp"
+#include "multibool/solvers/least_squares.hpp"
 #include "multibool/solvers/second_moment.hpp"
 
 namespace multibool {
@@ -56,12 +57,15 @@ void check_target(const char* who, const M& m, MatrixView<const float> target) {
 }
 
 // H must act on the matrix's inputs: its dimension is the number of columns.
-inline void check_second_moment(const char* who, const SecondMoment& h, std::size_t cols) {
-    if (h.dimension() != cols) {
-        throw std::invalid_argument(std::string(who) + ": the second moment is " + std::to_string(h.dimension()) + "x" +
-                                    std::to_string(h.dimension()) + " but the matrix has " + std::to_string(cols) +
+inline void check_second_moment(const char* who, std::size_t dimension, std::size_t cols) {
+    if (dimension != cols) {
+        throw std::invalid_argument(std::string(who) + ": the second moment is " + std::to_string(dimension) + "x" +
+                                    std::to_string(dimension) + " but the matrix has " + std::to_string(cols) +
                                     " columns");
     }
+}
+inline void check_second_moment(const char* who, const SecondMoment& h, std::size_t cols) {
+    check_second_moment(who, h.dimension(), cols);
 }
 
 namespace detail {
@@ -106,6 +110,22 @@ bool round_to_scale_type(std::span<double> alphas) {
         if (!std::isfinite(a)) return false;
     }
     return true;
+}
+
+// The step every solver ends a system with: solve the normal equations, round the solution to
+// the scale type, and store it only if it lowers the objective `before`. Counts a fallback for a
+// dropped unknown or an unrepresentable solution; returns the objective the system is left with.
+template <class Scale, class Error, class Store>
+double solve_keeping_better(std::span<double> normal, std::span<double> solution, double before, Error&& error,
+                            Store&& store, AlphaSolveReport& report) {
+    const bool dropped = solve_positive_semidefinite(normal, solution) != 0;
+    const bool representable = round_to_scale_type<Scale>(solution);
+    if (dropped || !representable) ++report.fallbacks;
+    if (!representable) return before;
+    const double after = error(solution);
+    if (!(after < before)) return before;
+    store(solution);
+    return after;
 }
 
 }  // namespace detail

@@ -8,6 +8,7 @@
 // increases.
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "multibool/core/bit_plane_storage.hpp"
@@ -19,20 +20,15 @@
 
 namespace multibool {
 
-// `sweeps` passes over every weight of every row with the scales fixed. Returns the number of
-// weights whose bits changed.
+namespace detail {
+
+// The bit step on a dense row-major H of m.cols()^2 entries, checked by the callers.
 template <BitPlaneStorage M>
-std::size_t assign_bits_output_space(M& m, MatrixView<const float> target, const SecondMoment& h,
-                                     std::size_t sweeps = 2) {
+std::size_t assign_bits_output_space(M& m, MatrixView<const float> target, std::span<const double> dense,
+                                     std::size_t sweeps) {
     constexpr std::size_t K = M::kernels;
     constexpr std::size_t patterns = std::size_t{1} << K;
-    check_target("assign_bits_output_space", m, target);
-    check_second_moment("assign_bits_output_space", h, m.cols());
     const std::size_t n = m.cols();
-    std::vector<double> dense(n * n);
-    for (std::size_t a = 0; a < n; ++a) {
-        for (std::size_t b = 0; b < n; ++b) dense[a * n + b] = h(a, b);
-    }
     std::vector<double> error(n);          // e = w - w_hat of the row
     std::vector<double> weighted(n);       // H e
     std::vector<double> levels(patterns);  // level of each sign pattern in the current group
@@ -91,15 +87,29 @@ std::size_t assign_bits_output_space(M& m, MatrixView<const float> target, const
     return changed;
 }
 
+}  // namespace detail
+
+// `sweeps` passes over every weight of every row with the scales fixed. Returns the number of
+// weights whose bits changed.
+template <BitPlaneStorage M>
+std::size_t assign_bits_output_space(M& m, MatrixView<const float> target, const SecondMoment& h,
+                                     std::size_t sweeps = 2) {
+    check_target("assign_bits_output_space", m, target);
+    check_second_moment("assign_bits_output_space", h, m.cols());
+    return detail::assign_bits_output_space(m, target, h.dense(), sweeps);
+}
+
 // Rounds of {closed-form output-space scales; coordinate-descent bits}, with
 // alternating_refinement's guarantees: the objective never increases, and it stops at a fixed
 // point.
 template <BitPlaneStorage M>
 std::vector<double> output_space_refinement(M& m, MatrixView<const float> target, const SecondMoment& h,
                                             std::size_t iterations = 4) {
-    return alternating_refinement(
-        m, target, iterations, OutputSpaceSolver(h),
-        [&](M& matrix, MatrixView<const float> t) { assign_bits_output_space(matrix, t, h); });
+    check_second_moment("output_space_refinement", h, m.cols());
+    const OutputSpaceSolver solver(h);  // one dense H for both steps of every round
+    return alternating_refinement(m, target, iterations, solver, [&](M& matrix, MatrixView<const float> t) {
+        detail::assign_bits_output_space(matrix, t, solver.hessian(), 2);
+    });
 }
 
 }  // namespace multibool

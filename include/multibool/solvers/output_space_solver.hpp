@@ -19,16 +19,18 @@ namespace multibool {
 
 class OutputSpaceSolver {
 public:
-    // The second moment is read at every solve, not copied: it must outlive the solver.
-    explicit OutputSpaceSolver(const SecondMoment& h) noexcept : h_(&h) {}
+    // Keeps H as a dense matrix, built once: every solve and objective reads all of it.
+    explicit OutputSpaceSolver(const SecondMoment& h) : dimension_(h.dimension()), hessian_(h.dense()) {}
+
+    // H, row-major dimension x dimension.
+    [[nodiscard]] std::span<const double> hessian() const noexcept { return hessian_; }
 
     template <BitPlaneStorage M>
     AlphaSolveReport solve(M& m, MatrixView<const float> target) const {
         using Scale = typename M::scale_type;
         constexpr std::size_t K = M::kernels;
         check_inputs(m, target);
-        const std::vector<double> h = dense_hessian(m.cols());
-        RowSystem<M> row(m, h);
+        RowSystem<M> row(m, hessian_);
         const std::size_t unknowns = K * m.groups_per_row();
         std::vector<double> normal(unknowns * unknowns);
         std::vector<double> solution(unknowns);
@@ -37,21 +39,14 @@ public:
             row.load(i, target.row(i));
             row.normal_equations(normal, solution);
             const double before = row.error(row.current_scales(i));
-            double after = before;
-            const bool dropped = solve_positive_semidefinite(normal, solution) != 0;
-            const bool representable = detail::round_to_scale_type<Scale>(solution);
-            if (dropped || !representable) ++report.fallbacks;
-            if (representable) {
-                const double error = row.error(solution);
-                if (error < before) {
-                    after = error;
+            const double after = detail::solve_keeping_better<Scale>(
+                normal, solution, before, [&](std::span<const double> alphas) { return row.error(alphas); },
+                [&](std::span<const double> alphas) {
                     for (std::size_t g = 0; g < m.groups_per_row(); ++g) {
-                        for (std::size_t k = 0; k < K; ++k) {
-                            m.set_scale(k, i, g, static_cast<Scale>(solution[g * K + k]));
-                        }
+                        for (std::size_t k = 0; k < K; ++k) m.set_scale(k, i, g, static_cast<Scale>(alphas[g * K + k]));
                     }
-                }
-            }
+                },
+                report);
             report.error_before += before;
             report.error_after += after;
         }
@@ -62,8 +57,7 @@ public:
     template <BitPlaneStorage M>
     std::vector<double> row_objectives(const M& m, MatrixView<const float> target) const {
         check_inputs(m, target);
-        const std::vector<double> h = dense_hessian(m.cols());
-        RowSystem<M> row(m, h);
+        RowSystem<M> row(m, hessian_);
         std::vector<double> rows(m.rows());
         for (std::size_t i = 0; i < m.rows(); ++i) {
             row.load(i, target.row(i));
@@ -75,17 +69,8 @@ public:
 private:
     template <BitPlaneStorage M>
     void check_inputs(const M& m, MatrixView<const float> target) const {
-        check_second_moment("OutputSpaceSolver", *h_, m.cols());
+        check_second_moment("OutputSpaceSolver", dimension_, m.cols());
         check_target("OutputSpaceSolver", m, target);
-    }
-
-    // H as a dense row-major n x n matrix, read once per call rather than per row.
-    [[nodiscard]] std::vector<double> dense_hessian(std::size_t n) const {
-        std::vector<double> h(checked_product("OutputSpaceSolver", n, n));
-        for (std::size_t a = 0; a < n; ++a) {
-            for (std::size_t b = 0; b < n; ++b) h[a * n + b] = (*h_)(a, b);
-        }
-        return h;
     }
 
     // One row's system. Unknown g * K + k is alpha_k[i, g]; its design column is b_k on group g
@@ -196,7 +181,8 @@ private:
         std::vector<double> product_;
     };
 
-    const SecondMoment* h_;
+    std::size_t dimension_;
+    std::vector<double> hessian_;
 };
 
 }  // namespace multibool

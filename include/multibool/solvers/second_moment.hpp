@@ -86,6 +86,18 @@ public:
         return sums_[row_offset(lo) + (hi - lo)] / double(samples_);
     }
 
+    // The whole symmetric matrix of means, row-major n x n: what solvers that use every entry read.
+    [[nodiscard]] std::vector<double> dense() const {
+        std::vector<double> h(checked_product("SecondMoment::dense", dimension_, dimension_), 0.0);
+        if (samples_ == 0) return h;
+        for (std::size_t i = 0; i < dimension_; ++i) {
+            const double* const sums = sums_.data() + row_offset(i) - i;
+            for (std::size_t j = i; j < dimension_; ++j)
+                h[i * dimension_ + j] = h[j * dimension_ + i] = sums[j] / double(samples_);
+        }
+        return h;
+    }
+
 private:
     static constexpr std::size_t block_rows = 32;
 

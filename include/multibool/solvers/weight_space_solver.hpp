@@ -61,17 +61,13 @@ struct WeightSpaceSolver {
                 }
                 work.load(m, i, begin, end);
                 const double before = work.error(w.subspan(begin, end - begin), current_scales(m, i, g));
-                double after = before;
-                const bool dropped = solve_positive_semidefinite(gram, solution) != 0;
-                const bool representable = detail::round_to_scale_type<Scale>(solution);
-                if (dropped || !representable) ++report.fallbacks;
-                if (representable) {
-                    const double error = work.error(w.subspan(begin, end - begin), solution);
-                    if (error < before) {
-                        after = error;
-                        for (std::size_t k = 0; k < K; ++k) m.set_scale(k, i, g, static_cast<Scale>(solution[k]));
-                    }
-                }
+                const double after = detail::solve_keeping_better<Scale>(
+                    gram, solution, before,
+                    [&](std::span<const double> alphas) { return work.error(w.subspan(begin, end - begin), alphas); },
+                    [&](std::span<const double> alphas) {
+                        for (std::size_t k = 0; k < K; ++k) m.set_scale(k, i, g, static_cast<Scale>(alphas[k]));
+                    },
+                    report);
                 row_before += before;
                 row_after += after;
             }
