@@ -12,6 +12,27 @@ if(MULTIBOOL_WITH_HIGHWAY)
     endif()
 endif()
 
+# The opt-in dynamic-dispatch translation unit (docs/DYNAMIC_DISPATCH.md): a static library
+# compiled without -march flags, so Highway builds every x86 target and picks one at run time.
+include(CMakeDependentOption)
+cmake_dependent_option(MULTIBOOL_HIGHWAY_DYNAMIC_DISPATCH
+    "Build multibool::highway_dynamic, the Highway dynamic-dispatch library of HighwayDynamicLookupBackend"
+    ON "MULTIBOOL_HAS_HIGHWAY" OFF)
+if(MULTIBOOL_HIGHWAY_DYNAMIC_DISPATCH)
+    # Built by default only in this project's own build; a parent project builds it when it links it.
+    if(PROJECT_IS_TOP_LEVEL)
+        add_library(multibool_highway_dynamic STATIC)
+    else()
+        add_library(multibool_highway_dynamic STATIC EXCLUDE_FROM_ALL)
+    endif()
+    add_library(multibool::highway_dynamic ALIAS multibool_highway_dynamic)
+    target_sources(multibool_highway_dynamic PRIVATE
+        ${PROJECT_SOURCE_DIR}/include/multibool/kernels/highway_dynamic_dispatch.cpp)
+    # No -march flag and no HWY_COMPILE_ONLY_STATIC (multibool_development is not linked on purpose).
+    target_link_libraries(multibool_highway_dynamic PUBLIC multibool hwy::hwy)
+    set_target_properties(multibool_highway_dynamic PROPERTIES EXPORT_NAME highway_dynamic POSITION_INDEPENDENT_CODE ON)
+endif()
+
 if(MULTIBOOL_WITH_XSIMD)
     # xsimd 8.1's exported target names xtl as a link library: find xtl first.
     find_package(xtl QUIET)
@@ -30,6 +51,9 @@ if(MULTIBOOL_HAS_HIGHWAY)
     message(STATUS "multibool: Highway backend: enabled (hwy ${hwy_VERSION})")
 else()
     message(STATUS "multibool: Highway backend: disabled (MULTIBOOL_WITH_HIGHWAY=${MULTIBOOL_WITH_HIGHWAY}, hwy not found or not wanted; apt-get install libhwy-dev)")
+endif()
+if(MULTIBOOL_HIGHWAY_DYNAMIC_DISPATCH)
+    message(STATUS "multibool: Highway dynamic dispatch: enabled (multibool::highway_dynamic)")
 endif()
 if(MULTIBOOL_HAS_XSIMD)
     message(STATUS "multibool: xsimd backend: enabled (xsimd ${xsimd_VERSION})")

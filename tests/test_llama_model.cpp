@@ -24,6 +24,7 @@
 #include "llama/perplexity.hpp"
 #include "llama/tokenizer.hpp"
 #include "llama/transformer.hpp"
+#include "multibool/kernels/scalar_backend.hpp"
 #include "multibool/nn/dense_linear.hpp"
 #include "test_support.hpp"
 
@@ -202,8 +203,9 @@ struct CountingLinear {
 
 // A converted model and the float model built from its dequantized weights.
 template <std::size_t K, std::size_t G>
-std::pair<BooleanTransformer<K, G>, FloatModel> boolean_and_dequantized(const Checkpoint& ckpt) {
-    auto boolean = convert<K, G>(ckpt).first;
+std::pair<BooleanTransformer<K, G, half, ScalarBackend>, FloatModel> boolean_and_dequantized(const Checkpoint& ckpt) {
+    // The exact scalar products: these tests check the model's wiring, not the int8 tables.
+    auto boolean = convert<K, G, half, ScalarBackend>(ckpt).first;
     std::vector<Block<DenseLinear>> blocks(boolean.blocks().size());
     for (std::size_t l = 0; l < blocks.size(); ++l) {
         blocks[l].rms_att = boolean.blocks()[l].rms_att;
@@ -599,4 +601,25 @@ TEST_CASE("stories260K: Boolean layers equal float layers on the dequantized wei
     check.template operator()<2>();
     check.template operator()<3>();
     check.template operator()<4>();
+}
+
+TEST_CASE("stories260K: the default backend changes the loss of a converted model by under 1 %", "[llama][assets]") {
+    // The default backend may compute the forward products through int8 tables; what that costs a
+    // real model must stay small. Exact reference: the scalar backend on the same weights.
+    if (!testing::assets_present("stories260K.bin") || !testing::assets_present("tok512.bin") ||
+        !testing::assets_present("tinystories-valid.txt")) {
+        return;
+    }
+    const Checkpoint ckpt = load_checkpoint(asset("stories260K.bin"));
+    const Tokenizer tokenizer = load_tokenizer(asset("tok512.bin"));
+    const auto stream = tokenizer.encode(testing::read_file(asset("tinystories-valid.txt")), false, false);
+    const std::span<const int> chunk = std::span<const int>(stream).first(perplexity_chunk_tokens);
+    const auto exact = convert<3, 64, half, ScalarBackend>(ckpt).first;
+    const auto fast = convert<3, 64>(ckpt).first;
+    Session a(exact.config());
+    Session b(fast.config());
+    const double exact_loss = chunk_negative_log_likelihood(exact, chunk, a);
+    const double fast_loss = chunk_negative_log_likelihood(fast, chunk, b);
+    CAPTURE(exact_loss, fast_loss);
+    CHECK(std::fabs(fast_loss - exact_loss) <= 0.01 * exact_loss);
 }

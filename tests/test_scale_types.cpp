@@ -382,7 +382,7 @@ TEST_CASE("half and bfloat16 scales give exact products where float does", "[cor
 
 TEST_CASE("MultiBoolLinear takes the scale type as its last parameter", "[core][scale_types]") {
     std::mt19937_64 rng(fresh_seed());
-    using Layer = MultiBoolLinear<3, 128, std::uint64_t, DefaultBackend, half>;
+    using Layer = MultiBoolLinear<3, 128, std::uint64_t, ScalarBackend, half>;
     static_assert(std::is_same_v<Layer::matrix_type, BitPlaneMatrix<3, 128, std::uint64_t, half>>);
     static_assert(std::is_same_v<MultiBoolLinear<3, 128>::matrix_type, BitPlaneMatrix<3, 128>>);
     const auto w = testing::random_floats(4 * 256, rng);

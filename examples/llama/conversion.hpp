@@ -165,20 +165,20 @@ std::pair<Transformer<Linear>, ConversionReport> convert_with(const Checkpoint& 
     return {std::move(model), std::move(report)};
 }
 
-template <std::size_t K, std::size_t G, class Scale = half>
-using BooleanLinear = MultiBoolLinear<K, G, std::uint64_t, DefaultBackend, Scale>;
-template <std::size_t K, std::size_t G, class Scale = half>
-using BooleanTransformer = Transformer<BooleanLinear<K, G, Scale>>;
+template <std::size_t K, std::size_t G, class Scale = half, class Backend = DefaultBackend>
+using BooleanLinear = MultiBoolLinear<K, G, std::uint64_t, Backend, Scale>;
+template <std::size_t K, std::size_t G, class Scale = half, class Backend = DefaultBackend>
+using BooleanTransformer = Transformer<BooleanLinear<K, G, Scale, Backend>>;
 
 inline std::string group_method(const ConversionOptions& options, std::size_t group) {
     return std::string(initializer_name(options.initializer)) + ", group scales, G=" + std::to_string(group);
 }
 
 // K kernels everywhere, one scale per group of G columns.
-template <std::size_t K, std::size_t G, class Scale = half>
-std::pair<BooleanTransformer<K, G, Scale>, ConversionReport> convert(const Checkpoint& checkpoint,
-                                                                     const ConversionOptions& options = {}) {
-    using Linear = BooleanLinear<K, G, Scale>;
+template <std::size_t K, std::size_t G, class Scale = half, class Backend = DefaultBackend>
+std::pair<BooleanTransformer<K, G, Scale, Backend>, ConversionReport> convert(const Checkpoint& checkpoint,
+                                                                              const ConversionOptions& options = {}) {
+    using Linear = BooleanLinear<K, G, Scale, Backend>;
     return convert_with<Linear>(
         checkpoint, group_method(options, G),
         [&](MatrixView<const float> w, std::size_t layer, Projection p, ProjectionReport& entry) {

@@ -14,9 +14,19 @@
 #include "multibool/kernels/boolean_activations.hpp"
 #include "multibool/kernels/default_backend.hpp"
 #include "multibool/kernels/int8_activations.hpp"
+#include "multibool/kernels/lookup_table_matrix.hpp"
 #include "multibool/kernels/packed_columns.hpp"
 #include "multibool/kernels/popcount_backend.hpp"
+#include "multibool/kernels/prepacking_backend.hpp"
 #include "multibool/kernels/scalar_backend.hpp"
+#include "multibool/kernels/thread_pool.hpp"
+// The SIMD backends come with their libraries (see cmake/MultiboolBackends.cmake).
+#if MULTIBOOL_HAS_HIGHWAY
+#include "multibool/kernels/highway_backend.hpp"
+#endif
+#if MULTIBOOL_HAS_XSIMD
+#include "multibool/kernels/xsimd_backend.hpp"
+#endif
 #include "multibool/nn/dense_linear.hpp"
 #include "multibool/nn/linear_layer.hpp"
 #include "multibool/nn/multibool_linear.hpp"

@@ -1,9 +1,24 @@
 #pragma once
-// The backend MultiBoolLinear uses unless told otherwise: the best one compiled in.
-#include "multibool/kernels/scalar_backend.hpp"
+// The backend MultiBoolLinear uses unless told otherwise: the fastest one compiled in. Highway's
+// table-lookup backend needs a SIMD target with byte shuffles; under Highway's scalar fallback
+// (no -m flags on x86) the xsimd backend, or the scalar reference, is used instead.
+#if MULTIBOOL_HAS_HIGHWAY
+#include <hwy/highway.h>
+#endif
 
+#if MULTIBOOL_HAS_HIGHWAY && HWY_STATIC_TARGET != HWY_SCALAR && HWY_STATIC_TARGET != HWY_EMU128
+#include "multibool/kernels/highway_lookup_backend.hpp"
 namespace multibool {
-
-using DefaultBackend = ScalarBackend;
-
+using DefaultBackend = HighwayLookupBackend;
 }  // namespace multibool
+#elif MULTIBOOL_HAS_XSIMD
+#include "multibool/kernels/xsimd_backend.hpp"
+namespace multibool {
+using DefaultBackend = XsimdBackend;
+}  // namespace multibool
+#else
+#include "multibool/kernels/scalar_backend.hpp"
+namespace multibool {
+using DefaultBackend = ScalarBackend;
+}  // namespace multibool
+#endif

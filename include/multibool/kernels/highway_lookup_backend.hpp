@@ -1,0 +1,44 @@
+#pragma once
+// HighwayLookupBackend: the Highway backend whose float-activation forward products run on a
+// prepacked LookupTableMatrix through int8 tables (lookup_table_gemv.hpp) — the fast decode
+// path. Every other product, and the exact-float GEMV/GEMM on the unpacked matrix, are the
+// HighwayBackend's.
+#include <cstddef>
+#include <span>
+#include <string_view>
+
+#include "multibool/core/bit_plane_storage.hpp"
+#include "multibool/core/matrix_view.hpp"
+#include "multibool/kernels/highway_backend.hpp"
+#include "multibool/kernels/lookup_table_gemv.hpp"
+#include "multibool/kernels/lookup_table_matrix.hpp"
+
+namespace multibool {
+
+class HighwayLookupBackend : public HighwayBackend {
+public:
+    static constexpr std::string_view name = "highway_lut";
+
+    using HighwayBackend::HighwayBackend;
+    using HighwayBackend::gemm;
+    using HighwayBackend::gemv;
+
+    template <BitPlaneStorage M>
+    using packed_type = LookupTableMatrix<M::kernels, typename M::scale_type>;
+
+    template <BitPlaneStorage M>
+    [[nodiscard]] packed_type<M> pack(const M& m) const {
+        return packed_type<M>(m, lookup_table_detail::tile_rows());
+    }
+
+    template <std::size_t K, class Scale>
+    void gemv(const LookupTableMatrix<K, Scale>& m, std::span<const float> x, std::span<float> y) const {
+        lookup_table_gemv(m, x, y, threads());
+    }
+    template <std::size_t K, class Scale>
+    void gemm(const LookupTableMatrix<K, Scale>& m, MatrixView<const float> xs, MatrixView<float> ys) const {
+        lookup_table_gemm(m, xs, ys, threads());
+    }
+};
+
+}  // namespace multibool

@@ -1,0 +1,138 @@
+#pragma once
+// A small persistent thread pool for the kernels: a product of a few hundred microseconds cannot
+// afford to start threads, so workers are started once and woken per call. Work is always split
+// into contiguous ranges computed the same way for any thread count, and every output element is
+// computed by exactly one thread in a fixed order, so results do not depend on the thread count.
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace multibool {
+
+class ThreadPool {
+public:
+    // workers: threads started besides the caller, which always takes part.
+    explicit ThreadPool(std::size_t workers) {
+        threads_.reserve(workers);
+        for (std::size_t w = 0; w < workers; ++w) threads_.emplace_back([this] { work(); });
+    }
+    ThreadPool(const ThreadPool&) = delete;
+    ThreadPool& operator=(const ThreadPool&) = delete;
+    ~ThreadPool() {
+        {
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        wake_.notify_all();
+        for (auto& t : threads_) t.join();
+    }
+
+    // One worker per hardware thread beyond the first, started on first use.
+    static ThreadPool& shared() {
+        static ThreadPool pool(std::max(1u, std::thread::hardware_concurrency()) - 1);
+        return pool;
+    }
+
+    [[nodiscard]] std::size_t workers() const noexcept { return threads_.size(); }
+
+    // Calls task(part) for every part in [0, parts) and returns when all are done, rethrowing the
+    // first exception a part threw. Runs everything on the caller when called from inside a task or
+    // while another caller holds the pool: the partition, hence the result, stays the same.
+    void run(std::size_t parts, const std::function<void(std::size_t)>& task) {
+        std::unique_lock call(call_mutex_, std::try_to_lock);
+        if (parts <= 1 || threads_.empty() || inside_task_ || !call.owns_lock()) {
+            for (std::size_t p = 0; p < parts; ++p) task(p);
+            return;
+        }
+        {
+            std::lock_guard lock(mutex_);
+            task_ = &task;
+            parts_ = parts;
+            next_part_.store(0);
+            finished_ = 0;
+            error_ = nullptr;
+            ++generation_;
+        }
+        wake_.notify_all();
+        take_parts();
+        std::unique_lock lock(mutex_);
+        // Also waits for workers still inside take_parts, so none can claim a part of the next call.
+        done_.wait(lock, [&] { return finished_ == parts_ && active_ == 0; });
+        task_ = nullptr;
+        if (error_) std::rethrow_exception(error_);
+    }
+
+private:
+    void work() {
+        std::size_t seen = 0;
+        for (;;) {
+            {
+                std::unique_lock lock(mutex_);
+                wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+                if (stopping_) return;
+                seen = generation_;
+                ++active_;
+            }
+            take_parts();
+            std::lock_guard lock(mutex_);
+            if (--active_ == 0) done_.notify_one();
+        }
+    }
+
+    void take_parts() {
+        inside_task_ = true;
+        for (std::size_t p; (p = next_part_.fetch_add(1)) < parts_;) {
+            std::exception_ptr error;
+            try {
+                (*task_)(p);
+            } catch (...) {
+                error = std::current_exception();
+            }
+            std::lock_guard lock(mutex_);
+            if (error && !error_) error_ = error;
+            if (++finished_ == parts_) done_.notify_one();
+        }
+        inside_task_ = false;
+    }
+
+    static inline thread_local bool inside_task_ = false;
+    std::vector<std::thread> threads_;
+    std::mutex call_mutex_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    std::condition_variable done_;
+    const std::function<void(std::size_t)>* task_ = nullptr;
+    std::size_t parts_ = 0;
+    std::atomic<std::size_t> next_part_{0};
+    std::size_t finished_ = 0;
+    std::size_t active_ = 0;
+    std::size_t generation_ = 0;
+    bool stopping_ = false;
+    std::exception_ptr error_;
+};
+
+// Splits [0, count) into at most `threads` contiguous ranges whose boundaries are multiples of
+// `grain` and calls body(begin, end) for each, in parallel on the shared pool.
+template <class Body>
+void parallel_for(std::size_t threads, std::size_t count, std::size_t grain, Body&& body) {
+    grain = std::max<std::size_t>(grain, 1);
+    const std::size_t units = (count + grain - 1) / grain;
+    const std::size_t parts = std::clamp<std::size_t>(threads, 1, std::max<std::size_t>(units, 1));
+    if (parts == 1) {
+        if (count > 0) body(std::size_t{0}, count);
+        return;
+    }
+    ThreadPool::shared().run(parts, [&](std::size_t part) {
+        const std::size_t begin = std::min(count, units * part / parts * grain);
+        const std::size_t end = std::min(count, units * (part + 1) / parts * grain);
+        if (begin < end) body(begin, end);
+    });
+}
+
+}  // namespace multibool

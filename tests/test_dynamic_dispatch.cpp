@@ -1,0 +1,258 @@
+// HighwayDynamicLookupBackend: the table-lookup products through multibool::highway_dynamic, the
+// dynamic-dispatch translation unit. This file (and its Catch main) is compiled without -march
+// flags and without HWY_COMPILE_ONLY_STATIC, as a user's portable build would be. Every target
+// the library was compiled for and this CPU supports is forced in turn (Highway's
+// SetSupportedTargetsForTest), so the SSSE3/SSE4/AVX2/AVX3 code and the portable fallback are all
+// checked on one machine, not only the one dispatch picks.
+#include <catch2/catch.hpp>
+
+#include <hwy/targets.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <iostream>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <multibool/core/bit_plane_matrix.hpp>
+#include <multibool/kernels/highway_dynamic_dispatch.hpp>
+#include <multibool/kernels/prepacking_backend.hpp>
+#include <multibool/kernels/scalar_backend.hpp>
+
+#include "test_support.hpp"
+
+using namespace multibool;
+using multibool::testing::fresh_seed;
+
+namespace {
+
+static_assert(PrepackingBackend<HighwayDynamicLookupBackend, BitPlaneMatrix<3, 128>>);
+static_assert(PrepackingBackend<HighwayDynamicLookupBackend, BitPlaneMatrix<1, per_row, std::uint8_t, half>>);
+
+constexpr std::size_t shape_rows[] = {1, 5, 70, 130};
+constexpr std::size_t shape_cols[] = {1, 7, 63, 65, 172, 300, 600};
+
+// Every target highway_dynamic_dispatch.cpp was compiled for that this CPU runs, best first.
+std::vector<std::int64_t> runnable_targets() {
+    std::vector<std::int64_t> targets;
+    for (std::int64_t bits = highway_dynamic_detail::compiled_targets() & hwy::SupportedTargets(); bits != 0;
+         bits &= bits - 1) {
+        targets.push_back(bits & -bits);
+    }
+    return targets;
+}
+
+// Makes dispatch pick `target` until destroyed (then the best supported one again).
+class ForcedTarget {
+public:
+    explicit ForcedTarget(std::int64_t target) { hwy::SetSupportedTargetsForTest(target); }
+    ~ForcedTarget() { hwy::SetSupportedTargetsForTest(0); }
+    ForcedTarget(const ForcedTarget&) = delete;
+    ForcedTarget& operator=(const ForcedTarget&) = delete;
+};
+
+// |y_lookup - y_exact| <= sum over blocks and kernels of |alpha| * unit * 0.5 per chunk lookup:
+// each int8 table entry is off by at most half a unit, unit = largest chunk sum of |x| / 127
+// (as in test_lookup_table.cpp).
+template <class Matrix, class Packed>
+std::vector<double> table_error_bound(const Matrix& m, const Packed& packed, std::span<const float> x) {
+    std::vector<double> bound(m.rows(), 0.0);
+    for (const auto& block : packed.blocks()) {
+        double largest = 0.0;
+        for (std::size_t c0 = block.begin; c0 < block.end; c0 += 4) {
+            double magnitude = 0.0;
+            for (std::size_t j = c0; j < std::min(block.end, c0 + 4); ++j) magnitude += std::fabs(double(x[j]));
+            largest = std::max(largest, magnitude);
+        }
+        const double per_lookup = 0.5 * largest / 127.0 * (1.0 + 1e-6);
+        for (std::size_t i = 0; i < m.rows(); ++i) {
+            for (std::size_t k = 0; k < Matrix::kernels; ++k) {
+                bound[i] += std::fabs(double(m.scales(k, i)[block.group])) * per_lookup * 2.0 * double(block.pairs);
+            }
+        }
+    }
+    return bound;
+}
+
+struct CheckDispatchedProducts {
+    std::mt19937_64& rng;
+    HighwayDynamicLookupBackend backend{1};
+
+    template <class Matrix>
+    void operator()() {
+        for (std::size_t rows : shape_rows) {
+            for (std::size_t cols : shape_cols) {
+                CAPTURE(Matrix::kernels, Matrix::group_size_parameter, rows, cols);
+                const auto m = testing::random_matrix<Matrix>(rows, cols, rng);
+                const auto packed = backend.pack(m);
+                REQUIRE(packed.tile_rows() == highway_dynamic_detail::tile_rows());
+                check_exact_tables(m, packed);
+                check_error_bound(m, packed);
+            }
+        }
+    }
+
+    // With one chunk of |x| sums equal to 127 in every block the table unit is 1 and every entry
+    // an exact integer: the result must then equal the (exact) scalar reference.
+    template <class Matrix, class Packed>
+    void check_exact_tables(const Matrix& m, const Packed& packed) {
+        auto x = testing::small_integers(m.cols(), rng);
+        for (const auto& block : packed.blocks()) {
+            std::fill(x.begin() + block.begin, x.begin() + std::min(block.end, block.begin + 4), 0.0f);
+            x[block.begin] = 127.0f;
+        }
+        std::vector<float> expected(m.rows()), y(m.rows());
+        ScalarBackend{}.gemv(m, x, expected);
+        backend.gemv(packed, x, y);
+        REQUIRE(y == expected);
+    }
+
+    template <class Matrix, class Packed>
+    void check_error_bound(const Matrix& m, const Packed& packed) {
+        constexpr std::size_t tokens = 3;
+        const auto xs = testing::random_floats(tokens * m.cols(), rng);
+        const auto dense = m.dequantize();
+        std::vector<float> ys(tokens * m.rows());
+        backend.gemm(packed, MatrixView<const float>(std::span<const float>(xs), tokens, m.cols()),
+                     MatrixView<float>(std::span<float>(ys), tokens, m.rows()));
+        for (std::size_t t = 0; t < tokens; ++t) {
+            const std::span<const float> x(xs.data() + t * m.cols(), m.cols());
+            const auto reference = testing::dense_gemv(dense, m.rows(), m.cols(), x);
+            const auto bound = table_error_bound(m, packed, x);
+            std::vector<float> y(m.rows());
+            backend.gemv(packed, x, y);
+            for (std::size_t i = 0; i < m.rows(); ++i) {
+                CAPTURE(t, i);
+                // GEMM and GEMV run the same arithmetic: equal to the bit.
+                REQUIRE(ys[t * m.rows() + i] == y[i]);
+                double magnitude = 0.0;
+                for (std::size_t j = 0; j < m.cols(); ++j) magnitude += std::fabs(dense[i * m.cols() + j] * x[j]);
+                REQUIRE(std::fabs(double(y[i]) - reference[i]) <= bound[i] + 1e-5 * magnitude);
+            }
+        }
+    }
+};
+
+template <class Word, std::size_t K, class Check>
+void for_each_group(Check& check) {
+    check.template operator()<BitPlaneMatrix<K, 32, Word>>();
+    check.template operator()<BitPlaneMatrix<K, 128, Word>>();
+    check.template operator()<BitPlaneMatrix<K, per_row, Word>>();
+}
+
+}  // namespace
+
+TEST_CASE("dynamic dispatch picks the best target this CPU supports", "[dispatch]") {
+    const std::string target(HighwayDynamicLookupBackend::target());
+    const std::int64_t supported = hwy::SupportedTargets();
+    std::cout << "highway_dynamic: dispatched target " << target << ", tile rows "
+              << highway_dynamic_detail::tile_rows() << "; compiled targets:";
+    for (std::int64_t bits = highway_dynamic_detail::compiled_targets(); bits != 0; bits &= bits - 1) {
+        std::cout << ' ' << hwy::TargetName(bits & -bits) << ((bits & -bits & supported) ? "" : "(unsupported)");
+    }
+    std::cout << '\n';
+    WARN("dispatched target: " << target);
+    REQUIRE(highway_dynamic_detail::target() == (highway_dynamic_detail::compiled_targets() & supported & -(highway_dynamic_detail::compiled_targets() & supported)));
+    REQUIRE(target == hwy::TargetName(highway_dynamic_detail::target()));
+    // HWY_WANT_AVX3_DL is defined in the .cpp: AVX3_DL is among the compiled targets.
+    REQUIRE((highway_dynamic_detail::compiled_targets() & HWY_AVX3_DL) != 0);
+    if ((supported & (HWY_AVX3 | HWY_AVX3_DL)) == 0) {
+        std::cout << "SKIPPED: this CPU has no AVX-512; the AVX3/AVX3_DL assertion does not apply\n";
+        return;
+    }
+    REQUIRE((target == "AVX3_DL" || target == "AVX3"));
+    if (supported & HWY_AVX3_DL) REQUIRE(target == "AVX3_DL");
+    REQUIRE(highway_dynamic_detail::tile_rows() == 64);
+}
+
+TEST_CASE("dynamically dispatched lookup products: exact tables, error bound, every target", "[dispatch]") {
+    const auto seed = fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    for (const std::int64_t target : runnable_targets()) {
+        const ForcedTarget forced(target);
+        CAPTURE(hwy::TargetName(target));
+        REQUIRE(highway_dynamic_detail::target() == target);
+        std::cout << "highway_dynamic: checking " << hwy::TargetName(target) << " (tile rows "
+                  << highway_dynamic_detail::tile_rows() << ")\n";
+        CheckDispatchedProducts check{rng};
+        [&]<std::size_t... k>(std::index_sequence<k...>) {
+            (for_each_group<std::uint64_t, k + 1>(check), ...);
+        }(std::make_index_sequence<4>{});
+    }
+    REQUIRE(highway_dynamic_detail::target() == runnable_targets().front());
+}
+
+TEMPLATE_TEST_CASE("dynamically dispatched lookup products read 16-bit and wide scales and any word", "[dispatch]",
+                   half, bfloat16, double, float) {
+    const auto seed = fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    CheckDispatchedProducts check{rng};
+    check.operator()<BitPlaneMatrix<3, 64, std::uint64_t, TestType>>();
+    check.operator()<BitPlaneMatrix<2, 32, std::uint8_t, TestType>>();
+    check.operator()<BitPlaneMatrix<4, per_row, std::uint16_t, TestType>>();
+}
+
+TEST_CASE("dynamically dispatched lookup products do not depend on the thread count", "[dispatch][threads]") {
+    const auto seed = fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    const std::size_t rows = 1000, cols = 700, tokens = 5;
+    const auto m = testing::random_matrix<BitPlaneMatrix<3, 128, std::uint64_t, half>>(rows, cols, rng);
+    const auto xs = testing::random_floats(tokens * cols, rng);
+    const MatrixView<const float> x_view(std::span<const float>(xs), tokens, cols);
+    for (const std::int64_t target : runnable_targets()) {
+        const ForcedTarget forced(target);
+        CAPTURE(hwy::TargetName(target));
+        const auto packed = HighwayDynamicLookupBackend(1).pack(m);
+        std::vector<float> one(tokens * rows);
+        HighwayDynamicLookupBackend(1).gemm(packed, x_view, MatrixView<float>(std::span<float>(one), tokens, rows));
+        for (std::size_t threads : {2u, 3u, 16u}) {
+            std::vector<float> many(tokens * rows);
+            HighwayDynamicLookupBackend(threads).gemm(packed, x_view,
+                                                      MatrixView<float>(std::span<float>(many), tokens, rows));
+            REQUIRE(many == one);
+        }
+    }
+}
+
+TEST_CASE("dynamically dispatched products refuse bad input, naming it", "[dispatch]") {
+    std::mt19937_64 rng(fresh_seed());
+    const auto m = testing::random_matrix<BitPlaneMatrix<2, 32>>(10, 100, rng);
+    const HighwayDynamicLookupBackend backend;
+    const auto packed = backend.pack(m);
+    std::vector<float> x(100, 1.0f), y(10);
+    x[57] = std::numeric_limits<float>::quiet_NaN();
+    REQUIRE_THROWS_WITH(backend.gemv(packed, x, y), Catch::Contains("activation 57 of token 0"));
+    std::vector<float> short_x(99, 1.0f);
+    REQUIRE_THROWS_AS(backend.gemv(packed, short_x, y), std::invalid_argument);
+    // A matrix packed while another target was chosen has another tile height.
+    const auto targets = runnable_targets();
+    std::vector<float> good_x(100, 1.0f);
+    for (const std::int64_t target : targets) {
+        const ForcedTarget forced(target);
+        if (highway_dynamic_detail::tile_rows() == packed.tile_rows()) continue;
+        CAPTURE(hwy::TargetName(target));
+        REQUIRE_THROWS_WITH(backend.gemv(packed, good_x, y), Catch::Contains("packed for tiles of"));
+    }
+}
+
+TEST_CASE("HighwayDynamicLookupBackend forwards the other products to ScalarBackend", "[dispatch]") {
+    std::mt19937_64 rng(fresh_seed());
+    const auto m = testing::random_matrix<BitPlaneMatrix<3, 64>>(37, 150, rng);
+    const auto x = testing::random_floats(m.cols(), rng);
+    const auto dy = testing::random_floats(m.rows(), rng);
+    std::vector<float> y(m.rows()), expected_y(m.rows()), dx(m.cols()), expected_dx(m.cols());
+    const HighwayDynamicLookupBackend backend(4);
+    backend.gemv(m, x, y);
+    ScalarBackend{}.gemv(m, x, expected_y);
+    REQUIRE(y == expected_y);
+    backend.gemv_transposed(m, dy, dx);
+    ScalarBackend{}.gemv_transposed(m, dy, expected_dx);
+    REQUIRE(dx == expected_dx);
+    REQUIRE(HighwayDynamicLookupBackend::name == "highway_dynamic");
+}
