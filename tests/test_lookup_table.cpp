@@ -8,9 +8,11 @@
 #include <vector>
 
 #include <multibool/core/bit_plane_matrix.hpp>
+#include <multibool/kernels/highway_lookup_backend.hpp>
 #include <multibool/kernels/lookup_table_gemv.hpp>
 #include <multibool/kernels/scalar_backend.hpp>
 
+#include "lookup_table_checks.hpp"
 #include "test_support.hpp"
 
 using namespace multibool;
@@ -60,28 +62,6 @@ void check_layout(const Matrix& m, const Packed& packed) {
     }
 }
 
-// |y_lookup - y_exact| <= sum over blocks and kernels of |alpha| * unit * 0.5 per chunk lookup:
-// each int8 table entry is off by at most half a unit, unit = largest chunk sum of |x| / 127.
-template <class Matrix, class Packed>
-std::vector<double> table_error_bound(const Matrix& m, const Packed& packed, std::span<const float> x) {
-    std::vector<double> bound(m.rows(), 0.0);
-    for (const auto& block : packed.blocks()) {
-        double largest = 0.0;
-        for (std::size_t c0 = block.begin; c0 < block.end; c0 += 4) {
-            double magnitude = 0.0;
-            for (std::size_t j = c0; j < std::min(block.end, c0 + 4); ++j) magnitude += std::fabs(double(x[j]));
-            largest = std::max(largest, magnitude);
-        }
-        const double per_lookup = 0.5 * largest / 127.0 * (1.0 + 1e-6);
-        for (std::size_t i = 0; i < m.rows(); ++i) {
-            for (std::size_t k = 0; k < Matrix::kernels; ++k) {
-                bound[i] += std::fabs(double(m.scales(k, i)[block.group])) * per_lookup * 2.0 * double(block.pairs);
-            }
-        }
-    }
-    return bound;
-}
-
 struct CheckLookupProducts {
     std::mt19937_64& rng;
 
@@ -94,48 +74,9 @@ struct CheckLookupProducts {
                 const LookupTableMatrix<Matrix::kernels, typename Matrix::scale_type> packed(
                     m, lookup_table_detail::tile_rows());
                 check_layout(m, packed);
-                check_exact_tables(m, packed);
-                check_error_bound(m, packed);
-            }
-        }
-    }
-
-    // With one chunk of |x| sums equal to 127 in every block the table unit is 1 and every entry
-    // an exact integer: the result must then equal the (exact) scalar reference.
-    template <class Matrix, class Packed>
-    void check_exact_tables(const Matrix& m, const Packed& packed) {
-        auto x = testing::small_integers(m.cols(), rng);
-        for (const auto& block : packed.blocks()) {
-            std::fill(x.begin() + block.begin, x.begin() + std::min(block.end, block.begin + 4), 0.0f);
-            x[block.begin] = 127.0f;
-        }
-        std::vector<float> expected(m.rows()), y(m.rows());
-        ScalarBackend{}.gemv(m, x, expected);
-        lookup_table_gemv(packed, x, y, 1);
-        REQUIRE(y == expected);
-    }
-
-    template <class Matrix, class Packed>
-    void check_error_bound(const Matrix& m, const Packed& packed) {
-        constexpr std::size_t tokens = 3;
-        const auto xs = testing::random_floats(tokens * m.cols(), rng);
-        const auto dense = m.dequantize();
-        std::vector<float> ys(tokens * m.rows());
-        lookup_table_gemm(packed, MatrixView<const float>(std::span<const float>(xs), tokens, m.cols()),
-                          MatrixView<float>(std::span<float>(ys), tokens, m.rows()), 1);
-        for (std::size_t t = 0; t < tokens; ++t) {
-            const std::span<const float> x(xs.data() + t * m.cols(), m.cols());
-            const auto reference = testing::dense_gemv(dense, m.rows(), m.cols(), x);
-            const auto bound = table_error_bound(m, packed, x);
-            std::vector<float> y(m.rows());
-            lookup_table_gemv(packed, x, y, 1);
-            for (std::size_t i = 0; i < m.rows(); ++i) {
-                CAPTURE(t, i);
-                // GEMM and GEMV run the same arithmetic: equal to the bit.
-                REQUIRE(ys[t * m.rows() + i] == y[i]);
-                double magnitude = 0.0;
-                for (std::size_t j = 0; j < m.cols(); ++j) magnitude += std::fabs(dense[i * m.cols() + j] * x[j]);
-                REQUIRE(std::fabs(double(y[i]) - reference[i]) <= bound[i] + 1e-5 * magnitude);
+                const HighwayLookupBackend backend(1);
+                testing::check_exact_tables(backend, m, packed, rng);
+                testing::check_error_bound(backend, m, packed, rng);
             }
         }
     }

@@ -1,0 +1,82 @@
+#pragma once
+// Checks shared by the static and the dynamic-dispatch table-lookup tests: exact equality when the
+// int8 tables are exact, and the proven error bound otherwise, for any backend whose gemv/gemm take
+// the packed matrix.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <span>
+#include <vector>
+
+#include <multibool/core/matrix_view.hpp>
+#include <multibool/kernels/scalar_backend.hpp>
+
+#include "test_support.hpp"
+
+namespace multibool::testing {
+
+// |y_lookup - y_exact| <= sum over blocks and kernels of |alpha| * unit * 0.5 per chunk lookup:
+// each int8 table entry is off by at most half a unit, unit = largest chunk sum of |x| / 127.
+template <class Matrix, class Packed>
+std::vector<double> table_error_bound(const Matrix& m, const Packed& packed, std::span<const float> x) {
+    std::vector<double> bound(m.rows(), 0.0);
+    for (const auto& block : packed.blocks()) {
+        double largest = 0.0;
+        for (std::size_t c0 = block.begin; c0 < block.end; c0 += 4) {
+            double magnitude = 0.0;
+            for (std::size_t j = c0; j < std::min(block.end, c0 + 4); ++j) magnitude += std::fabs(double(x[j]));
+            largest = std::max(largest, magnitude);
+        }
+        const double per_lookup = 0.5 * largest / 127.0 * (1.0 + 1e-6);
+        for (std::size_t i = 0; i < m.rows(); ++i) {
+            for (std::size_t k = 0; k < Matrix::kernels; ++k) {
+                bound[i] += std::fabs(double(m.scales(k, i)[block.group])) * per_lookup * 2.0 * double(block.pairs);
+            }
+        }
+    }
+    return bound;
+}
+
+// With one chunk of |x| sums equal to 127 in every block the table unit is 1 and every entry
+// an exact integer: the result must then equal the (exact) scalar reference.
+template <class Backend, class Matrix, class Packed>
+void check_exact_tables(const Backend& backend, const Matrix& m, const Packed& packed, std::mt19937_64& rng) {
+    auto x = small_integers(m.cols(), rng);
+    for (const auto& block : packed.blocks()) {
+        std::fill(x.begin() + block.begin, x.begin() + std::min(block.end, block.begin + 4), 0.0f);
+        x[block.begin] = 127.0f;
+    }
+    std::vector<float> expected(m.rows()), y(m.rows());
+    ScalarBackend{}.gemv(m, x, expected);
+    backend.gemv(packed, x, y);
+    REQUIRE(y == expected);
+}
+
+template <class Backend, class Matrix, class Packed>
+void check_error_bound(const Backend& backend, const Matrix& m, const Packed& packed, std::mt19937_64& rng) {
+    constexpr std::size_t tokens = 3;
+    const auto xs = random_floats(tokens * m.cols(), rng);
+    const auto dense = m.dequantize();
+    std::vector<float> ys(tokens * m.rows());
+    backend.gemm(packed, MatrixView<const float>(std::span<const float>(xs), tokens, m.cols()),
+                 MatrixView<float>(std::span<float>(ys), tokens, m.rows()));
+    for (std::size_t t = 0; t < tokens; ++t) {
+        const std::span<const float> x(xs.data() + t * m.cols(), m.cols());
+        const auto reference = dense_gemv(dense, m.rows(), m.cols(), x);
+        const auto bound = table_error_bound(m, packed, x);
+        std::vector<float> y(m.rows());
+        backend.gemv(packed, x, y);
+        for (std::size_t i = 0; i < m.rows(); ++i) {
+            CAPTURE(t, i);
+            // GEMM and GEMV run the same arithmetic: equal to the bit.
+            REQUIRE(ys[t * m.rows() + i] == y[i]);
+            double magnitude = 0.0;
+            for (std::size_t j = 0; j < m.cols(); ++j) magnitude += std::fabs(dense[i * m.cols() + j] * x[j]);
+            REQUIRE(std::fabs(double(y[i]) - reference[i]) <= bound[i] + 1e-5 * magnitude);
+        }
+    }
+}
+
+}  // namespace multibool::testing
