@@ -463,13 +463,15 @@ void with_model(const ModelChoice& choice, const Options& options, Run&& run) {
     }
 }
 
+// Option values are checked before any file is read: a usage error is reported as one (exit 2)
+// whether or not the model exists.
 int run_perplexity(const Options& options) {
-    const ModelChoice choice = choose_model(options);
     const std::size_t threads = options.count("threads").value_or(std::max(1u, std::thread::hardware_concurrency()));
     // Each worker holds its own KV cache; far more workers than cores only costs memory.
     if (threads == 0 || threads > max_threads) {
         throw UsageError("--threads takes 1.." + std::to_string(max_threads) + ", found " + std::to_string(threads));
     }
+    const ModelChoice choice = choose_model(options);
     const fs::path text_path = options.path("text", "tinystories-valid.txt");
     const std::string text = read_text_file(text_path);
     with_model(choice, options, [&](const auto& model, const ConversionReport*) {
@@ -494,13 +496,13 @@ int run_perplexity(const Options& options) {
 }
 
 int run_generate(const Options& options) {
-    const ModelChoice choice = choose_model(options);
     const std::string prompt = options.text("prompt").value_or("Once upon a time");
     const std::size_t steps = options.count("steps").value_or(256);
     if (steps == 0) throw UsageError("--steps must be at least 1");
     const float temperature = options.real("temperature").value_or(0.0f);
     if (temperature < 0.0f) throw UsageError("--temperature must be >= 0");
     Sampler sampler(temperature, options.count("seed").value_or(42));
+    const ModelChoice choice = choose_model(options);
     with_model(choice, options, [&](const auto& model, const ConversionReport*) {
         const Tokenizer tokenizer = load_matching_tokenizer(options.path("tokenizer", "tok512.bin"), model.config());
         const GenerationResult result = generate(model, tokenizer, prompt, steps, sampler,

@@ -56,7 +56,10 @@ Matrix load(std::istream& in, const std::string& source) requires is_row_column_
     r.expect("kernels", r.read<std::uint32_t>("kernels"), static_cast<std::uint32_t>(Matrix::kernels));
     r.expect("word_bits", r.read<std::uint32_t>("word_bits"), static_cast<std::uint32_t>(Matrix::word_bits));
     r.expect("scale_type", r.read<std::uint32_t>("scale_type"), scale_type_code<Scale>());
-    const auto [rows, cols] = detail::read_record_shape(r);
+    // Named copies, not structured bindings: clang 14 cannot capture bindings in the lambda below.
+    const auto shape = detail::read_record_shape(r);
+    const std::size_t rows = std::get<0>(shape);
+    const std::size_t cols = std::get<1>(shape);
     const auto [word_count, row_scale_count, column_scale_count] =
         detail::as_format_error<std::length_error>(source, "rows, cols", "a shape whose storage fits in memory", [&] {
             return std::tuple{Matrix::word_count(rows, cols), Matrix::row_scale_count(rows),

@@ -114,7 +114,10 @@ Matrix load(std::istream& in, const std::string& source) {
              static_cast<std::uint32_t>(Matrix::group_size_parameter));
     r.expect("word_bits", r.read<std::uint32_t>("word_bits"), static_cast<std::uint32_t>(Matrix::word_bits));
     r.expect("scale_type", r.read<std::uint32_t>("scale_type"), scale_type_code<Scale>());
-    const auto [rows, cols] = detail::read_record_shape(r);
+    // Named copies, not structured bindings: clang 14 cannot capture bindings in the lambda below.
+    const auto shape = detail::read_record_shape(r);
+    const std::size_t rows = std::get<0>(shape);
+    const std::size_t cols = std::get<1>(shape);
     const auto [word_count, scale_count] =
         detail::as_format_error<std::length_error>(source, "rows, cols", "a shape whose storage fits in memory", [&] {
             return std::pair{Matrix::word_count(rows, cols), Matrix::scale_count(rows, cols)};
