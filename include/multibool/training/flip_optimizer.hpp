@@ -1,24 +1,170 @@
 #pragma once
-// The FlipOptimizer concept (SPEC §5): consumes a tile of the weight gradient Gr = dY^T X
-// (rows [first_row, first_row + tile.rows()) of the matrix, all columns) and flips bits whose
-// first-order loss change -2 * alpha * b * Gr is negative. Only bits and scales persist.
+// The FlipOptimizer concept (SPEC §5): the B step of Boolean training. The backward pass forms
+// the weight gradient Gr = dL/dW_hat tile by tile (rows [first_row, first_row + tile.rows()),
+// all columns) and hands each tile to the optimizer at once, which flips bits whose first-order
+// loss change dL_kij = -2 * alpha_k[i,g] * b_kij * Gr_ij it judges worth taking. Only bits,
+// scales and (for some policies) a small per-weight accumulator persist: never a float W.
+//
+// Protocol of one step: begin_step(context); apply(...) on every row tile, possibly from several
+// threads at once for disjoint row ranges (a policy's apply touches only the bits and state of
+// its rows); end_step(sum of every apply's statistics). Policies update their step-level state
+// (normalizers, momentum) only in end_step, and the statistics sum exactly, so the bits a step
+// produces do not depend on the tiling, the tile order or the thread count.
+#include <algorithm>
+#include <array>
+#include <cmath>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/matrix_view.hpp"
 
 namespace multibool {
 
-struct FlipStatistics {
-    std::size_t candidates = 0;  // bits with a negative first-order loss change
-    std::size_t flips = 0;       // bits flipped
+// Where in training a step is: keys the counter-based randomness (with the policy's seed).
+struct FlipContext {
+    std::uint64_t step = 0;
+    std::uint64_t layer = 0;
 };
 
-template <class O, class M>
-concept FlipOptimizer = BitPlaneStorage<M> &&
-    requires(O& optimizer, M& m, std::size_t first_row, MatrixView<const float> gradient_tile) {
-    { optimizer.apply(m, first_row, gradient_tile) } -> std::convertible_to<FlipStatistics>;
+// Which of the K <= 8 kernels train. The published recipe trains only the last one: earlier
+// kernels hold most of the signal and flipping them disturbs every later residual. last() is
+// resolved against the matrix's K when asked, so one mask serves layers of different K.
+class TrainableKernels {
+public:
+    static constexpr std::size_t max_kernels = 8;
+
+    [[nodiscard]] static constexpr TrainableKernels last() noexcept { return TrainableKernels(0, true); }
+    [[nodiscard]] static constexpr TrainableKernels all() noexcept { return TrainableKernels(0xFF, false); }
+    // Kernel k (0-based, k < 8); combine with |, e.g. only(0) | last().
+    [[nodiscard]] static constexpr TrainableKernels only(std::size_t k) noexcept {
+        return TrainableKernels(k < max_kernels ? std::uint8_t(1u << k) : std::uint8_t{0}, false);
+    }
+    [[nodiscard]] friend constexpr TrainableKernels operator|(TrainableKernels a, TrainableKernels b) noexcept {
+        return TrainableKernels(std::uint8_t(a.mask_ | b.mask_), a.last_ || b.last_);
+    }
+
+    // Whether kernel k of a matrix with `kernels` kernels trains.
+    [[nodiscard]] constexpr bool contains(std::size_t k, std::size_t kernels) const noexcept {
+        return k < kernels && ((last_ && k + 1 == kernels) || (k < max_kernels && ((mask_ >> k) & 1u) != 0));
+    }
+    [[nodiscard]] constexpr std::size_t count(std::size_t kernels) const noexcept {
+        std::size_t n = 0;
+        for (std::size_t k = 0; k < kernels; ++k) n += std::size_t{contains(k, kernels)};
+        return n;
+    }
+
+    friend constexpr bool operator==(TrainableKernels, TrainableKernels) noexcept = default;
+
+private:
+    constexpr TrainableKernels(std::uint8_t mask, bool last) noexcept : mask_(mask), last_(last) {}
+    std::uint8_t mask_;
+    bool last_;
 };
+
+// A sum of non-negative values that is exact, so tiles merged in any order give the same total
+// bit for bit (a float sum would not, and step-level state computed from it would then depend on
+// the tiling): fixed point with 2^-64 resolution in two words. Each value is truncated to a
+// multiple of 2^-64 and clamped to 2^63; the total must stay below 2^64.
+class ExactSum {
+public:
+    void add(double value) noexcept {
+        if (!(value > 0)) return;  // zeros, negatives and NaN add nothing
+        value = std::min(value, 0x1.0p63);
+        const double whole = std::floor(value);
+        add_parts(static_cast<std::uint64_t>(whole), static_cast<std::uint64_t>(std::ldexp(value - whole, 64)));
+    }
+    ExactSum& operator+=(const ExactSum& other) noexcept {
+        add_parts(other.whole_, other.fraction_);
+        return *this;
+    }
+    [[nodiscard]] double value() const noexcept {
+        return static_cast<double>(whole_) + std::ldexp(static_cast<double>(fraction_), -64);
+    }
+    friend constexpr bool operator==(const ExactSum&, const ExactSum&) noexcept = default;
+
+private:
+    void add_parts(std::uint64_t whole, std::uint64_t fraction) noexcept {
+        fraction_ += fraction;
+        whole_ += whole + (fraction_ < fraction ? 1 : 0);  // carry out of the fraction
+    }
+    std::uint64_t whole_ = 0;
+    std::uint64_t fraction_ = 0;  // in units of 2^-64
+};
+
+// What a step (or one tile of it) did, per kernel; only trainable kernels are counted.
+struct FlipStatistics {
+    static constexpr std::size_t max_kernels = TrainableKernels::max_kernels;
+
+    std::array<std::size_t, max_kernels> kernel_bits{};        // trainable bits looked at
+    std::array<std::size_t, max_kernels> kernel_candidates{};  // bits with dL < 0
+    std::array<std::size_t, max_kernels> kernel_flips{};       // bits flipped
+    ExactSum candidate_gain;  // sum of -dL over candidates
+    ExactSum flip_gain;       // sum of |dL| over flipped bits (a BOLD flip may go against this step's dL)
+
+    [[nodiscard]] std::size_t bits() const noexcept { return total(kernel_bits); }
+    [[nodiscard]] std::size_t candidates() const noexcept { return total(kernel_candidates); }
+    [[nodiscard]] std::size_t flips() const noexcept { return total(kernel_flips); }
+    // Flipped over trainable bits looked at.
+    [[nodiscard]] double flip_rate() const noexcept { return ratio(double(flips()), bits()); }
+    [[nodiscard]] double mean_flip_gain() const noexcept { return ratio(flip_gain.value(), flips()); }
+    [[nodiscard]] double mean_candidate_gain() const noexcept { return ratio(candidate_gain.value(), candidates()); }
+
+    FlipStatistics& operator+=(const FlipStatistics& other) noexcept {
+        for (std::size_t k = 0; k < max_kernels; ++k) {
+            kernel_bits[k] += other.kernel_bits[k];
+            kernel_candidates[k] += other.kernel_candidates[k];
+            kernel_flips[k] += other.kernel_flips[k];
+        }
+        candidate_gain += other.candidate_gain;
+        flip_gain += other.flip_gain;
+        return *this;
+    }
+    friend bool operator==(const FlipStatistics&, const FlipStatistics&) noexcept = default;
+
+private:
+    static std::size_t total(const std::array<std::size_t, max_kernels>& counts) noexcept {
+        std::size_t sum = 0;
+        for (const std::size_t c : counts) sum += c;
+        return sum;
+    }
+    static double ratio(double numerator, std::size_t count) noexcept {
+        return count == 0 ? 0.0 : numerator / double(count);
+    }
+};
+
+// dL of flipping a bit (bit set = +1) under scale alpha where dL/dW_hat = gradient. The rounded
+// product keeps the exact product's sign (or underflows to 0), so "dL < 0" decisions are exact.
+[[nodiscard]] constexpr float flip_loss_change(float alpha, bool bit, float gradient) noexcept {
+    const float change = -2.0f * alpha * gradient;
+    return bit ? change : -change;
+}
+
+// Throws unless the tile is rows [first_row, first_row + tile.rows()) by all columns of m.
+template <BitPlaneStorage M>
+void check_gradient_tile(const M& m, std::size_t first_row, MatrixView<const float> tile, const char* who) {
+    if (tile.cols() != m.cols() || first_row > m.rows() || tile.rows() > m.rows() - first_row) {
+        throw std::invalid_argument(std::string(who) + ": gradient tile of " + std::to_string(tile.rows()) + "x" +
+                                    std::to_string(tile.cols()) + " at row " + std::to_string(first_row) +
+                                    " does not fit a " + std::to_string(m.rows()) + "x" + std::to_string(m.cols()) +
+                                    " matrix");
+    }
+}
+
+template <class O, class M>
+concept FlipOptimizer =
+    BitPlaneStorage<M> && requires(O& optimizer, const O& const_optimizer, M& m, std::size_t index,
+                                   MatrixView<const float> gradient_tile, FlipContext context,
+                                   const FlipStatistics& total) {
+        m.flip(index, index, index);  // kernel, row, column
+        optimizer.begin_step(context);
+        { optimizer.apply(m, index, gradient_tile) } -> std::same_as<FlipStatistics>;
+        optimizer.end_step(total);
+        // Persistent optimizer state over the matrix's rows * cols weights (bits and scales excluded).
+        { const_optimizer.state_bytes_per_weight() } -> std::convertible_to<double>;
+    };
 
 }  // namespace multibool

@@ -1,0 +1,131 @@
+#pragma once
+// ExpectedImprovementPolicy: the stateless, probabilistic flip rule (SPEC §5, §6). A bit of a
+// trainable kernel is a candidate when its first-order loss change dL is negative, and flips with
+// probability min(1, eta * (-dL) / tau), its uniform draw keyed by (seed, step, layer, kernel,
+// row, column). tau is a running mean of the mean -dL over candidates, so eta reads as the flip
+// probability of an average candidate whatever the gradient's scale. No per-weight state.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <vector>
+
+#include "multibool/core/bit_plane_storage.hpp"
+#include "multibool/core/matrix_view.hpp"
+#include "multibool/core/packed_bits.hpp"
+#include "multibool/training/counter_random.hpp"
+#include "multibool/training/flip_optimizer.hpp"
+
+namespace multibool {
+
+struct ExpectedImprovementOptions {
+    std::uint64_t seed = 0;
+    double eta = 0.01;
+    // tau for the first step. 0: the first step flips nothing and only measures tau, because a
+    // value measured from the step's own tiles would depend on the order they arrive in.
+    double initial_tau = 0.0;
+    // tau <- momentum * tau + (1 - momentum) * (this step's mean -dL over candidates), in end_step.
+    double tau_momentum = 0.9;
+    // At most ceil(fraction * cols) flips per (row, kernel) and step, the ones with the largest
+    // -dL (ties: lower column): per row, so the cap does not depend on the tiling. 1: no cap.
+    double max_flip_fraction = 1.0;
+    // The limit eta -> infinity: every candidate flips (subject to the cap), tau is not used.
+    bool deterministic = false;
+    TrainableKernels trainable = TrainableKernels::last();
+};
+
+class ExpectedImprovementPolicy {
+public:
+    explicit ExpectedImprovementPolicy(ExpectedImprovementOptions options = {})
+        : options_(options), tau_(options.initial_tau) {
+        if (!(options.eta >= 0) || !(options.initial_tau >= 0) || !std::isfinite(options.initial_tau) ||
+            !(options.tau_momentum >= 0 && options.tau_momentum <= 1) ||
+            !(options.max_flip_fraction >= 0 && options.max_flip_fraction <= 1)) {
+            throw std::invalid_argument(
+                "ExpectedImprovementPolicy: need eta >= 0, finite initial_tau >= 0, tau_momentum and "
+                "max_flip_fraction in [0, 1]");
+        }
+    }
+
+    void begin_step(FlipContext context) noexcept { context_ = context; }
+
+    // Const and touching only rows [first_row, first_row + tile.rows()) of m: safe to call
+    // concurrently for disjoint row ranges.
+    template <BitPlaneStorage M>
+    FlipStatistics apply(M& m, std::size_t first_row, MatrixView<const float> gradient_tile) const {
+        check_gradient_tile(m, first_row, gradient_tile, "ExpectedImprovementPolicy::apply");
+        constexpr std::size_t K = M::kernels;
+        const std::size_t cols = m.cols();
+        const auto cap = static_cast<std::size_t>(std::ceil(options_.max_flip_fraction * double(cols)));
+        FlipStatistics stats;
+        std::vector<Chosen> chosen;
+        for (std::size_t r = 0; r < gradient_tile.rows(); ++r) {
+            const std::size_t i = first_row + r;
+            const auto gradient = gradient_tile.row(r);
+            for (std::size_t k = 0; k < K; ++k) {
+                if (!options_.trainable.contains(k, K)) continue;
+                chosen.clear();
+                const auto plane = m.plane_row(k, i);
+                const auto alphas = m.scales(k, i);
+                for (std::size_t g = 0; g < m.groups_per_row(); ++g) {
+                    const auto alpha = static_cast<float>(alphas[g]);
+                    for (std::size_t j = m.group_begin(g); j < m.group_end(g); ++j) {
+                        const float change = flip_loss_change(alpha, column_is_set(plane, j), gradient[j]);
+                        if (!(change < 0)) continue;  // NaN is never a candidate either
+                        ++stats.kernel_candidates[k];
+                        stats.candidate_gain.add(-change);
+                        if (selected(k, i, j, -change)) chosen.push_back({-change, j});
+                    }
+                }
+                if (chosen.size() > cap) {
+                    // A strict total order, so the kept set is unique.
+                    std::nth_element(chosen.begin(), chosen.begin() + std::ptrdiff_t(cap), chosen.end(),
+                                     [](const Chosen& a, const Chosen& b) {
+                                         return a.gain != b.gain ? a.gain > b.gain : a.column < b.column;
+                                     });
+                    chosen.resize(cap);
+                }
+                for (const Chosen& c : chosen) {
+                    m.flip(k, i, c.column);
+                    stats.flip_gain.add(c.gain);
+                }
+                stats.kernel_flips[k] += chosen.size();
+                stats.kernel_bits[k] += cols;
+            }
+        }
+        return stats;
+    }
+
+    // Folds the step's mean -dL over candidates into tau (the first measurement sets it).
+    void end_step(const FlipStatistics& total) noexcept {
+        if (total.candidates() == 0) return;
+        const double mean = total.mean_candidate_gain();
+        tau_ = tau_ == 0 ? mean : options_.tau_momentum * tau_ + (1 - options_.tau_momentum) * mean;
+    }
+
+    [[nodiscard]] static constexpr double state_bytes_per_weight() noexcept { return 0.0; }
+    // 0 until a step has measured it (when no initial_tau was given).
+    [[nodiscard]] double tau() const noexcept { return tau_; }
+    [[nodiscard]] const ExpectedImprovementOptions& options() const noexcept { return options_; }
+
+private:
+    struct Chosen {
+        float gain;  // -dL
+        std::size_t column;
+    };
+
+    [[nodiscard]] bool selected(std::size_t k, std::size_t i, std::size_t j, float gain) const noexcept {
+        if (options_.deterministic) return true;
+        if (tau_ == 0) return false;  // still measuring tau
+        const double probability = options_.eta * double(gain) / tau_;
+        return probability >= 1 ||
+               counter_uniform(options_.seed, context_.step, context_.layer, k, i, j) < probability;
+    }
+
+    ExpectedImprovementOptions options_;
+    double tau_;
+    FlipContext context_{};
+};
+
+}  // namespace multibool

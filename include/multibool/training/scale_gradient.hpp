@@ -1,0 +1,91 @@
+#pragma once
+// ScaleGradient: dL/dalpha_k[i, g] = sum_{j in g} Gr_ij * b_kij, accumulated from tiles of the
+// weight gradient Gr as they are formed (SPEC §5). Same [kernel][row][group] layout as the scales
+// of a BitPlaneMatrix, in float whatever the matrix's scale storage type.
+#include <algorithm>
+#include <cstddef>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "multibool/core/bit_plane_storage.hpp"
+#include "multibool/core/matrix_view.hpp"
+#include "multibool/core/packed_bits.hpp"
+#include "multibool/core/shape.hpp"
+
+namespace multibool {
+
+template <std::size_t K>
+class ScaleGradient {
+public:
+    static constexpr std::size_t kernels = K;
+
+    ScaleGradient() = default;
+    // All zero, for a matrix of `rows` rows and `groups_per_row` scale groups per row.
+    ScaleGradient(std::size_t rows, std::size_t groups_per_row)
+        : rows_(rows),
+          groups_(groups_per_row),
+          values_(checked_product("ScaleGradient", checked_product("ScaleGradient", K, rows), groups_per_row), 0.0f) {}
+    template <BitPlaneStorage M>
+        requires(M::kernels == K)
+    explicit ScaleGradient(const M& m) : ScaleGradient(m.rows(), m.groups_per_row()) {}
+
+    [[nodiscard]] std::size_t rows() const noexcept { return rows_; }
+    [[nodiscard]] std::size_t groups_per_row() const noexcept { return groups_; }
+    [[nodiscard]] float operator()(std::size_t k, std::size_t i, std::size_t g) const noexcept {
+        return values_[(k * rows_ + i) * groups_ + g];
+    }
+    // The row's gradients, one per group, as m.scales(k, i) holds the scales.
+    [[nodiscard]] std::span<const float> row(std::size_t k, std::size_t i) const noexcept {
+        return std::span<const float>(values_).subspan((k * rows_ + i) * groups_, groups_);
+    }
+    [[nodiscard]] std::span<const float> data() const noexcept { return values_; }
+    // Back to zero, e.g. between optimizer steps.
+    void clear() noexcept { std::fill(values_.begin(), values_.end(), 0.0f); }
+
+    // Adds the contributions of rows [first_row, first_row + tile.rows()) of Gr, tile holding them
+    // for every column of m. Calls for disjoint row ranges may run concurrently.
+    template <BitPlaneStorage M>
+        requires(M::kernels == K)
+    void accumulate(const M& m, std::size_t first_row, MatrixView<const float> tile) {
+        if (m.rows() != rows_ || m.groups_per_row() != groups_) {
+            throw std::invalid_argument("ScaleGradient::accumulate: the gradient holds " + std::to_string(rows_) +
+                                        " rows x " + std::to_string(groups_) + " groups but the matrix is " +
+                                        std::to_string(m.rows()) + "x" + std::to_string(m.cols()) + " with " +
+                                        std::to_string(m.groups_per_row()) + " groups per row");
+        }
+        if (tile.cols() != m.cols() || first_row > rows_ || tile.rows() > rows_ - first_row) {
+            throw std::invalid_argument("ScaleGradient::accumulate: a " + std::to_string(tile.rows()) + "x" +
+                                        std::to_string(tile.cols()) + " tile at row " + std::to_string(first_row) +
+                                        " does not fit the " + std::to_string(m.rows()) + "x" +
+                                        std::to_string(m.cols()) + " matrix");
+        }
+        using Word = typename M::word_type;
+        for (std::size_t r = 0; r < tile.rows(); ++r) {
+            const std::size_t i = first_row + r;
+            const float* gr = tile.row(r).data();
+            for (std::size_t k = 0; k < K; ++k) {
+                const std::span<const Word> plane = m.plane_row(k, i);
+                float* out = values_.data() + (k * rows_ + i) * groups_;
+                for (std::size_t g = 0; g < groups_; ++g) {
+                    float s = 0.0f;
+                    for (std::size_t j = m.group_begin(g); j < m.group_end(g); ++j) {
+                        s += column_is_set(plane, j) ? gr[j] : -gr[j];
+                    }
+                    out[g] += s;
+                }
+            }
+        }
+    }
+
+private:
+    std::size_t rows_ = 0;
+    std::size_t groups_ = 0;
+    std::vector<float> values_;
+};
+
+template <BitPlaneStorage M>
+ScaleGradient(const M&) -> ScaleGradient<M::kernels>;
+
+}  // namespace multibool
