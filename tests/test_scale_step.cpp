@@ -29,12 +29,7 @@ using multibool::testing::fresh_seed;
 
 namespace {
 
-MatrixView<const float> view(const std::vector<float>& v, std::size_t rows, std::size_t cols) {
-    return {std::span<const float>(v), rows, cols};
-}
-MatrixView<float> view(std::vector<float>& v, std::size_t rows, std::size_t cols) {
-    return {std::span<float>(v), rows, cols};
-}
+using testing::view;
 
 // Every scale as double, in the [kernel][row][group] order of ScaleGradient::data().
 template <class Matrix>

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include <multibool/core/bit_plane_matrix.hpp>
+#include <multibool/core/matrix_view.hpp>
 #include <multibool/core/row_column_serialization.hpp>
 #include <multibool/core/serialization.hpp>
 
@@ -31,6 +32,14 @@ inline std::uint64_t fresh_seed() {
         return std::stoull(env);
     }
     return std::random_device{}() ^ (std::uint64_t(std::random_device{}()) << 32);
+}
+
+// A rows x cols view of a whole vector (throws if the sizes disagree).
+inline MatrixView<const float> view(const std::vector<float>& v, std::size_t rows, std::size_t cols) {
+    return {std::span<const float>(v), rows, cols};
+}
+inline MatrixView<float> view(std::vector<float>& v, std::size_t rows, std::size_t cols) {
+    return {std::span<float>(v), rows, cols};
 }
 
 inline std::vector<float> random_floats(std::size_t n, std::mt19937_64& rng, float stddev = 1.0f) {

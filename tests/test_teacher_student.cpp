@@ -29,10 +29,7 @@ namespace {
 using Matrix = BitPlaneMatrix<2, 64>;
 constexpr std::size_t rows = 48, cols = 256, batch = 64;
 
-MatrixView<const float> view(const std::vector<float>& v, std::size_t r, std::size_t c) {
-    return {std::span(v), r, c};
-}
-MatrixView<float> view(std::vector<float>& v, std::size_t r, std::size_t c) { return {std::span(v), r, c}; }
+using testing::view;
 
 // Random signs; positive scales of the sizes the greedy initializer gives a unit-variance row
 // (alpha_0 ~ 0.8, alpha_1 ~ 0.5), varied per group.

@@ -24,12 +24,7 @@ using multibool::testing::fresh_seed;
 
 namespace {
 
-MatrixView<const float> view(const std::vector<float>& v, std::size_t rows, std::size_t cols) {
-    return {std::span<const float>(v), rows, cols};
-}
-MatrixView<float> view(std::vector<float>& v, std::size_t rows, std::size_t cols) {
-    return {std::span<float>(v), rows, cols};
-}
+using testing::view;
 
 // W_hat in double, row-major m x n.
 template <class Matrix>
