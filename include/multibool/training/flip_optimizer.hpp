@@ -75,14 +75,15 @@ public:
         if (!(value > 0)) return;  // zeros, negatives and NaN add nothing
         value = std::min(value, 0x1.0p63);
         const double whole = std::floor(value);
-        add_parts(static_cast<std::uint64_t>(whole), static_cast<std::uint64_t>(std::ldexp(value - whole, 64)));
+        // Scaling by a power of two is exact: a multiplication, not a (slow, out-of-line) ldexp call.
+        add_parts(static_cast<std::uint64_t>(whole), static_cast<std::uint64_t>((value - whole) * 0x1.0p64));
     }
     ExactSum& operator+=(const ExactSum& other) noexcept {
         add_parts(other.whole_, other.fraction_);
         return *this;
     }
     [[nodiscard]] double value() const noexcept {
-        return static_cast<double>(whole_) + std::ldexp(static_cast<double>(fraction_), -64);
+        return static_cast<double>(whole_) + static_cast<double>(fraction_) * 0x1.0p-64;
     }
     friend constexpr bool operator==(const ExactSum&, const ExactSum&) noexcept = default;
 

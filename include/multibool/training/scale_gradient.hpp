@@ -3,7 +3,10 @@
 // weight gradient Gr as they are formed (SPEC §5). Same [kernel][row][group] layout as the scales
 // of a BitPlaneMatrix, in float whatever the matrix's scale storage type.
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -68,18 +71,49 @@ public:
             for (std::size_t k = 0; k < K; ++k) {
                 const std::span<const Word> plane = m.plane_row(k, i);
                 float* out = values_.data() + (k * rows_ + i) * groups_;
-                for (std::size_t g = 0; g < groups_; ++g) {
-                    float s = 0.0f;
-                    for (std::size_t j = m.group_begin(g); j < m.group_end(g); ++j) {
-                        s += column_is_set(plane, j) ? gr[j] : -gr[j];
-                    }
-                    out[g] += s;
-                }
+                for (std::size_t g = 0; g < groups_; ++g) out[g] += signed_sum(plane, gr, m.group_begin(g), m.group_end(g));
             }
         }
     }
 
 private:
+    // sum_{j in [begin, end)} b_j gr_j. Lanes of `lanes` independent partial sums, each term's sign
+    // set by XOR-ing the bit into the float's sign bit, let the compiler vectorize the loop; the
+    // order of the additions is fixed, so results do not depend on tiles or threads.
+    template <class Word>
+    static float signed_sum(std::span<const Word> plane, const float* gr, std::size_t begin, std::size_t end) noexcept {
+        constexpr std::size_t lanes = 16;
+        std::array<float, lanes> partial{};
+        std::size_t j = begin;
+        for (; j + lanes <= end; j += lanes) {
+            const std::uint32_t bits = bits_from(plane, j);
+            for (std::size_t l = 0; l < lanes; ++l) {
+                const std::uint32_t negate = ((~bits >> l) & 1u) << 31;
+                partial[l] += std::bit_cast<float>(std::bit_cast<std::uint32_t>(gr[j + l]) ^ negate);
+            }
+        }
+        float s = 0.0f;
+        for (const float p : partial) s += p;
+        for (; j < end; ++j) s += column_is_set(plane, j) ? gr[j] : -gr[j];
+        return s;
+    }
+
+    // The 16 bits of columns [j, j + 16) of a packed row, column j in bit 0.
+    template <class Word>
+    static std::uint32_t bits_from(std::span<const Word> plane, std::size_t j) noexcept {
+        constexpr std::size_t word_bits = bits_of<Word>;
+        std::uint32_t bits = 0;
+        for (std::size_t taken = 0; taken < 16;) {
+            const std::size_t c = j + taken;
+            const std::size_t offset = c % word_bits;
+            const std::size_t count = std::min<std::size_t>(16 - taken, word_bits - offset);
+            const std::uint64_t chunk = (std::uint64_t(plane[c / word_bits]) >> offset) & ((std::uint64_t{1} << count) - 1);
+            bits |= std::uint32_t(chunk) << taken;
+            taken += count;
+        }
+        return bits;
+    }
+
     std::size_t rows_ = 0;
     std::size_t groups_ = 0;
     std::vector<float> values_;
