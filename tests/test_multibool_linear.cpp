@@ -153,3 +153,14 @@ TEST_CASE("VariableKernelLinear picks K at run time and computes what that Multi
     REQUIRE_THROWS_WITH(Layer::with_kernels(5, []<std::size_t k>() { return MultiBoolLinear<k, 32, std::uint64_t, ScalarBackend>(); }),
                         Catch::Matchers::Contains("K=5 is outside 1..4"));
 }
+
+TEST_CASE("a default-constructed layer is the empty 0 x 0 layer", "[nn]") {
+    // Also with a prepacking default backend, whose packed copy of an empty matrix has no tiles.
+    const MultiBoolLinear<3, 128> layer;
+    REQUIRE(layer.in_features() == 0);
+    REQUIRE(layer.out_features() == 0);
+    std::vector<float> x, y;
+    layer.forward(std::span<const float>(x), std::span<float>(y));
+    REQUIRE_THROWS_AS(layer.forward(std::span<const float>(std::vector<float>(1)), std::span<float>(y)),
+                      std::invalid_argument);
+}

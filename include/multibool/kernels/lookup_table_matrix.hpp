@@ -42,8 +42,11 @@ public:
     using scale_type = lookup_table_scale_t<Scale>;
     static constexpr std::size_t kernels = K;
     static constexpr std::size_t columns_per_pair = 8;
-    // 32 int8 lookups per int16 lane and block keep the accumulators far from overflow (32 * 2 * 127).
+    // A 16-bit lane sums 2 biased lookups (<= 255 each) per pair of a block: 2 * 32 * 255 = 16320
+    // for 256 columns, well inside 65535 (the limit would be 1024 columns).
     static constexpr std::size_t block_columns = 256;
+    static_assert(2 * (block_columns / columns_per_pair) * 255 <= 65535,
+                  "LookupTableMatrix: a block's lookups must fit a 16-bit lane");
 
     LookupTableMatrix() = default;
 
@@ -72,7 +75,8 @@ public:
     [[nodiscard]] std::size_t rows() const noexcept { return rows_; }
     [[nodiscard]] std::size_t cols() const noexcept { return cols_; }
     [[nodiscard]] std::size_t tile_rows() const noexcept { return tile_rows_; }
-    [[nodiscard]] std::size_t tiles() const noexcept { return (rows_ + tile_rows_ - 1) / tile_rows_; }
+    // A default-constructed (empty) matrix has no tiles.
+    [[nodiscard]] std::size_t tiles() const noexcept { return tile_rows_ == 0 ? 0 : (rows_ + tile_rows_ - 1) / tile_rows_; }
     [[nodiscard]] std::size_t pairs_per_row() const noexcept { return pairs_per_row_; }
     [[nodiscard]] std::span<const LookupTableBlock> blocks() const noexcept { return blocks_; }
     // Bytes a product streams: the packed bits and the scales, padding included.

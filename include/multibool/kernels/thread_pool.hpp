@@ -47,7 +47,16 @@ public:
     void run(std::size_t parts, const std::function<void(std::size_t)>& task) {
         std::unique_lock call(call_mutex_, std::try_to_lock);
         if (parts <= 1 || threads_.empty() || inside_task_ || !call.owns_lock()) {
-            for (std::size_t p = 0; p < parts; ++p) task(p);
+            // Like the pooled path: every part runs, then the first exception is rethrown.
+            std::exception_ptr first_error;
+            for (std::size_t p = 0; p < parts; ++p) {
+                try {
+                    task(p);
+                } catch (...) {
+                    if (!first_error) first_error = std::current_exception();
+                }
+            }
+            if (first_error) std::rethrow_exception(first_error);
             return;
         }
         {

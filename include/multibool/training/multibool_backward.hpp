@@ -73,7 +73,9 @@ BackwardReport backward(const Backend& backend, const M& m, MatrixView<const flo
     return {gradient_workspace_bytes(m.cols(), m.rows(), tiling)};
 }
 
-// The same for a MultiBoolLinear layer, through its backend and weights.
+// The same for a MultiBoolLinear layer, through its backend and weights. The layer's weights are
+// read-only here: on_tile must not flip them; flip a copy (or use BooleanTrainer) and hand the
+// result to layer.set_weights, which also refreshes the backend's packed copy.
 template <std::size_t K, std::size_t G, class Word, class Backend, class Scale, class OnTile,
           class Allocator = std::allocator<float>>
 BackwardReport backward(const MultiBoolLinear<K, G, Word, Backend, Scale>& layer, MatrixView<const float> x,
