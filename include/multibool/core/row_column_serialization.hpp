@@ -56,14 +56,11 @@ Matrix load(std::istream& in, const std::string& source) requires is_row_column_
     r.expect("kernels", r.read<std::uint32_t>("kernels"), static_cast<std::uint32_t>(Matrix::kernels));
     r.expect("word_bits", r.read<std::uint32_t>("word_bits"), static_cast<std::uint32_t>(Matrix::word_bits));
     r.expect("scale_type", r.read<std::uint32_t>("scale_type"), scale_type_code<Scale>());
-    // Named copies, not structured bindings: clang 14 cannot capture bindings in the lambda below.
-    const auto shape = detail::read_record_shape(r);
-    const std::size_t rows = std::get<0>(shape);
-    const std::size_t cols = std::get<1>(shape);
+    const detail::RecordShape shape = detail::read_record_shape(r);
     const auto [word_count, row_scale_count, column_scale_count] =
         detail::as_format_error<std::length_error>(source, "rows, cols", "a shape whose storage fits in memory", [&] {
-            return std::tuple{Matrix::word_count(rows, cols), Matrix::row_scale_count(rows),
-                              Matrix::column_scale_count(cols)};
+            return std::tuple{Matrix::word_count(shape.rows, shape.cols), Matrix::row_scale_count(shape.rows),
+                              Matrix::column_scale_count(shape.cols)};
         });
     r.expect("payload_bytes", r.read<std::uint64_t>("payload_bytes"),
              std::uint64_t{word_count * sizeof(Word) + (row_scale_count + column_scale_count) * sizeof(Scale)});
@@ -72,7 +69,7 @@ Matrix load(std::istream& in, const std::string& source) requires is_row_column_
     auto column_scales = r.read_vector<Scale>(column_scale_count, "payload (column scales)");
     r.verify_checksum();
     return detail::as_format_error<std::invalid_argument>(source, "payload", "a valid matrix", [&] {
-        return Matrix(rows, cols, std::move(words), std::move(row_scales), std::move(column_scales));
+        return Matrix(shape.rows, shape.cols, std::move(words), std::move(row_scales), std::move(column_scales));
     });
 }
 

@@ -64,7 +64,14 @@ void save(const BitPlaneMatrix<K, G, Word, Scale>& m, const std::filesystem::pat
 namespace detail {
 
 // A record's rows and cols, each at most 2^31 as every multibool format promises.
-inline std::pair<std::uint64_t, std::uint64_t> read_record_shape(BinaryReader& r) {
+// A named struct rather than a pair: readers capture it in lambdas (clang 14 cannot capture
+// structured bindings).
+struct RecordShape {
+    std::size_t rows;
+    std::size_t cols;
+};
+
+inline RecordShape read_record_shape(BinaryReader& r) {
     constexpr std::uint64_t max_dim = std::uint64_t{1} << 31;
     const auto rows = r.read<std::uint64_t>("rows");
     const auto cols = r.read<std::uint64_t>("cols");
@@ -73,7 +80,7 @@ inline std::pair<std::uint64_t, std::uint64_t> read_record_shape(BinaryReader& r
             throw FormatError(r.source(), field, "at most " + std::to_string(max_dim), std::to_string(value));
         }
     }
-    return {rows, cols};
+    return {static_cast<std::size_t>(rows), static_cast<std::size_t>(cols)};
 }
 
 // Runs `step` on what a file claims, turning the error a claim can cause into a FormatError on
@@ -114,13 +121,10 @@ Matrix load(std::istream& in, const std::string& source) {
              static_cast<std::uint32_t>(Matrix::group_size_parameter));
     r.expect("word_bits", r.read<std::uint32_t>("word_bits"), static_cast<std::uint32_t>(Matrix::word_bits));
     r.expect("scale_type", r.read<std::uint32_t>("scale_type"), scale_type_code<Scale>());
-    // Named copies, not structured bindings: clang 14 cannot capture bindings in the lambda below.
-    const auto shape = detail::read_record_shape(r);
-    const std::size_t rows = std::get<0>(shape);
-    const std::size_t cols = std::get<1>(shape);
+    const detail::RecordShape shape = detail::read_record_shape(r);
     const auto [word_count, scale_count] =
         detail::as_format_error<std::length_error>(source, "rows, cols", "a shape whose storage fits in memory", [&] {
-            return std::pair{Matrix::word_count(rows, cols), Matrix::scale_count(rows, cols)};
+            return std::pair{Matrix::word_count(shape.rows, shape.cols), Matrix::scale_count(shape.rows, shape.cols)};
         });
     r.expect("payload_bytes", r.read<std::uint64_t>("payload_bytes"),
              std::uint64_t{word_count * sizeof(Word) + scale_count * sizeof(Scale)});
@@ -128,7 +132,7 @@ Matrix load(std::istream& in, const std::string& source) {
     auto scales = r.read_vector<Scale>(scale_count, "payload (scales)");
     r.verify_checksum();
     return detail::as_format_error<std::invalid_argument>(
-        source, "payload", "a valid matrix", [&] { return Matrix(rows, cols, std::move(words), std::move(scales)); });
+        source, "payload", "a valid matrix", [&] { return Matrix(shape.rows, shape.cols, std::move(words), std::move(scales)); });
 }
 
 template <class Matrix>
