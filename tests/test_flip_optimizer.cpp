@@ -1,14 +1,20 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <limits>
 #include <mutex>
 #include <random>
 #include <span>
+#include <string>
+#include <type_traits>
 #include <vector>
 
+#include <multibool/core/binary_io.hpp>
 #include <multibool/core/bit_plane_matrix.hpp>
 #include <multibool/core/half.hpp>
 #include <multibool/kernels/thread_pool.hpp>
@@ -22,6 +28,8 @@
 using namespace multibool;
 using multibool::testing::fresh_seed;
 using multibool::testing::random_matrix;
+using multibool::testing::read_state_from;
+using multibool::testing::state_of;
 
 namespace {
 
@@ -575,4 +583,144 @@ TEST_CASE("optimizer state is reported per weight", "[training][flip]") {
     CHECK(BoldPolicy<half>(m).state_bytes_per_weight() == 2.0);
     CHECK(BoldPolicy<std::int8_t>(m).state_bytes_per_weight() == Approx(1.0 + 4.0 / 172.0));
     CHECK(BoldPolicy<float>(m, {.trainable = TrainableKernels::all()}).state_bytes_per_weight() == 12.0);
+}
+
+TEST_CASE("the expected-improvement policy's state resumes training bit for bit", "[training][flip][state]") {
+    const auto seed = fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    const std::size_t rows = 30;
+    const std::size_t cols = 45;
+    auto m = random_matrix<Matrix>(rows, cols, rng);
+    const auto target = normal_target(rows * cols, rng);
+    const ExpectedImprovementOptions options{
+        .seed = seed, .eta = 0.3, .max_flip_fraction = 0.2, .trainable = TrainableKernels::all()};
+    ExpectedImprovementPolicy original(options);
+    for (std::uint64_t s = 1; s <= 3; ++s) step(original, m, quadratic_gradient(m, target), s);
+    REQUIRE(original.tau() > 0);
+    const std::string state = state_of(original);
+    REQUIRE(state.size() == sizeof(double));
+
+    ExpectedImprovementPolicy restored(options);
+    read_state_from(restored, state);
+    REQUIRE(std::bit_cast<std::uint64_t>(restored.tau()) == std::bit_cast<std::uint64_t>(original.tau()));
+    auto copy = m;
+    std::size_t flips = 0;
+    for (std::uint64_t s = 4; s <= 7; ++s) {
+        CAPTURE(s);
+        const auto a = step(original, m, quadratic_gradient(m, target), s);
+        const auto b = step(restored, copy, quadratic_gradient(copy, target), s);
+        REQUIRE(a == b);
+        REQUIRE(copy == m);
+        REQUIRE(std::bit_cast<std::uint64_t>(restored.tau()) == std::bit_cast<std::uint64_t>(original.tau()));
+        flips += a.flips();
+    }
+    CHECK(flips > 0);
+
+    // A tau the policy could not hold, or a truncated state: refused, the policy unchanged.
+    ExpectedImprovementPolicy refused(options);
+    for (const double tau : {-1.0, std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity()}) {
+        CAPTURE(tau);
+        std::string bad(sizeof tau, '\0');
+        std::memcpy(bad.data(), &tau, sizeof tau);
+        REQUIRE_THROWS_WITH(read_state_from(refused, bad),
+                            Catch::Contains("ExpectedImprovementPolicy tau") && Catch::Contains("finite value >= 0"));
+    }
+    REQUIRE_THROWS_WITH(read_state_from(refused, state.substr(0, 5)), Catch::Contains("truncated"));
+    REQUIRE(refused.tau() == 0.0);
+}
+
+TEST_CASE("BOLD's state resumes training bit for bit, for every storage", "[training][flip][state]") {
+    const auto seed = fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    const std::size_t rows = 30;
+    const std::size_t cols = 45;
+    const auto start = random_matrix<Matrix>(rows, cols, rng);
+    const auto target = normal_target(rows * cols, rng);
+    // Kernels 0 and 2 of 3 train: the accumulator's blocks do not follow the kernel numbers.
+    const BoldOptions options{.eta = 0.3, .trainable = TrainableKernels::only(0) | TrainableKernels::last()};
+
+    const auto run = [&]<class Storage>() {
+        CAPTURE(sizeof(Storage));
+        // Every decoded accumulator value, as bits.
+        const auto accumulators = [&](const BoldPolicy<Storage>& policy) {
+            std::vector<std::uint32_t> out;
+            for (std::size_t k = 0; k < Matrix::kernels; ++k) {
+                for (std::size_t i = 0; i < rows; ++i) {
+                    for (std::size_t j = 0; j < cols; ++j)
+                        out.push_back(std::bit_cast<std::uint32_t>(policy.accumulator(k, i, j)));
+                }
+            }
+            return out;
+        };
+        auto m = start;
+        BoldPolicy<Storage> original(m, options);
+        for (std::uint64_t s = 1; s <= 3; ++s) step(original, m, quadratic_gradient(m, target), s);
+        REQUIRE(original.beta() > 0);
+        const std::string state = state_of(original);
+
+        BoldPolicy<Storage> restored(m, options);
+        const auto zero = accumulators(restored);
+        read_state_from(restored, state);
+        REQUIRE(std::bit_cast<std::uint64_t>(restored.beta()) == std::bit_cast<std::uint64_t>(original.beta()));
+        REQUIRE(accumulators(restored) == accumulators(original));
+        REQUIRE(accumulators(restored) != zero);
+        auto copy = m;
+        std::size_t flips = 0;
+        for (std::uint64_t s = 4; s <= 7; ++s) {
+            CAPTURE(s);
+            const auto a = step(original, m, quadratic_gradient(m, target), s);
+            const auto b = step(restored, copy, quadratic_gradient(copy, target), s);
+            REQUIRE(a == b);
+            REQUIRE(copy == m);
+            REQUIRE(accumulators(restored) == accumulators(original));
+            flips += a.flips();
+        }
+        CHECK(flips > 0);
+        // Including the int8 row scales, byte for byte.
+        REQUIRE(state_of(restored) == state_of(original));
+
+        // Another shape, trainable set or storage: refused by field, the policy unchanged.
+        const auto refuses = [&](auto policy, const std::string& bytes, const char* field, const char* values) {
+            const std::string before = state_of(policy);
+            REQUIRE_THROWS_AS(read_state_from(policy, bytes), FormatError);
+            REQUIRE_THROWS_WITH(read_state_from(policy, bytes), Catch::Contains(field) && Catch::Contains(values));
+            REQUIRE(state_of(policy) == before);
+        };
+        refuses(BoldPolicy<Storage>(2, rows, cols, options), state, "BoldPolicy kernels", "expected 2, found 3");
+        refuses(BoldPolicy<Storage>(3, rows + 1, cols, options), state, "BoldPolicy rows", "expected 31, found 30");
+        refuses(BoldPolicy<Storage>(3, rows, cols - 1, options), state, "BoldPolicy cols", "expected 44, found 45");
+        refuses(BoldPolicy<Storage>(start, {.eta = 0.3}), state, "BoldPolicy trainable kernels",
+                "expected 4, found 5");
+        using Other = std::conditional_t<std::is_same_v<Storage, float>, half, float>;
+        refuses(BoldPolicy<Other>(start, options), state, "BoldPolicy accumulator storage bytes", "found");
+        // Truncated anywhere; a beta outside [0, 1]; values store() never writes.
+        for (const std::size_t keep : {std::size_t{0}, std::size_t{30}, state.size() / 2, state.size() - 1}) {
+            CAPTURE(keep);
+            refuses(BoldPolicy<Storage>(start, options), state.substr(0, keep), "BoldPolicy", "truncated");
+        }
+        const std::size_t beta_offset = 3 * 8 + 2 * 4;
+        const std::size_t values_offset = beta_offset + 8 + 8;
+        std::string corrupt = state;
+        const double beta = 1.5;
+        std::memcpy(corrupt.data() + beta_offset, &beta, sizeof beta);
+        refuses(BoldPolicy<Storage>(start, options), corrupt, "BoldPolicy beta", "[0, 1]");
+        corrupt = state;
+        if constexpr (std::is_same_v<Storage, std::int8_t>) {
+            corrupt[values_offset + 7] = char(-128);
+            refuses(BoldPolicy<Storage>(start, options), corrupt, "BoldPolicy accumulator", "element 7");
+            corrupt = state;
+            const float scale = 1.0f;
+            std::memcpy(corrupt.data() + values_offset + 2 * rows * cols + 8 + 4 * 5, &scale, sizeof scale);
+            refuses(BoldPolicy<Storage>(start, options), corrupt, "BoldPolicy accumulator row scales", "row 5");
+        } else {
+            const auto nan = Storage(std::numeric_limits<float>::quiet_NaN());
+            std::memcpy(corrupt.data() + values_offset + 7 * sizeof nan, &nan, sizeof nan);
+            refuses(BoldPolicy<Storage>(start, options), corrupt, "BoldPolicy accumulator", "NaN at element 7");
+        }
+    };
+    run.operator()<float>();
+    run.operator()<half>();
+    run.operator()<std::int8_t>();
 }

@@ -26,6 +26,7 @@
 #include "llama/transformer.hpp"
 #include "multibool/kernels/scalar_backend.hpp"
 #include "multibool/nn/dense_linear.hpp"
+#include "llama_test_support.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -35,40 +36,12 @@ using namespace multibool;
 using namespace multibool::llama;
 using Catch::Matchers::Contains;
 
-using FloatModel = Transformer<DenseLinear>;
+using testing::FloatModel;
+using testing::float_model;
+using testing::random_checkpoint;
 
 // Grouped-query attention (4 query heads over 2 KV heads), seq_len above the 256-token chunk.
 Config small_config(bool tied) { return Config{32, 48, 2, 4, 2, 40, 300, tied}; }
-
-std::vector<float> random_vector(std::size_t n, std::mt19937_64& rng, float stddev) {
-    return testing::random_floats(n, rng, stddev);
-}
-
-Checkpoint random_checkpoint(const Config& c, std::mt19937_64& rng) {
-    CheckpointTensors t;
-    const std::size_t L = c.n_layers;
-    t.token_embedding = random_vector(c.vocab_size * c.dim, rng, 1.0f);
-    t.rms_att = random_vector(L * c.dim, rng, 0.2f);
-    for (auto& w : t.rms_att) w += 1.0f;
-    t.wq = random_vector(L * c.dim * c.dim, rng, 0.2f);
-    t.wk = random_vector(L * c.kv_dim() * c.dim, rng, 0.2f);
-    t.wv = random_vector(L * c.kv_dim() * c.dim, rng, 0.2f);
-    t.wo = random_vector(L * c.dim * c.dim, rng, 0.2f);
-    t.rms_ffn = random_vector(L * c.dim, rng, 0.2f);
-    for (auto& w : t.rms_ffn) w += 1.0f;
-    t.w1 = random_vector(L * c.hidden_dim * c.dim, rng, 0.2f);
-    t.w2 = random_vector(L * c.dim * c.hidden_dim, rng, 0.2f);
-    t.w3 = random_vector(L * c.hidden_dim * c.dim, rng, 0.2f);
-    t.rms_final = random_vector(c.dim, rng, 0.2f);
-    for (auto& w : t.rms_final) w += 1.0f;
-    if (!c.shared_classifier) t.wcls = random_vector(c.vocab_size * c.dim, rng, 1.0f);
-    return Checkpoint(c, std::move(t));
-}
-
-FloatModel float_model(const Checkpoint& ckpt) {
-    return FloatModel::from_checkpoint(
-        ckpt, [](MatrixView<const float> w, std::size_t, Projection) { return DenseLinear(w); });
-}
 
 std::vector<int> random_tokens(std::size_t n, std::size_t vocab, std::mt19937_64& rng) {
     std::uniform_int_distribution<int> dist(0, int(vocab) - 1);

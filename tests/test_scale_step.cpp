@@ -1,8 +1,10 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <span>
@@ -10,10 +12,13 @@
 #include <string>
 #include <vector>
 
+#include <multibool/core/binary_io.hpp>
+
 #include <multibool/kernels/scalar_backend.hpp>
 #include <multibool/solvers/output_space_solver.hpp>
 #include <multibool/solvers/second_moment.hpp>
 #include <multibool/solvers/weight_space_solver.hpp>
+#include <multibool/training/adamw.hpp>
 #include <multibool/training/bold_policy.hpp>
 #include <multibool/training/expected_improvement_policy.hpp>
 #include <multibool/training/multibool_backward.hpp>
@@ -26,6 +31,8 @@
 
 using namespace multibool;
 using multibool::testing::fresh_seed;
+using multibool::testing::read_state_from;
+using multibool::testing::state_of;
 
 namespace {
 
@@ -115,7 +122,201 @@ struct ReferenceAdamW {
     }
 };
 
+// The bytes of every scale, in the [kernel][row][group] order: equal iff bit for bit equal.
+template <class Matrix>
+std::vector<unsigned char> scale_bytes(const Matrix& m) {
+    std::vector<unsigned char> out;
+    for (std::size_t k = 0; k < Matrix::kernels; ++k) {
+        for (std::size_t i = 0; i < m.rows(); ++i) {
+            const auto scales = m.scales(k, i);
+            const auto* bytes = reinterpret_cast<const unsigned char*>(scales.data());
+            out.insert(out.end(), bytes, bytes + scales.size_bytes());
+        }
+    }
+    return out;
+}
+
+std::vector<std::uint32_t> float_bits(std::span<const float> values) {
+    std::vector<std::uint32_t> out;
+    for (const float v : values) out.push_back(std::bit_cast<std::uint32_t>(v));
+    return out;
+}
+
 }  // namespace
+
+TEST_CASE("AdamW matches a hand-worked step on three parameters", "[training][adamw]") {
+    const AdamWOptions options{
+        .learning_rate = 0.1f, .beta1 = 0.5f, .beta2 = 0.75f, .epsilon = 1e-3f, .weight_decay = 0.25f};
+    AdamW optimizer(3, options);
+    REQUIRE(optimizer.parameters() == 3);
+    REQUIRE(optimizer.state_bytes() == 3 * 2 * sizeof(float));
+    std::vector<float> p = {1.0f, -2.0f, 0.5f};
+    const std::vector<float> g1 = {0.5f, -1.0f, 0.0f};
+    const std::vector<float> g2 = {-0.25f, 2.0f, 1.0f};
+    // In double, from the float options as stored.
+    const double lr = options.learning_rate, b1 = options.beta1, b2 = options.beta2, eps = options.epsilon,
+                 wd = options.weight_decay;
+    std::vector<double> expected(p.begin(), p.end()), m(3, 0.0), v(3, 0.0);
+    const auto reference_step = [&](const std::vector<float>& g, int t) {
+        for (std::size_t e = 0; e < 3; ++e) {
+            m[e] = b1 * m[e] + (1 - b1) * g[e];
+            v[e] = b2 * v[e] + (1 - b2) * double(g[e]) * g[e];
+            const double m_hat = m[e] / (1 - std::pow(b1, t));
+            const double v_hat = v[e] / (1 - std::pow(b2, t));
+            expected[e] = expected[e] * (1 - lr * wd) - lr * m_hat / (std::sqrt(v_hat) + eps);
+        }
+    };
+    // Step 1 by hand: m_hat = g, v_hat = g^2, so p <- p (1 - lr wd) - lr g / (|g| + eps).
+    optimizer.step(p, g1);
+    reference_step(g1, 1);
+    const double decay = 1 - lr * wd;
+    const std::vector<double> by_hand = {1.0 * decay - lr * 0.5 / (0.5 + eps), -2.0 * decay + lr * 1.0 / (1.0 + eps),
+                                         0.5 * decay};
+    for (std::size_t e = 0; e < 3; ++e) {
+        CAPTURE(e);
+        REQUIRE(expected[e] == Approx(by_hand[e]).epsilon(1e-12));
+        REQUIRE(double(p[e]) == Approx(by_hand[e]).epsilon(1e-6));
+    }
+    optimizer.step(p, g2);
+    reference_step(g2, 2);
+    REQUIRE(optimizer.steps() == 2);
+    for (std::size_t e = 0; e < 3; ++e) {
+        CAPTURE(e, p[e], expected[e]);
+        REQUIRE(std::fabs(double(p[e]) - expected[e]) <= 1e-6 * std::fabs(expected[e]) + 1e-7);
+    }
+}
+
+TEST_CASE("AdamW refuses bad options, mismatched sizes and non-finite values, changing nothing",
+          "[training][adamw]") {
+    REQUIRE_THROWS_WITH(AdamW(3, {.learning_rate = -1.0f}), Catch::Contains("AdamW: need a finite learning_rate"));
+    REQUIRE_THROWS_AS(AdamW(3, {.learning_rate = 0.1f, .beta1 = 1.0f}), std::invalid_argument);
+    REQUIRE_THROWS_AS(AdamW(3, {.learning_rate = 0.1f, .epsilon = 0.0f}), std::invalid_argument);
+
+    const AdamWOptions options{.learning_rate = 0.05f, .weight_decay = 0.1f};
+    AdamW optimizer(3, options);
+    std::vector<float> p = {0.25f, -1.5f, 3.0f};
+    const auto start = p;
+    std::vector<float> g = {0.5f, std::numeric_limits<float>::quiet_NaN(), -0.25f};
+    REQUIRE_THROWS_WITH(optimizer.step(p, g), Catch::Contains("parameter 1") && Catch::Contains("nan"));
+    g[1] = std::numeric_limits<float>::infinity();
+    REQUIRE_THROWS_WITH(optimizer.step(p, g), Catch::Contains("parameter 1") && Catch::Contains("inf"));
+    g[1] = 1.0f;
+    REQUIRE_THROWS_WITH(optimizer.step(std::span<float>(p).first(2), g),
+                        Catch::Contains("3 parameters") && Catch::Contains("got 2"));
+    REQUIRE_THROWS_AS(optimizer.step(p, std::span<const float>(g).first(2)), std::invalid_argument);
+    // A parameter the step cannot make finite: refused by index, the others untouched too.
+    std::vector<float> poisoned = p;
+    poisoned[2] = std::numeric_limits<float>::infinity();
+    REQUIRE_THROWS_WITH(optimizer.step(poisoned, g), Catch::Contains("new value of parameter 2"));
+    REQUIRE(float_bits(poisoned) ==
+            float_bits(std::vector<float>{0.25f, -1.5f, std::numeric_limits<float>::infinity()}));
+    REQUIRE(float_bits(p) == float_bits(start));
+    REQUIRE(optimizer.steps() == 0);
+
+    // The refused steps left the moments untouched: the next step is a fresh optimizer's first.
+    AdamW fresh(3, options);
+    auto q = p;
+    optimizer.step(p, g);
+    fresh.step(q, g);
+    REQUIRE(float_bits(p) == float_bits(q));
+    REQUIRE(float_bits(p) != float_bits(start));
+}
+
+TEST_CASE("AdamW's state resumes training bit for bit and refuses another shape", "[training][adamw]") {
+    const auto seed = fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    const AdamWOptions options{.learning_rate = 0.03f, .beta1 = 0.8f, .beta2 = 0.95f, .weight_decay = 0.2f};
+    const std::size_t n = 11;
+    AdamW original(n, options);
+    auto p = testing::random_floats(n, rng);
+    for (int s = 0; s < 3; ++s) original.step(p, testing::random_floats(n, rng));
+    const std::string state = state_of(original);
+    REQUIRE(state.size() == 3 * 8 + 2 * n * sizeof(float));
+
+    AdamW restored(n, options);
+    read_state_from(restored, state);
+    REQUIRE(restored.steps() == 3);
+    REQUIRE(state_of(restored) == state);
+    auto q = p;
+    for (int s = 0; s < 4; ++s) {
+        const auto g = testing::random_floats(n, rng);
+        original.step(p, g);
+        restored.step(q, g);
+        REQUIRE(float_bits(p) == float_bits(q));
+    }
+    REQUIRE(state_of(restored) == state_of(original));
+
+    // Refused before anything changes: the refused optimizer still writes a fresh state.
+    AdamW other(n + 1, options);
+    const std::string fresh_state = state_of(other);
+    REQUIRE_THROWS_AS(read_state_from(other, state), FormatError);
+    REQUIRE_THROWS_WITH(read_state_from(other, state),
+                        Catch::Contains("AdamW first moment count") && Catch::Contains("expected 12, found 11"));
+    REQUIRE(state_of(other) == fresh_state);
+    AdamW truncated(n, options);
+    const std::string zero_state = state_of(truncated);
+    for (const std::size_t keep : {std::size_t{0}, std::size_t{5}, state.size() - 1}) {
+        CAPTURE(keep);
+        REQUIRE_THROWS_WITH(read_state_from(truncated, state.substr(0, keep)), Catch::Contains("truncated"));
+        REQUIRE(state_of(truncated) == zero_state);
+    }
+    // A NaN first moment (the first float after steps and count).
+    std::string corrupt = state;
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(corrupt.data() + 16 + 4 * 3, &nan, sizeof nan);
+    REQUIRE_THROWS_WITH(read_state_from(truncated, corrupt),
+                        Catch::Contains("AdamW first moments") && Catch::Contains("element 3"));
+    // A negative second moment.
+    corrupt = state;
+    const float negative = -1.0f;
+    std::memcpy(corrupt.data() + 16 + 4 * n + 8, &negative, sizeof negative);
+    REQUIRE_THROWS_WITH(read_state_from(truncated, corrupt),
+                        Catch::Contains("AdamW second moments") && Catch::Contains("element 0"));
+    REQUIRE(state_of(truncated) == zero_state);
+}
+
+TEST_CASE("ScaleAdamW's state resumes training bit for bit and refuses another shape", "[training][scales]") {
+    const auto seed = fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    const AdamWOptions options{.learning_rate = 0.02f, .beta1 = 0.8f, .beta2 = 0.99f, .weight_decay = 0.1f};
+    const auto run = [&]<class Scale>() {
+        using Matrix = BitPlaneMatrix<2, 32, std::uint64_t, Scale>;
+        auto m = testing::random_matrix<Matrix>(5, 70, rng);  // 3 groups per row
+        ScaleAdamW original(m, options);
+        for (int s = 0; s < 3; ++s) original.step(m, random_gradient(m, rng));
+        const std::string state = state_of(original);
+
+        ScaleAdamW<2> restored(5, 3, options);
+        read_state_from(restored, state);
+        REQUIRE(restored.steps() == 3);
+        auto copy = m;
+        for (int s = 0; s < 4; ++s) {
+            const auto gradient = random_gradient(m, rng);
+            original.step(m, gradient);
+            restored.step(copy, gradient);
+            REQUIRE(scale_bytes(copy) == scale_bytes(m));
+        }
+        REQUIRE(state_of(restored) == state_of(original));
+
+        ScaleAdamW<2> other_rows(6, 3, options);
+        const std::string fresh_state = state_of(other_rows);
+        REQUIRE_THROWS_WITH(read_state_from(other_rows, state),
+                            Catch::Contains("ScaleAdamW rows") && Catch::Contains("expected 6, found 5"));
+        REQUIRE(state_of(other_rows) == fresh_state);
+        ScaleAdamW<2> other_groups(5, 2, options);
+        REQUIRE_THROWS_WITH(read_state_from(other_groups, state), Catch::Contains("ScaleAdamW groups_per_row"));
+        ScaleAdamW<3> other_kernels(5, 3, options);
+        REQUIRE_THROWS_WITH(read_state_from(other_kernels, state), Catch::Contains("ScaleAdamW kernels"));
+        ScaleAdamW<2> truncated(5, 3, options);
+        const std::string zero_state = state_of(truncated);
+        REQUIRE_THROWS_AS(read_state_from(truncated, state.substr(0, state.size() - 3)), FormatError);
+        REQUIRE(state_of(truncated) == zero_state);
+    };
+    run.operator()<float>();
+    run.operator()<half>();
+}
 
 TEST_CASE("ScaleAdamW follows a scalar AdamW reference, rounded to the scale type", "[training][scales]") {
     const auto seed = fresh_seed();

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include <multibool/core/binary_io.hpp>
 #include <multibool/core/bit_plane_matrix.hpp>
 #include <multibool/core/matrix_view.hpp>
 #include <multibool/core/row_column_serialization.hpp>
@@ -166,6 +167,21 @@ template <class Matrix>
 Matrix from_bytes(const std::string& bytes) {
     std::istringstream in(bytes, std::ios::binary);
     return load<Matrix>(in, "memory");
+}
+
+// An optimizer's or policy's write_state as bytes, and read_state from (a prefix of) them.
+template <class Optimizer>
+std::string state_of(const Optimizer& optimizer) {
+    std::ostringstream out(std::ios::binary);
+    BinaryWriter writer(out);
+    optimizer.write_state(writer);
+    return out.str();
+}
+template <class Optimizer>
+void read_state_from(Optimizer& optimizer, const std::string& bytes) {
+    std::istringstream in(bytes, std::ios::binary);
+    BinaryReader reader(in, "state");
+    optimizer.read_state(reader);
 }
 
 }  // namespace multibool::testing

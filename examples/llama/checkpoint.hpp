@@ -126,6 +126,16 @@ inline Config read_config(BinaryReader& reader) {
     return c;
 }
 
+// The 7 int32 header fields as read_config reads them (negative vocab_size: untied classifier).
+inline void write_config(BinaryWriter& w, const Config& c) {
+    const std::array<std::int32_t, 7> header = {
+        std::int32_t(c.dim),        std::int32_t(c.hidden_dim),
+        std::int32_t(c.n_layers),   std::int32_t(c.n_heads),
+        std::int32_t(c.n_kv_heads), std::int32_t(c.shared_classifier ? c.vocab_size : -std::int64_t(c.vocab_size)),
+        std::int32_t(c.seq_len)};
+    w.write(std::span<const std::int32_t>(header));
+}
+
 // Reads count float32 values and rejects NaN and Inf, naming the array and the index.
 inline std::vector<float> read_finite_floats(BinaryReader& reader, std::size_t count, const std::string& name) {
     std::vector<float> values = reader.read_vector<float>(count, name);

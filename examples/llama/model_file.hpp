@@ -111,12 +111,7 @@ void save_model(const Transformer<MultiBoolLinear<K, G, Word, Backend, Scale>>& 
         w.write(std::uint32_t{K});
         w.write(static_cast<std::uint32_t>(G));
         w.write(static_cast<std::uint32_t>(bits_of<Word>));
-        const std::array<std::int32_t, 7> header = {
-            std::int32_t(c.dim),        std::int32_t(c.hidden_dim),
-            std::int32_t(c.n_layers),   std::int32_t(c.n_heads),
-            std::int32_t(c.n_kv_heads), std::int32_t(c.shared_classifier ? c.vocab_size : -std::int64_t(c.vocab_size)),
-            std::int32_t(c.seq_len)};
-        w.write(std::span<const std::int32_t>(header));
+        detail::write_config(w, c);
         w.write(model.token_embedding().data());
         w.write(std::span<const float>(rms_att));
         w.write(std::span<const float>(rms_ffn));

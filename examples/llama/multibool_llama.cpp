@@ -21,12 +21,14 @@
 #include <utility>
 #include <vector>
 
+#include <csignal>
 #include <unistd.h>
 
 #include "common/assets_path.hpp"
 #include "llama/calibration.hpp"
 #include "llama/checkpoint.hpp"
 #include "llama/conversion.hpp"
+#include "llama/finetune.hpp"
 #include "llama/generation.hpp"
 #include "llama/model_file.hpp"
 #include "llama/perplexity.hpp"
@@ -173,6 +175,43 @@ const std::vector<Command>& commands() {
                {"steps", "N", "forward passes, prompt included, at most the model's seq_len (default 256)"},
                {"temperature", "X", "0 for greedy (default), higher for more varied text"},
                {"seed", "S", "seed of the sampler when temperature > 0 (default 42)"}})},
+        {"finetune", "fine-tune K Boolean kernels by distillation from the float model",
+         "Converts the float checkpoint (--model, the teacher) to K Boolean kernels with group-G scales,\n"
+         "then trains them in the Boolean domain (SPEC 5): each step distills the teacher into the student\n"
+         "on --batch windows of --seq tokens of --train (KL on the logits plus gamma x MSE of the hidden\n"
+         "states), flips bits of the trainable kernels and moves the scales by AdamW. Writes a checkpoint\n"
+         "to --out every --save-every steps (atomically), a CSV log, and the validation perplexity of --valid\n"
+         "every --eval-every steps; Ctrl-C saves and stops. --resume CKPT continues a run bit-exactly.\n"
+         "stdout ends with 'perplexity: <value> tokens: <count>' on --valid after the last step.",
+         {
+             {"model", "M", "float llama2.c checkpoint, the teacher (default: " + asset("stories260K.bin").string() + ")"},
+             {"tokenizer", "T", "llama2.c tokenizer file (default: " + asset("tok512.bin").string() + ")"},
+             {"train", "F", "training text (default: " + asset("tinystories-train.txt").string() + ")"},
+             {"valid", "F", "validation text (default: " + asset("tinystories-valid.txt").string() + ")"},
+             {"kernels", "K", "Boolean kernels per weight, 1..4 (default 2)"},
+             {"group", "G", "columns sharing one scale: 32, 64 or 128 (default 64)"},
+             {"init", "I", "greedy, alternating or act-aware (default; calibrated on --train)"},
+             {"policy", "P", "flip rule: stochastic (default) or bold"},
+             {"train-kernels", "W", "last (default, the published recipe) or all"},
+             {"steps", "N", "total steps of the run (default 400)"},
+             {"batch", "B", "sequences per step (default 8)"},
+             {"seq", "S", "tokens per sequence (default 256)"},
+             {"lr", "X", "AdamW learning rate of the scales (default 1e-3)"},
+             {"flip-rate", "X", "the policy's eta (default: stochastic 0.001, bold 5)"},
+             {"float-lr", "X", "AdamW learning rate of the embedding, norms and classifier; 0: frozen (default)"},
+             {"kl", "X", "weight of KL(teacher || student) on the logits (default 1)"},
+             {"hidden", "X", "gamma, weight of the hidden-state MSE (default 10)"},
+             {"hidden-blocks", "L", "blocks whose outputs are matched: all (default) or a list like 0,2,4"},
+             {"ce", "X", "weight of next-token cross-entropy (default 0; alone: --kl 0 --hidden 0 --ce 1)"},
+             {"temperature", "X", "distillation temperature (default 1)"},
+             {"seed", "S", "seed of the window draws and the stochastic policy (default 1)"},
+             {"threads", "N", "threads sharing the batch (default: all hardware threads)"},
+             {"eval-every", "N", "steps between validation perplexities (default 100; the last step always)"},
+             {"save-every", "N", "steps between checkpoints (default 50; the last step always)"},
+             {"log", "F", "CSV log (default: the checkpoint path + .csv)"},
+             {"out", "CKPT", "the checkpoint to write"},
+             {"resume", "CKPT", "continue the run saved in CKPT (its options are kept; --out defaults to CKPT)"},
+         }},
         {"quantize", "convert a checkpoint, print the per-projection table, write a model file",
          "Converts a llama2.c checkpoint and prints each projection's shape, K, G, bits per weight (scales\n"
          "and padding counted), relative Frobenius error and, when calibrated, relative output error\n"
@@ -515,6 +554,261 @@ int run_generate(const Options& options) {
     return 0;
 }
 
+// Set by SIGINT/SIGTERM during fine-tuning; the loop saves and stops after the current step.
+volatile std::sig_atomic_t stop_requested = 0;
+extern "C" void request_stop(int) { stop_requested = 1; }
+
+// The options that define a fine-tuning run (stored in its checkpoint), from the command line.
+FineTuneOptions parse_fine_tune_options(const Options& options, std::size_t layers) {
+    FineTuneOptions o;
+    const std::string policy = options.text("policy").value_or("stochastic");
+    if (policy != "stochastic" && policy != "bold") {
+        throw UsageError("--policy takes stochastic or bold, found '" + policy + "'");
+    }
+    o.policy = policy == "bold" ? FlipPolicyKind::bold : FlipPolicyKind::stochastic;
+    const std::string trained = options.text("train-kernels").value_or("last");
+    if (trained != "last" && trained != "all") {
+        throw UsageError("--train-kernels takes last or all, found '" + trained + "'");
+    }
+    o.train_all_kernels = trained == "all";
+    o.batch = options.count("batch").value_or(o.batch);
+    o.length = options.count("seq").value_or(o.length);
+    o.seed = options.count("seed").value_or(o.seed);
+    if (const auto rate = options.real("flip-rate")) o.flip_rate = *rate;
+    o.scale_learning_rate = options.real("lr").value_or(o.scale_learning_rate);
+    o.float_learning_rate = options.real("float-lr").value_or(0.0f);
+    o.train_float = o.float_learning_rate > 0;
+    o.loss.kl_weight = options.real("kl").value_or(o.loss.kl_weight);
+    o.loss.hidden_weight = options.real("hidden").value_or(o.loss.hidden_weight);
+    o.loss.cross_entropy_weight = options.real("ce").value_or(o.loss.cross_entropy_weight);
+    o.loss.temperature = options.real("temperature").value_or(o.loss.temperature);
+    const std::string blocks = options.text("hidden-blocks").value_or("all");
+    if (blocks != "all") {
+        o.loss.hidden_blocks.assign(layers, false);
+        std::istringstream list(blocks);
+        for (std::string item; std::getline(list, item, ',');) {
+            std::size_t block = 0;
+            const auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), block);
+            if (item.empty() || error != std::errc() || end != item.data() + item.size() || block >= layers) {
+                throw UsageError("--hidden-blocks takes all or block numbers 0.." + std::to_string(layers - 1) +
+                                 " separated by commas, found '" + blocks + "'");
+            }
+            o.loss.hidden_blocks[block] = true;
+        }
+    }
+    return o;
+}
+
+// The CSV log: a header, a row per step, the validation perplexity on the rows where it was measured.
+class TrainingLog {
+public:
+    // A resumed run keeps the rows up to its step and drops any written after that checkpoint.
+    TrainingLog(fs::path path, std::size_t kernels, std::size_t resumed_step) : path_(std::move(path)) {
+        std::string header = "step,tokens,loss,kl,hidden_mse,cross_entropy";
+        for (std::size_t k = 0; k < kernels; ++k) header += ",flip_rate_k" + std::to_string(k);
+        header += ",tokens_per_second,valid_perplexity";
+        std::string kept = header + "\n";
+        if (resumed_step > 0 && fs::exists(path_)) {
+            std::istringstream old(read_text_file(path_));
+            std::string line;
+            std::getline(old, line);
+            if (line != header) throw std::runtime_error(path_.string() + ": a log with other columns; give --log");
+            while (std::getline(old, line)) {
+                std::size_t step = 0;
+                std::from_chars(line.data(), line.data() + line.size(), step);
+                if (step <= resumed_step) kept += line + "\n";
+            }
+        }
+        write_file_atomically(path_, [&](std::ostream& out) { out << kept; });
+        out_.open(path_, std::ios::app);
+        if (!out_) throw std::runtime_error(path_.string() + ": cannot open for appending");
+    }
+    void row(std::size_t step, std::size_t tokens, const FineTuneStep* s, std::size_t kernels, double tokens_per_second,
+             std::optional<double> perplexity) {
+        char buffer[64];
+        const auto number = [&](double v) {
+            std::snprintf(buffer, sizeof buffer, "%.6g", v);
+            return std::string(buffer);
+        };
+        std::string line = std::to_string(step) + "," + std::to_string(tokens);
+        if (s != nullptr) {
+            line += "," + number(s->loss.total) + "," + number(s->loss.kl) + "," + number(s->loss.hidden_mse) + "," +
+                    number(s->loss.cross_entropy);
+            for (std::size_t k = 0; k < kernels; ++k) {
+                const std::size_t bits = s->flips.kernel_bits[k];
+                line += "," + number(bits == 0 ? 0.0 : double(s->flips.kernel_flips[k]) / double(bits));
+            }
+            line += "," + number(tokens_per_second);
+        } else {
+            line += ",,,," + std::string(kernels + 1, ',');
+        }
+        line += "," + (perplexity ? number(*perplexity) : std::string());
+        out_ << line << "\n" << std::flush;
+        if (!out_) throw std::runtime_error(path_.string() + ": write failed");
+    }
+
+private:
+    fs::path path_;
+    std::ofstream out_;
+};
+
+std::string clock_text(double seconds) {
+    const auto s = static_cast<long>(std::max(0.0, seconds));
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%ld:%02ld", s / 60, s % 60);
+    return buffer;
+}
+
+// One line per step on a terminal (rewritten in place), else about twenty lines per run.
+void show_progress(std::size_t done, std::size_t total, const FineTuneStep& s, double tokens_per_second,
+                   double seconds_left) {
+    const bool terminal = isatty(fileno(stderr)) != 0;
+    if (!terminal && done != total && done * 20 / total == (done - 1) * 20 / total) return;
+    constexpr std::size_t width = 24;
+    const std::size_t filled = width * done / total;
+    char line[256];
+    std::snprintf(line, sizeof line, "[%s%s] %zu/%zu loss %.4f (kl %.4f mse %.4f) flips %.2e %.0f tok/s ETA %s",
+                  std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(), done, total,
+                  s.loss.total, s.loss.kl, s.loss.hidden_mse, s.flips.flip_rate(), tokens_per_second,
+                  clock_text(seconds_left).c_str());
+    std::cerr << (terminal ? "\r" : "") << line << (terminal && done != total ? "" : "\n") << std::flush;
+}
+
+template <std::size_t K, std::size_t G>
+int fine_tune_loop(FineTuner<K, G>& tuner, const Options& options, const fs::path& out, std::size_t steps,
+                   std::size_t threads, std::span<const int> valid) {
+    const std::size_t eval_every = options.count("eval-every").value_or(100);
+    const std::size_t save_every = options.count("save-every").value_or(50);
+    const fs::path log_path = options.text("log").value_or(out.string() + ".csv");
+    TrainingLog log(log_path, K, tuner.steps_done());
+    const auto validate = [&] { return perplexity(tuner.student(), valid, threads).perplexity(); };
+    const std::size_t tokens_per_step = tuner.options().batch * tuner.options().length;
+    if (tuner.steps_done() == 0) {
+        const double start = validate();
+        std::cerr << "validation perplexity before fine-tuning: " << start << "\n";
+        log.row(0, 0, nullptr, K, 0.0, start);
+    }
+    const auto state = tuner.state_bytes_per_weight();
+    std::fprintf(stderr,
+                 "training state per weight: flip policy %.3f B, scale AdamW %.3f B (bits %.3f B, scales %.3f B); "
+                 "float-parameter AdamW %zu B in all\n",
+                 state.flip, state.scales, double(K) / 8.0, double(K) * sizeof(float) / double(G),
+                 state.float_optimizer_bytes);
+    stop_requested = 0;
+    const auto previous_int = std::signal(SIGINT, request_stop);
+    const auto previous_term = std::signal(SIGTERM, request_stop);
+    const auto restore = [&] {
+        std::signal(SIGINT, previous_int);
+        std::signal(SIGTERM, previous_term);
+    };
+    const auto started = std::chrono::steady_clock::now();
+    const std::size_t first = tuner.steps_done();
+    try {
+        while (tuner.steps_done() < steps) {
+            const auto step_started = std::chrono::steady_clock::now();
+            const FineTuneStep s = tuner.step(threads);
+            const auto now = std::chrono::steady_clock::now();
+            const double step_seconds = std::chrono::duration<double>(now - step_started).count();
+            const double elapsed = std::chrono::duration<double>(now - started).count();
+            const std::size_t done = tuner.steps_done();
+            const double per_step = elapsed / double(done - first);
+            const bool last = done == steps;
+            std::optional<double> ppl;
+            if (last || (eval_every != 0 && done % eval_every == 0)) ppl = validate();
+            log.row(done, done * tokens_per_step, &s, K, double(tokens_per_step) / step_seconds, ppl);
+            show_progress(done, steps, s, double(tokens_per_step) / step_seconds, per_step * double(steps - done));
+            if (ppl && !last) std::cerr << (isatty(fileno(stderr)) ? "\n" : "") << "step " << done
+                                        << ": validation perplexity " << *ppl << "\n";
+            if (last || stop_requested || (save_every != 0 && done % save_every == 0)) tuner.save(out);
+            if (stop_requested) {
+                std::cerr << "\nstopped at step " << done << "; saved " << out.string()
+                          << "; continue with: multibool-llama finetune --resume " << out.string() << " --steps "
+                          << steps << "\n";
+                restore();
+                return 130;
+            }
+        }
+    } catch (...) {
+        restore();
+        throw;
+    }
+    restore();
+    const PerplexityResult result = perplexity(tuner.student(), valid, threads);
+    std::cerr << "saved " << out.string() << " and " << log_path.string() << "\n";
+    std::printf("perplexity: %.4f tokens: %zu\n", result.perplexity(), result.tokens);
+    return 0;
+}
+
+int run_finetune(const Options& options) {
+    const auto resume = options.text("resume");
+    const auto out_option = options.text("out");
+    if (!resume && !out_option) throw UsageError("give --out CKPT (or --resume CKPT)");
+    const fs::path out = out_option.value_or(resume.value_or(""));
+    const std::size_t threads = options.count("threads").value_or(std::max(1u, std::thread::hardware_concurrency()));
+    if (threads == 0 || threads > max_threads) {
+        throw UsageError("--threads takes 1.." + std::to_string(max_threads) + ", found " + std::to_string(threads));
+    }
+    const std::size_t steps = options.count("steps").value_or(400);
+    static const std::array<const char*, 16> run_options = {
+        "kernels", "group", "init",  "policy", "train-kernels", "batch",       "seq",  "lr",
+        "flip-rate", "float-lr", "kl", "hidden", "hidden-blocks", "ce", "temperature", "seed"};
+    if (resume) {
+        for (const char* name : run_options) {
+            if (options.text(name)) {
+                throw UsageError("--" + std::string(name) + " is fixed by the checkpoint being resumed; drop it");
+            }
+        }
+    }
+    const std::string init = options.text("init").value_or("act-aware");
+    const auto initializer = parse_initializer(init);
+    if (!initializer) throw UsageError("--init takes greedy, alternating or act-aware, found '" + init + "'");
+    std::size_t kernels = options.count("kernels").value_or(2);
+    std::size_t group = options.count("group").value_or(default_group);
+    if (resume) {
+        const FineTuneHeader header = read_fine_tune_header(*resume);
+        kernels = header.kernels;
+        group = header.group_size;
+    }
+    require_supported(kernels, group);
+
+    const fs::path model_path = options.path("model", "stories260K.bin");
+    std::cerr << "loading " << model_path.string() << "\n";
+    const Checkpoint teacher = load_checkpoint(model_path);
+    const FineTuneOptions fine_tune = parse_fine_tune_options(options, teacher.config().n_layers);
+    const Tokenizer tokenizer = load_matching_tokenizer(options.path("tokenizer", "tok512.bin"), teacher.config());
+    const fs::path train_path = options.path("train", "tinystories-train.txt");
+    const fs::path valid_path = options.path("valid", "tinystories-valid.txt");
+    const std::vector<int> train = tokenizer.encode(read_text_file(train_path), false, false);
+    const std::vector<int> valid = tokenizer.encode(read_text_file(valid_path), false, false);
+    std::cerr << train_path.string() << ": " << train.size() << " tokens; " << valid_path.string() << ": "
+              << valid.size() << " tokens; " << threads << " thread(s)\n";
+    int status = 0;
+    with_instantiation(kernels, group, [&]<std::size_t K, std::size_t G>() {
+        std::optional<FineTuner<K, G>> tuner;
+        if (resume) {
+            tuner.emplace(FineTuner<K, G>::load(*resume, teacher, train));
+            std::cerr << "resuming " << *resume << " at step " << tuner->steps_done() << " (K=" << K
+                      << ", G=" << G << ", " << flip_policy_name(tuner->options().policy) << ")\n";
+        } else {
+            std::optional<CalibrationStatistics> calibration;
+            ConversionOptions conversion;
+            conversion.initializer = *initializer;
+            if (*initializer == Initializer::activation_aware) {
+                calibration = calibrate(teacher, train, 32768);
+                conversion.calibration = &*calibration;
+            }
+            auto converted = convert<K, G, float, HighwayBackend>(teacher, conversion);
+            print_totals(converted.second, std::cerr);
+            tuner.emplace(teacher, std::move(converted.first), train, fine_tune);
+        }
+        if (tuner->steps_done() >= steps) {
+            throw UsageError("the run is at step " + std::to_string(tuner->steps_done()) + "; give --steps above it");
+        }
+        status = fine_tune_loop(*tuner, options, out, steps, threads, valid);
+    });
+    return status;
+}
+
 int run_quantize(const Options& options) {
     const ModelChoice choice = choose_model(options);
     if (choice.kind == ModelChoice::Kind::model_file) {
@@ -554,6 +848,7 @@ int main(int argc, char** argv) {
         }
         if (command->name == "perplexity") return run_perplexity(options);
         if (command->name == "generate") return run_generate(options);
+        if (command->name == "finetune") return run_finetune(options);
         return run_quantize(options);
     } catch (const UsageError& e) {
         std::cerr << "multibool-llama: " << e.what() << "\n"

@@ -14,14 +14,13 @@
 #include <vector>
 
 #include "llama/checkpoint.hpp"
+#include "llama/operations.hpp"
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/core/shape.hpp"
 #include "multibool/nn/dense_linear.hpp"
 #include "multibool/nn/linear_layer.hpp"
 
 namespace multibool::llama {
-
-inline constexpr float rms_norm_epsilon = 1e-5f;
 
 // The projections of one block in checkpoint order; conversion and reports walk this list.
 enum class Projection { wq, wk, wv, wo, w1, w2, w3 };
@@ -223,9 +222,20 @@ public:
     [[nodiscard]] const std::vector<Block<Linear>>& blocks() const noexcept { return blocks_; }
     [[nodiscard]] std::span<const float> rms_final() const noexcept { return rms_final_; }
     [[nodiscard]] MatrixView<const float> classifier() const { return classifier_.weights(); }
+    [[nodiscard]] const DenseLinear& classifier_layer() const noexcept { return classifier_; }
     [[nodiscard]] MatrixView<const float> token_embedding() const {
         if (config_.shared_classifier) return classifier_.weights();
         return {std::span<const float>(embedding_), config_.vocab_size, config_.dim};
+    }
+
+    // Training updates the float parameters and the projections in place; every shape stays as
+    // constructed. With a tied classifier, classifier() and token_embedding() are one table.
+    [[nodiscard]] std::span<Block<Linear>> blocks() noexcept { return blocks_; }
+    [[nodiscard]] std::span<float> rms_final() noexcept { return rms_final_; }
+    [[nodiscard]] MatrixView<float> classifier() noexcept { return classifier_.weights(); }
+    [[nodiscard]] MatrixView<float> token_embedding() noexcept {
+        if (config_.shared_classifier) return classifier_.weights();
+        return {std::span<float>(embedding_), config_.vocab_size, config_.dim};
     }
 
     // Runs tokens at positions start .. start + n - 1, appending their keys and values to the
@@ -289,8 +299,7 @@ public:
             b.w1.forward(normed, gate);
             b.w3.forward(normed, up);
             for (std::size_t e = 0; e < gate.data().size(); ++e) {
-                const float g = gate.data()[e];
-                gate.data()[e] = g / (1.0f + std::exp(-g)) * up.data()[e];
+                gate.data()[e] = swiglu(gate.data()[e], up.data()[e]);
             }
             b.w2.forward(gate, projected);
             add(projected, x);
@@ -311,42 +320,8 @@ public:
 private:
     [[nodiscard]] std::span<const float> embedding_row(std::size_t token) const { return token_embedding().row(token); }
 
-    // llama2.c's RMSNorm: w * x / sqrt(mean(x^2) + eps), row by row.
-    static void rms_norm(MatrixView<const float> x, std::span<const float> weight, MatrixView<float> out) {
-        for (std::size_t t = 0; t < x.rows(); ++t) {
-            const auto in = x.row(t);
-            float sum_squares = 0.0f;
-            for (float e : in) sum_squares += e * e;
-            const float inv = 1.0f / std::sqrt(sum_squares / float(in.size()) + rms_norm_epsilon);
-            for (std::size_t j = 0; j < in.size(); ++j) out(t, j) = weight[j] * (inv * in[j]);
-        }
-    }
-
     static void add(MatrixView<const float> delta, MatrixView<float> x) {
         for (std::size_t e = 0; e < x.data().size(); ++e) x.data()[e] += delta.data()[e];
-    }
-
-    // RoPE as llama2.c computes it in float: pair i of a head turns by pos / 10000^(i / head_size).
-    void set_rotation(std::span<float> rotation, std::size_t pos) const {
-        const std::size_t hs = config_.head_size();
-        for (std::size_t i = 0; i < hs; i += 2) {
-            const float angle = float(pos) * (1.0f / std::pow(10000.0f, float(i) / float(hs)));
-            rotation[i] = std::cos(angle);
-            rotation[i + 1] = std::sin(angle);
-        }
-    }
-
-    // Rotates each consecutive pair of every head of one q or k row.
-    void rotate(std::span<float> row, std::span<const float> rotation) const noexcept {
-        const std::size_t hs = config_.head_size();
-        for (std::size_t i = 0; i < row.size(); i += 2) {
-            const float cos = rotation[i % hs];
-            const float sin = rotation[i % hs + 1];
-            const float a = row[i];
-            const float b = row[i + 1];
-            row[i] = a * cos - b * sin;
-            row[i + 1] = a * sin + b * cos;
-        }
     }
 
     // Causal grouped-query attention of one query row at position pos over cached positions
@@ -373,16 +348,6 @@ private:
                 for (std::size_t i = 0; i < hs; ++i) oh[i] += scores[p] * vh[i];
             }
         }
-    }
-
-    static void softmax(std::span<float> x) noexcept {
-        const float max = *std::ranges::max_element(x);
-        float sum = 0.0f;
-        for (float& e : x) {
-            e = std::exp(e - max);
-            sum += e;
-        }
-        for (float& e : x) e /= sum;
     }
 
     Config config_;

@@ -46,6 +46,7 @@
 #include "multibool/solvers/second_moment.hpp"
 #include "multibool/solvers/svid.hpp"
 #include "multibool/solvers/weight_space_solver.hpp"
+#include "multibool/training/adamw.hpp"
 #include "multibool/training/bold_policy.hpp"
 #include "multibool/training/boolean_trainer.hpp"
 #include "multibool/training/counter_random.hpp"

@@ -36,6 +36,8 @@ public:
     [[nodiscard]] std::size_t in_features() const noexcept { return cols_; }
     [[nodiscard]] std::size_t out_features() const noexcept { return rows_; }
     [[nodiscard]] MatrixView<const float> weights() const { return {std::span<const float>(weights_), rows_, cols_}; }
+    // In place, for training; the shape is fixed.
+    [[nodiscard]] MatrixView<float> weights() noexcept { return {std::span<float>(weights_), rows_, cols_}; }
 
     void forward(std::span<const float> x, std::span<float> y) const {
         check_length("DenseLinear::forward", "x", cols_, x.size());

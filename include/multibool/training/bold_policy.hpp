@@ -14,6 +14,11 @@
 // float (4 bytes), multibool::half (2 bytes, round to nearest even) or std::int8_t with one float
 // scale per (kernel, row) (1 + 4 / cols bytes, saturating at |m| = 1, see below). Each step decodes a row to float, updates it and
 // decides its flips in float, then stores it back, so storage rounding only touches the carry.
+//
+// State (write_state / read_state): u64 kernels, u64 rows, u64 cols, u32 trainable-kernel mask
+// (bit k: kernel k trains), u32 bytes per stored value (4 float, 2 half, 1 int8), f64 beta, then
+// u64 count + the accumulator values (f32, f16 bits or i8); for int8 also u64 count + f32 row
+// scales. The options (eta) are not state: the reader's own apply.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -24,8 +29,10 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
+#include "multibool/core/binary_io.hpp"
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/half.hpp"
 #include "multibool/core/matrix_view.hpp"
@@ -59,7 +66,28 @@ public:
     }
     [[nodiscard]] std::size_t bytes() const noexcept { return values_.size() * sizeof(Storage); }
 
+    void write(BinaryWriter& writer) const {
+        writer.write(std::uint64_t{values_.size()});
+        writer.write(std::span<const Storage>(values_));
+    }
+    // Validated: no NaN. Infinity is allowed: keep evidence beyond half's range rounds to it.
+    static BoldAccumulator read(BinaryReader& reader, std::size_t rows, std::size_t cols) {
+        const std::size_t count = rows * cols;
+        reader.expect("BoldPolicy accumulator count", reader.read<std::uint64_t>("BoldPolicy accumulator count"),
+                      std::uint64_t{count});
+        auto values = reader.read_vector<Storage>(count, "BoldPolicy accumulator");
+        for (std::size_t e = 0; e < count; ++e) {
+            if (std::isnan(static_cast<float>(values[e]))) {
+                throw FormatError(reader.source(), "BoldPolicy accumulator", "numbers",
+                                  "NaN at element " + std::to_string(e));
+            }
+        }
+        return BoldAccumulator(cols, std::move(values));
+    }
+
 private:
+    BoldAccumulator(std::size_t cols, std::vector<Storage> values) : cols_(cols), values_(std::move(values)) {}
+
     std::size_t cols_;
     std::vector<Storage> values_;
 };
@@ -94,7 +122,40 @@ public:
         return values_.size() * sizeof(std::int8_t) + scales_.size() * sizeof(float);
     }
 
+    void write(BinaryWriter& writer) const {
+        writer.write(std::uint64_t{values_.size()});
+        writer.write(std::span<const std::int8_t>(values_));
+        writer.write(std::uint64_t{scales_.size()});
+        writer.write(std::span<const float>(scales_));
+    }
+    // Validated as store() writes them: values in [-127, 127], scales in [0, 1/127].
+    static BoldAccumulator read(BinaryReader& reader, std::size_t rows, std::size_t cols) {
+        const std::size_t count = rows * cols;
+        reader.expect("BoldPolicy accumulator count", reader.read<std::uint64_t>("BoldPolicy accumulator count"),
+                      std::uint64_t{count});
+        auto values = reader.read_vector<std::int8_t>(count, "BoldPolicy accumulator");
+        reader.expect("BoldPolicy accumulator row scale count",
+                      reader.read<std::uint64_t>("BoldPolicy accumulator row scale count"), std::uint64_t{rows});
+        auto scales = reader.read_vector<float>(rows, "BoldPolicy accumulator row scales");
+        for (std::size_t e = 0; e < count; ++e) {
+            if (values[e] < -127) {
+                throw FormatError(reader.source(), "BoldPolicy accumulator", "values in [-127, 127]",
+                                  std::to_string(values[e]) + " at element " + std::to_string(e));
+            }
+        }
+        for (std::size_t row = 0; row < rows; ++row) {
+            if (!(scales[row] >= 0 && scales[row] <= 1.0f / 127.0f)) {
+                throw FormatError(reader.source(), "BoldPolicy accumulator row scales", "values in [0, 1/127]",
+                                  std::to_string(scales[row]) + " at row " + std::to_string(row));
+            }
+        }
+        return BoldAccumulator(cols, std::move(values), std::move(scales));
+    }
+
 private:
+    BoldAccumulator(std::size_t cols, std::vector<std::int8_t> values, std::vector<float> scales)
+        : cols_(cols), values_(std::move(values)), scales_(std::move(scales)) {}
+
     std::size_t cols_;
     std::vector<std::int8_t> values_;
     std::vector<float> scales_;
@@ -189,6 +250,36 @@ public:
     [[nodiscard]] double state_bytes_per_weight() const noexcept {
         return rows_ * cols_ == 0 ? 0.0 : double(accumulator_.bytes()) / double(rows_ * cols_);
     }
+    // Everything a later step depends on besides the options (format: top of this header).
+    void write_state(BinaryWriter& writer) const {
+        writer.write(std::uint64_t{kernels_});
+        writer.write(std::uint64_t{rows_});
+        writer.write(std::uint64_t{cols_});
+        writer.write(trainable_mask());
+        writer.write(std::uint32_t{sizeof(Storage)});
+        writer.write(beta_);
+        accumulator_.write(writer);
+    }
+    // Refuses (FormatError) a state for another shape, trainable set or storage, a beta outside
+    // [0, 1] or invalid accumulator values, before changing anything.
+    void read_state(BinaryReader& reader) {
+        reader.expect("BoldPolicy kernels", reader.read<std::uint64_t>("BoldPolicy kernels"), std::uint64_t{kernels_});
+        reader.expect("BoldPolicy rows", reader.read<std::uint64_t>("BoldPolicy rows"), std::uint64_t{rows_});
+        reader.expect("BoldPolicy cols", reader.read<std::uint64_t>("BoldPolicy cols"), std::uint64_t{cols_});
+        reader.expect("BoldPolicy trainable kernels", reader.read<std::uint32_t>("BoldPolicy trainable kernels"),
+                      trainable_mask());
+        reader.expect("BoldPolicy accumulator storage bytes",
+                      reader.read<std::uint32_t>("BoldPolicy accumulator storage bytes"),
+                      std::uint32_t{sizeof(Storage)});
+        const auto beta = reader.read<double>("BoldPolicy beta");
+        if (!(beta >= 0 && beta <= 1)) {
+            throw FormatError(reader.source(), "BoldPolicy beta", "a value in [0, 1]", std::to_string(beta));
+        }
+        auto accumulator = detail::BoldAccumulator<Storage>::read(reader, accumulator_rows(), cols_);
+        accumulator_ = std::move(accumulator);
+        beta_ = beta;
+    }
+
     [[nodiscard]] double beta() const noexcept { return beta_; }
     // The stored accumulator of bit (k, i, j), decoded; 0 for kernels that do not train.
     [[nodiscard]] float accumulator(std::size_t k, std::size_t i, std::size_t j) const noexcept {
@@ -198,6 +289,18 @@ public:
 
 private:
     static constexpr std::size_t none = std::numeric_limits<std::size_t>::max();
+
+    // Bit k set: kernel k trains (the resolved set, so last() and only(K - 1) write the same).
+    [[nodiscard]] std::uint32_t trainable_mask() const noexcept {
+        std::uint32_t mask = 0;
+        for (std::size_t k = 0; k < kernels_; ++k) mask |= slot_[k] != none ? std::uint32_t{1} << k : 0u;
+        return mask;
+    }
+    [[nodiscard]] std::size_t accumulator_rows() const noexcept {
+        std::size_t trainable = 0;
+        for (std::size_t k = 0; k < kernels_; ++k) trainable += std::size_t{slot_[k] != none};
+        return trainable * rows_;
+    }
 
     BoldOptions options_;
     std::size_t kernels_;

@@ -4,13 +4,17 @@
 // probability min(1, eta * (-dL) / tau), its uniform draw keyed by (seed, step, layer, kernel,
 // row, column). tau is a running mean of the mean -dL over candidates, so eta reads as the flip
 // probability of an average candidate whatever the gradient's scale. No per-weight state.
+//
+// State (write_state / read_state): f64 tau. The options are not state: the reader's own apply.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
+#include "multibool/core/binary_io.hpp"
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/core/packed_bits.hpp"
@@ -102,6 +106,18 @@ public:
         if (total.candidates() == 0) return;
         const double mean = total.mean_candidate_gain();
         tau_ = tau_ == 0 ? mean : options_.tau_momentum * tau_ + (1 - options_.tau_momentum) * mean;
+    }
+
+    // tau is all a later step depends on besides the options and the step's context.
+    void write_state(BinaryWriter& writer) const { writer.write(tau_); }
+    // Refuses (FormatError) a tau that is negative or not finite, leaving the policy unchanged.
+    void read_state(BinaryReader& reader) {
+        const auto tau = reader.read<double>("ExpectedImprovementPolicy tau");
+        if (!(tau >= 0) || !std::isfinite(tau)) {
+            throw FormatError(reader.source(), "ExpectedImprovementPolicy tau", "a finite value >= 0",
+                              std::to_string(tau));
+        }
+        tau_ = tau;
     }
 
     [[nodiscard]] static constexpr double state_bytes_per_weight() noexcept { return 0.0; }

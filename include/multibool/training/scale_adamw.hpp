@@ -2,27 +2,26 @@
 // ScaleAdamW: the published recipe's gradient step on the scales (SPEC §5), AdamW (Loshchilov &
 // Hutter) with bias correction and decoupled weight decay, on dL/dalpha from ScaleGradient. Its
 // state is two float moments per scale, K * rows * groups_per_row of them, far fewer than weights.
+// The per-element update is adamw.hpp's, shared with the generic AdamW.
+//
+// State (write_state / read_state): u64 kernels, u64 rows, u64 groups_per_row, then adamw.hpp's
+// moments block (u64 steps, u64 count + f32 first moments, u64 count + f32 second moments).
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <tuple>
 #include <utility>
 #include <vector>
 
+#include "multibool/core/binary_io.hpp"
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/shape.hpp"
+#include "multibool/training/adamw.hpp"
 #include "multibool/training/scale_gradient.hpp"
 
 namespace multibool {
-
-struct AdamWOptions {
-    float learning_rate;
-    float beta1 = 0.9f;
-    float beta2 = 0.999f;
-    float epsilon = 1e-8f;
-    float weight_decay = 0.0f;  // decoupled: alpha <- alpha - lr * weight_decay * alpha
-};
 
 template <std::size_t K>
 class ScaleAdamW {
@@ -36,15 +35,7 @@ public:
           groups_(groups_per_row),
           first_(checked_product("ScaleAdamW", checked_product("ScaleAdamW", K, rows), groups_per_row), 0.0f),
           second_(first_.size(), 0.0f) {
-        const bool valid = std::isfinite(options.learning_rate) && options.learning_rate >= 0 && options.beta1 >= 0 &&
-                           options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1 &&
-                           std::isfinite(options.epsilon) && options.epsilon > 0 &&
-                           std::isfinite(options.weight_decay) && options.weight_decay >= 0;
-        if (!valid) {
-            throw std::invalid_argument(
-                "ScaleAdamW: need a finite learning_rate >= 0, beta1 and beta2 in [0, 1), a finite epsilon > 0 and "
-                "a finite weight_decay >= 0");
-        }
+        detail::check_adamw_options(options, "ScaleAdamW");
     }
     template <BitPlaneStorage M>
         requires(M::kernels == K)
@@ -66,34 +57,42 @@ public:
             }
         }
         const std::size_t t = steps_ + 1;
-        const double lr = options_.learning_rate;
-        const double first_correction = 1.0 - std::pow(double(options_.beta1), double(t));
-        const double second_correction = 1.0 - std::pow(double(options_.beta2), double(t));
-        const auto moments = [&](std::size_t e) {
-            const double g = values[e];
-            return std::pair<float, float>(
-                static_cast<float>(options_.beta1 * double(first_[e]) + (1.0 - options_.beta1) * g),
-                static_cast<float>(options_.beta2 * double(second_[e]) + (1.0 - options_.beta2) * g * g));
-        };
+        const detail::AdamWStep update(options_, t);
         // Every new scale is formed and checked first, then everything is stored.
         std::vector<Scale> updated(values.size());
         for (std::size_t e = 0; e < values.size(); ++e) {
-            const auto [first, second] = moments(e);
             const double alpha = static_cast<double>(m.scales(e / (rows_ * groups_), e / groups_ % rows_)[e % groups_]);
-            const double decayed = alpha - lr * options_.weight_decay * alpha;
-            const double corrected =
-                (double(first) / first_correction) / (std::sqrt(double(second) / second_correction) + options_.epsilon);
-            updated[e] = static_cast<Scale>(decayed - lr * corrected);
+            updated[e] = static_cast<Scale>(update(first_[e], second_[e], alpha, values[e]).value);
             if (!std::isfinite(static_cast<double>(updated[e]))) {
                 throw std::invalid_argument("ScaleAdamW::step: the new value of " + describe(e) +
                                             " does not fit the scale type");
             }
         }
         for (std::size_t e = 0; e < values.size(); ++e) {
-            std::tie(first_[e], second_[e]) = moments(e);
+            std::tie(first_[e], second_[e]) = update.moments(first_[e], second_[e], values[e]);
             m.set_scale(e / (rows_ * groups_), e / groups_ % rows_, e % groups_, updated[e]);
         }
         steps_ = t;
+    }
+
+    // Everything a later step depends on besides the options (format: top of this header).
+    void write_state(BinaryWriter& writer) const {
+        writer.write(std::uint64_t{K});
+        writer.write(std::uint64_t{rows_});
+        writer.write(std::uint64_t{groups_});
+        detail::write_adamw_moments(writer, steps_, first_, second_);
+    }
+    // Refuses (FormatError) a state for another K, rows or groups per row, non-finite moments or a
+    // bad step count, before changing anything.
+    void read_state(BinaryReader& reader) {
+        reader.expect("ScaleAdamW kernels", reader.read<std::uint64_t>("ScaleAdamW kernels"), std::uint64_t{K});
+        reader.expect("ScaleAdamW rows", reader.read<std::uint64_t>("ScaleAdamW rows"), std::uint64_t{rows_});
+        reader.expect("ScaleAdamW groups_per_row", reader.read<std::uint64_t>("ScaleAdamW groups_per_row"),
+                      std::uint64_t{groups_});
+        auto state = detail::read_adamw_moments(reader, "ScaleAdamW", first_.size());
+        first_ = std::move(state.first);
+        second_ = std::move(state.second);
+        steps_ = state.steps;
     }
 
     // The moments' bytes: 8 per scale.

@@ -1,0 +1,572 @@
+#pragma once
+// Fine-tuning a converted LLaMA model in the Boolean domain (SPEC §5): each step distills the
+// float teacher into the student on a batch of windows of the training text, flips bits of the
+// trainable kernels with a FlipOptimizer fed by the weight-gradient tiles, and moves the scales
+// (and, optionally, the embedding, norms and classifier) by AdamW. No float latent weights.
+//
+// Everything a step does is a function of (options, step number, training tokens, state): the
+// windows are drawn from counter-based randomness, and every product and sum runs in an order
+// that does not depend on the thread count. So a run resumed from a checkpoint reproduces the
+// uninterrupted run bit for bit.
+//
+// Checkpoint file (little-endian): magic "MBOOLFTS" | u32 version | u32 K | u32 G | llama2.c
+// header (7 int32) | the options that define the run | u64 teacher and data fingerprints | u64
+// step | student float tensors | per projection: its BitPlaneMatrix record, flip-policy state,
+// scale AdamW state | float-parameter AdamW states when they train | u64 FNV-1a of everything
+// before it. Written to a temporary file and renamed over the old one.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "llama/backprop.hpp"
+#include "llama/checkpoint.hpp"
+#include "llama/conversion.hpp"
+#include "llama/distillation.hpp"
+#include "llama/perplexity.hpp"
+#include "llama/tokenizer.hpp"
+#include "llama/transformer.hpp"
+#include "multibool/core/binary_io.hpp"
+#include "multibool/core/serialization.hpp"
+#include "multibool/kernels/highway_backend.hpp"
+#include "multibool/nn/dense_linear.hpp"
+#include "multibool/nn/multibool_linear.hpp"
+#include "multibool/training/adamw.hpp"
+#include "multibool/training/bold_policy.hpp"
+#include "multibool/training/counter_random.hpp"
+#include "multibool/training/expected_improvement_policy.hpp"
+#include "multibool/training/flip_optimizer.hpp"
+#include "multibool/training/scale_adamw.hpp"
+#include "multibool/training/scale_gradient.hpp"
+#include "multibool/training/weight_gradient.hpp"
+
+namespace multibool::llama {
+
+enum class FlipPolicyKind : std::uint32_t { stochastic = 0, bold = 1 };
+
+inline const char* flip_policy_name(FlipPolicyKind p) noexcept {
+    return p == FlipPolicyKind::bold ? "bold" : "stochastic";
+}
+
+// What defines a run; all of it is stored in the checkpoint and must match on resume.
+struct FineTuneOptions {
+    FlipPolicyKind policy = FlipPolicyKind::stochastic;
+    bool train_all_kernels = false;  // else only the last kernel flips (the published recipe)
+    std::size_t batch = 8;           // sequences per step
+    std::size_t length = 256;        // tokens per sequence
+    std::uint64_t seed = 1;
+    // The flip policy's eta: for stochastic, the flip probability of an average candidate; for
+    // bold, the accumulator's step (its threshold is 1). NaN: the policy's default below.
+    double flip_rate = std::numeric_limits<double>::quiet_NaN();
+    float scale_learning_rate = 1e-3f;  // AdamW on the scales
+    bool train_float = false;           // embedding, norms and classifier by AdamW too
+    float float_learning_rate = 1e-4f;
+    DistillationOptions loss;
+
+    static constexpr double default_stochastic_rate = 0.001;
+    static constexpr double default_bold_rate = 5.0;
+    [[nodiscard]] double resolved_flip_rate() const noexcept {
+        if (!std::isnan(flip_rate)) return flip_rate;
+        return policy == FlipPolicyKind::bold ? default_bold_rate : default_stochastic_rate;
+    }
+    [[nodiscard]] TrainableKernels trainable() const noexcept {
+        return train_all_kernels ? TrainableKernels::all() : TrainableKernels::last();
+    }
+};
+
+// What one step did.
+struct FineTuneStep {
+    std::size_t step = 0;  // the step's number (the state's step count before it)
+    LossParts loss;
+    FlipStatistics flips;  // over every projection
+    std::size_t tokens = 0;
+};
+
+// FNV-1a of the ints or floats in order: ties a checkpoint to its teacher and training text.
+template <class T>
+std::uint64_t fingerprint(std::span<const T> values) {
+    Fnv1a hash;
+    hash.update(std::as_bytes(values));
+    return hash.value();
+}
+
+inline std::uint64_t teacher_fingerprint(const Checkpoint& teacher) {
+    Fnv1a hash;
+    const auto& t = teacher.tensors();
+    for (const std::vector<float>* v : {&t.token_embedding, &t.rms_att, &t.wq, &t.wk, &t.wv, &t.wo, &t.rms_ffn, &t.w1,
+                                        &t.w2, &t.w3, &t.rms_final, &t.wcls}) {
+        hash.update(std::as_bytes(std::span<const float>(*v)));
+    }
+    return hash.value();
+}
+
+// K and G of a checkpoint, read before choosing the FineTuner instantiation that loads it.
+struct FineTuneHeader {
+    std::size_t kernels = 0;
+    std::size_t group_size = 0;
+};
+
+inline constexpr std::array<char, 8> fine_tune_magic{'M', 'B', 'O', 'O', 'L', 'F', 'T', 'S'};
+inline constexpr std::uint32_t fine_tune_version = 1;
+
+inline FineTuneHeader read_fine_tune_header(const std::filesystem::path& path) {
+    std::ifstream in = open_for_reading(path);
+    BinaryReader r(in, path.string());
+    r.expect_magic(fine_tune_magic);
+    r.expect("version", r.read<std::uint32_t>("version"), fine_tune_version);
+    FineTuneHeader header;
+    header.kernels = r.read<std::uint32_t>("kernels");
+    header.group_size = r.read<std::uint32_t>("group_size");
+    return header;
+}
+
+template <std::size_t K, std::size_t G>
+class FineTuner {
+public:
+    // Exact float products (no int8 tables) and float scales while training; single-threaded
+    // layers, because the batch is what is shared among threads.
+    using Linear = MultiBoolLinear<K, G, std::uint64_t, HighwayBackend, float>;
+    using Student = Transformer<Linear>;
+    using Matrix = typename Linear::matrix_type;
+    using Policy = std::variant<ExpectedImprovementPolicy, BoldPolicy<float>>;
+
+    // A new run from a converted student.
+    FineTuner(const Checkpoint& teacher, Student student, std::span<const int> train_tokens, FineTuneOptions options)
+        : FineTuner(teacher, std::move(student), train_tokens, std::move(options), 0) {
+        for (std::size_t l = 0; l < config().n_layers; ++l) {
+            for (Projection p : projections) {
+                const Matrix& m = student_.blocks()[l].projection(p).weights();
+                projections_.push_back({make_policy(m), ScaleAdamW<K>(m, {options_.scale_learning_rate})});
+            }
+        }
+        if (options_.train_float) make_float_optimizers();
+    }
+
+    // Resumes from a checkpoint written by save(): refuses one written for another K or G, a
+    // different teacher or training text, or a file that is corrupted or truncated.
+    static FineTuner load(const std::filesystem::path& path, const Checkpoint& teacher,
+                          std::span<const int> train_tokens) {
+        const std::string file = path.string();
+        std::string bytes;
+        {
+            std::ifstream in = open_for_reading(path);
+            bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+        }
+        if (bytes.size() < fine_tune_magic.size() ||
+            !std::equal(fine_tune_magic.begin(), fine_tune_magic.end(), bytes.begin())) {
+            throw FormatError(file, "magic", "a multibool fine-tuning checkpoint (\"MBOOLFTS\")",
+                              bytes.size() < fine_tune_magic.size()
+                                  ? "a file of " + std::to_string(bytes.size()) + " bytes"
+                                  : "\"" + bytes.substr(0, fine_tune_magic.size()) + "\"");
+        }
+        const std::size_t body = std::max(bytes.size(), sizeof(std::uint64_t)) - sizeof(std::uint64_t);
+        // The whole file is checked before anything is parsed: a truncated or damaged checkpoint
+        // is refused as such, not as whatever field the damage happens to land in.
+        Fnv1a hash;
+        hash.update(std::as_bytes(std::span<const char>(bytes.data(), body)));
+        std::uint64_t stored = 0;
+        if (bytes.size() >= sizeof stored) std::memcpy(&stored, bytes.data() + body, sizeof stored);
+        if (bytes.size() < 64 || stored != hash.value()) {
+            throw FormatError(file, "checksum", "the checksum of the first " + std::to_string(body) + " bytes",
+                              "a mismatch: the checkpoint is truncated or corrupted");
+        }
+        std::istringstream in(bytes.substr(0, body));
+        BinaryReader r(in, file);
+        r.expect_magic(fine_tune_magic);
+        r.expect("version", r.read<std::uint32_t>("version"), fine_tune_version);
+        r.expect("kernels", r.read<std::uint32_t>("kernels"), std::uint32_t{K});
+        r.expect("group_size", r.read<std::uint32_t>("group_size"), std::uint32_t{G});
+        const Config c = detail::read_config(r);
+        if (c != teacher.config()) {
+            throw FormatError(file, "model config", "the teacher's", "a different dim, layers, heads or vocabulary");
+        }
+        FineTuneOptions options = read_options(r);
+        r.expect("teacher fingerprint", r.read<std::uint64_t>("teacher fingerprint"), teacher_fingerprint(teacher));
+        r.expect("training-text fingerprint", r.read<std::uint64_t>("training-text fingerprint"),
+                 fingerprint(train_tokens));
+        const auto step = r.read<std::uint64_t>("step");
+
+        FloatTensors tensors;
+        const std::size_t table = c.vocab_size * c.dim;
+        tensors.token_embedding = detail::read_finite_floats(r, table, "token_embedding");
+        const std::vector<float> rms_att = detail::read_finite_floats(r, c.n_layers * c.dim, "rms_att");
+        const std::vector<float> rms_ffn = detail::read_finite_floats(r, c.n_layers * c.dim, "rms_ffn");
+        tensors.rms_final = detail::read_finite_floats(r, c.dim, "rms_final");
+        tensors.wcls = detail::read_finite_floats(r, c.shared_classifier ? 0 : table, "wcls");
+        std::vector<Block<Linear>> blocks(c.n_layers);
+        std::vector<ProjectionState> states;
+        for (std::size_t l = 0; l < c.n_layers; ++l) {
+            blocks[l].rms_att.assign(rms_att.begin() + l * c.dim, rms_att.begin() + (l + 1) * c.dim);
+            blocks[l].rms_ffn.assign(rms_ffn.begin() + l * c.dim, rms_ffn.begin() + (l + 1) * c.dim);
+            for (Projection p : projections) {
+                const std::string where = file + " (layer " + std::to_string(l) + " " + projection_name(p) + ")";
+                Matrix m = multibool::load<Matrix>(in, where);
+                const auto [rows, cols] = projection_shape(c, p);
+                if (m.rows() != rows || m.cols() != cols) {
+                    throw FormatError(where, "shape", std::to_string(rows) + "x" + std::to_string(cols),
+                                      std::to_string(m.rows()) + "x" + std::to_string(m.cols()));
+                }
+                ProjectionState state{make_policy(m, options), ScaleAdamW<K>(m, {options.scale_learning_rate})};
+                BinaryReader state_reader(in, where);
+                std::visit([&](auto& policy) { policy.read_state(state_reader); }, state.policy);
+                state.scales.read_state(state_reader);
+                states.push_back(std::move(state));
+                blocks[l].projection(p) = Linear(std::move(m));
+            }
+        }
+        FineTuner tuner(teacher, Student(c, std::move(tensors), std::move(blocks)), train_tokens, options, step);
+        tuner.projections_ = std::move(states);
+        if (options.train_float) {
+            tuner.make_float_optimizers();
+            BinaryReader float_reader(in, file + " (float optimizers)");
+            for (AdamW& o : tuner.float_optimizers_) o.read_state(float_reader);
+        }
+        if (in.peek() != std::char_traits<char>::eof()) {
+            throw FormatError(file, "end", "the checksum after the last optimizer state", "more bytes");
+        }
+        return tuner;
+    }
+
+    // Writes the whole state atomically: a crash mid-write leaves the previous file intact.
+    void save(const std::filesystem::path& path) const {
+        std::ostringstream body;
+        {
+            BinaryWriter w(body);
+            w.write(std::span<const char>(fine_tune_magic));
+            w.write(fine_tune_version);
+            w.write(std::uint32_t{K});
+            w.write(std::uint32_t{G});
+            detail::write_config(w, config());
+            write_options(w, options_);
+            w.write(teacher_fingerprint_);
+            w.write(data_fingerprint_);
+            w.write(std::uint64_t{step_});
+            w.write(student_.token_embedding().data());
+            std::vector<float> rms_att, rms_ffn;
+            for (const auto& block : student_.blocks()) {
+                rms_att.insert(rms_att.end(), block.rms_att.begin(), block.rms_att.end());
+                rms_ffn.insert(rms_ffn.end(), block.rms_ffn.begin(), block.rms_ffn.end());
+            }
+            w.write(std::span<const float>(rms_att));
+            w.write(std::span<const float>(rms_ffn));
+            w.write(student_.rms_final());
+            w.write(config().shared_classifier ? std::span<const float>() : student_.classifier().data());
+        }
+        std::size_t index = 0;
+        for (const auto& block : student_.blocks()) {
+            for (Projection p : projections) {
+                multibool::save(block.projection(p).weights(), body);
+                BinaryWriter w(body);
+                const ProjectionState& state = projections_[index++];
+                std::visit([&](const auto& policy) { policy.write_state(w); }, state.policy);
+                state.scales.write_state(w);
+            }
+        }
+        {
+            BinaryWriter w(body);
+            for (const AdamW& o : float_optimizers_) o.write_state(w);
+        }
+        const std::string bytes = std::move(body).str();
+        Fnv1a hash;
+        hash.update(std::as_bytes(std::span<const char>(bytes)));
+        write_file_atomically(path, [&](std::ostream& out) {
+            out.write(bytes.data(), std::streamsize(bytes.size()));
+            const std::uint64_t checksum = hash.value();
+            out.write(reinterpret_cast<const char*>(&checksum), sizeof checksum);
+        });
+    }
+
+    // One step on windows of the training text; `threads` share the batch.
+    FineTuneStep step(std::size_t threads) {
+        const Config& c = config();
+        FineTuneStep report;
+        report.step = step_;
+        report.tokens = options_.batch * options_.length;
+        draw_batch();
+        if (options_.loss.needs_teacher()) teacher_pass_.forward(teacher_, inputs_, threads);
+        student_pass_.forward(student_, inputs_, threads);
+        std::vector<MatrixView<const float>> student_hidden, teacher_hidden;
+        for (std::size_t l = 0; l < c.n_layers; ++l) {
+            student_hidden.push_back(student_pass_.hidden(l));
+            if (options_.loss.needs_teacher()) teacher_hidden.push_back(teacher_pass_.hidden(l));
+        }
+        const MatrixView<float> dlogits(std::span<float>(dlogits_), report.tokens, c.vocab_size);
+        report.loss = distillation_loss(
+            {student_pass_.logits(),
+             options_.loss.needs_teacher() ? teacher_pass_.logits() : MatrixView<const float>(), student_hidden,
+             teacher_hidden, targets_},
+            options_.loss, dlogits, hidden_gradients_, threads);
+        if (!std::isfinite(report.loss.total)) {
+            throw std::runtime_error("fine-tuning step " + std::to_string(step_) + ": the loss is not finite");
+        }
+        std::vector<MatrixView<const float>> dhidden;
+        for (const auto& g : hidden_gradients_) {
+            dhidden.push_back(g.empty() ? MatrixView<const float>()
+                                        : MatrixView<const float>(std::span<const float>(g), report.tokens, c.dim));
+        }
+        student_pass_.backward(student_, dlogits, dhidden, threads, options_.train_float ? &float_gradients_ : nullptr);
+
+        std::size_t index = 0;
+        for (std::size_t l = 0; l < c.n_layers; ++l) {
+            for (Projection p : projections) {
+                report.flips += update_projection(l, p, projections_[index], index, threads);
+                ++index;
+            }
+        }
+        if (options_.train_float) update_float_parameters();
+        ++step_;
+        return report;
+    }
+
+    [[nodiscard]] const Config& config() const noexcept { return student_.config(); }
+    [[nodiscard]] const Student& student() const noexcept { return student_; }
+    [[nodiscard]] const FineTuneOptions& options() const noexcept { return options_; }
+    [[nodiscard]] std::size_t steps_done() const noexcept { return step_; }
+
+    // Persistent optimizer state per projection weight: the flip policy's, and the scales'
+    // AdamW moments (bits and scales themselves excluded; float-parameter optimizers neither).
+    struct StateBytes {
+        double flip = 0.0;
+        double scales = 0.0;
+        std::size_t float_optimizer_bytes = 0;
+    };
+    [[nodiscard]] StateBytes state_bytes_per_weight() const {
+        StateBytes out;
+        std::size_t weights = 0, index = 0;
+        for (const auto& block : student_.blocks()) {
+            for (Projection p : projections) {
+                const Matrix& m = block.projection(p).weights();
+                const std::size_t n = m.rows() * m.cols();
+                weights += n;
+                const ProjectionState& state = projections_[index++];
+                out.flip += std::visit([](const auto& policy) { return double(policy.state_bytes_per_weight()); },
+                                       state.policy) *
+                            double(n);
+                out.scales += double(state.scales.state_bytes());
+            }
+        }
+        out.flip /= double(weights);
+        out.scales /= double(weights);
+        for (const AdamW& o : float_optimizers_) out.float_optimizer_bytes += o.state_bytes();
+        return out;
+    }
+
+private:
+    struct ProjectionState {
+        Policy policy;
+        ScaleAdamW<K> scales;
+    };
+
+    FineTuner(const Checkpoint& teacher, Student student, std::span<const int> train_tokens, FineTuneOptions options,
+              std::size_t step)
+        : options_(checked(std::move(options), teacher.config())),
+          teacher_(Transformer<DenseLinear>::from_checkpoint(
+              teacher, [](MatrixView<const float> w, std::size_t, Projection) { return DenseLinear(w); })),
+          student_(std::move(student)),
+          train_tokens_(train_tokens),
+          teacher_fingerprint_(teacher_fingerprint(teacher)),
+          data_fingerprint_(fingerprint(train_tokens)),
+          step_(step),
+          teacher_pass_(teacher.config(), options_.batch, options_.length),
+          student_pass_(teacher.config(), options_.batch, options_.length) {
+        if (student_.config() != teacher.config()) {
+            throw std::invalid_argument("FineTuner: the student and the teacher have different configs");
+        }
+        if (train_tokens.size() < options_.length + 1) {
+            throw std::invalid_argument("FineTuner: the training text has " + std::to_string(train_tokens.size()) +
+                                        " tokens; a window of --seq " + std::to_string(options_.length) +
+                                        " needs at least " + std::to_string(options_.length + 1));
+        }
+        const std::size_t tokens = options_.batch * options_.length;
+        inputs_.resize(tokens);
+        targets_.resize(tokens);
+        dlogits_.resize(tokens * config().vocab_size);
+    }
+
+    static FineTuneOptions checked(FineTuneOptions o, const Config& c) {
+        const auto fail = [](const std::string& what) { throw std::invalid_argument("fine-tuning options: " + what); };
+        if (o.batch == 0) fail("batch must be at least 1");
+        if (o.length < 2 || o.length > c.seq_len) {
+            fail("seq must be 2.." + std::to_string(c.seq_len) + " (the model's seq_len), found " +
+                 std::to_string(o.length));
+        }
+        const double rate = o.resolved_flip_rate();
+        if (!(rate >= 0) || !std::isfinite(rate)) fail("the flip rate must be a finite number >= 0");
+        if (!(o.scale_learning_rate >= 0) || !(o.float_learning_rate >= 0) || !std::isfinite(o.scale_learning_rate) ||
+            !std::isfinite(o.float_learning_rate)) {
+            fail("learning rates must be finite numbers >= 0");
+        }
+        const auto& l = o.loss;
+        if (!(l.temperature > 0) || !std::isfinite(l.temperature)) fail("temperature must be a finite number > 0");
+        for (float w : {l.kl_weight, l.hidden_weight, l.cross_entropy_weight}) {
+            if (!(w >= 0) || !std::isfinite(w)) fail("loss weights must be finite numbers >= 0");
+        }
+        if (l.kl_weight + l.hidden_weight + l.cross_entropy_weight == 0) fail("every loss weight is 0");
+        if (!l.hidden_blocks.empty() && l.hidden_blocks.size() != c.n_layers) {
+            fail("the hidden-state block list names " + std::to_string(l.hidden_blocks.size()) + " blocks, the model has " +
+                 std::to_string(c.n_layers));
+        }
+        return o;
+    }
+
+    Policy make_policy(const Matrix& m) const { return make_policy(m, options_); }
+    static Policy make_policy(const Matrix& m, const FineTuneOptions& o) {
+        if (o.policy == FlipPolicyKind::bold) {
+            return BoldPolicy<float>(m, BoldOptions{o.resolved_flip_rate(), o.trainable()});
+        }
+        ExpectedImprovementOptions e;
+        e.seed = o.seed;
+        e.eta = o.resolved_flip_rate();
+        e.trainable = o.trainable();
+        return ExpectedImprovementPolicy(e);
+    }
+
+    // Windows of length + 1 tokens: the model reads [BOS, c0 .. c(n-2)] at positions 0 .. n-1 and
+    // predicts c0 .. c(n-1), as in the perplexity protocol.
+    void draw_batch() {
+        const std::size_t n = options_.length;
+        const std::size_t starts = train_tokens_.size() - n + 1;
+        for (std::size_t b = 0; b < options_.batch; ++b) {
+            const double u = counter_uniform(options_.seed, step_, b, 0, 0, 0);
+            const std::size_t start = std::min(starts - 1, static_cast<std::size_t>(u * double(starts)));
+            inputs_[b * n] = Tokenizer::bos;
+            for (std::size_t t = 0; t < n; ++t) {
+                targets_[b * n + t] = train_tokens_[start + t];
+                if (t + 1 < n) inputs_[b * n + t + 1] = train_tokens_[start + t];
+            }
+        }
+    }
+
+    // The B step (flips from the gradient tiles dY^T X) and the scale step of one projection.
+    FlipStatistics update_projection(std::size_t layer, Projection p, ProjectionState& state, std::size_t index,
+                                     std::size_t threads) {
+        Linear& linear = student_.blocks()[layer].projection(p);
+        Matrix m = linear.weights();
+        ScaleGradient<K> scale_gradient(m);
+        FlipStatistics total;
+        std::visit(
+            [&](auto& policy) {
+                policy.begin_step({step_, index});
+                std::mutex merge;
+                for_each_gradient_tile(student_pass_.projection_input(layer, p),
+                                       student_pass_.projection_output_gradient(layer, p), {16, threads},
+                                       [&](std::size_t first_row, MatrixView<const float> tile) {
+                                           scale_gradient.accumulate(m, first_row, tile);
+                                           const FlipStatistics s = policy.apply(m, first_row, tile);
+                                           const std::lock_guard lock(merge);
+                                           total += s;
+                                       });
+                policy.end_step(total);
+            },
+            state.policy);
+        state.scales.step(m, scale_gradient);
+        linear.set_weights(std::move(m));
+        return total;
+    }
+
+    // The float parameters in a fixed order: embedding (the classifier too when tied), classifier
+    // when untied, then each block's two norms, then the final norm.
+    std::vector<std::span<float>> float_parameters() {
+        std::vector<std::span<float>> list{student_.token_embedding().data()};
+        if (!config().shared_classifier) list.push_back(student_.classifier().data());
+        for (auto& block : student_.blocks()) {
+            list.push_back(block.rms_att);
+            list.push_back(block.rms_ffn);
+        }
+        list.push_back(student_.rms_final());
+        return list;
+    }
+    void make_float_optimizers() {
+        float_optimizers_.clear();
+        for (const auto& parameters : float_parameters()) {
+            float_optimizers_.emplace_back(parameters.size(), AdamWOptions{options_.float_learning_rate});
+        }
+    }
+    void update_float_parameters() {
+        const Config& c = config();
+        std::vector<std::span<const float>> gradients{float_gradients_.token_embedding};
+        if (!c.shared_classifier) gradients.push_back(float_gradients_.classifier);
+        for (std::size_t l = 0; l < c.n_layers; ++l) {
+            gradients.push_back(std::span<const float>(float_gradients_.rms_att).subspan(l * c.dim, c.dim));
+            gradients.push_back(std::span<const float>(float_gradients_.rms_ffn).subspan(l * c.dim, c.dim));
+        }
+        gradients.push_back(float_gradients_.rms_final);
+        const auto parameters = float_parameters();
+        for (std::size_t i = 0; i < parameters.size(); ++i) float_optimizers_[i].step(parameters[i], gradients[i]);
+    }
+
+    static void write_options(BinaryWriter& w, const FineTuneOptions& o) {
+        w.write(static_cast<std::uint32_t>(o.policy));
+        w.write(std::uint32_t{o.train_all_kernels});
+        w.write(std::uint64_t{o.batch});
+        w.write(std::uint64_t{o.length});
+        w.write(o.seed);
+        w.write(o.resolved_flip_rate());
+        w.write(o.scale_learning_rate);
+        w.write(std::uint32_t{o.train_float});
+        w.write(o.float_learning_rate);
+        w.write(o.loss.temperature);
+        w.write(o.loss.kl_weight);
+        w.write(o.loss.hidden_weight);
+        w.write(o.loss.cross_entropy_weight);
+        std::uint64_t blocks = 0;
+        for (std::size_t l = 0; l < o.loss.hidden_blocks.size(); ++l) blocks |= std::uint64_t{o.loss.hidden_blocks[l]} << l;
+        w.write(std::uint64_t{o.loss.hidden_blocks.size()});
+        w.write(blocks);
+    }
+    static FineTuneOptions read_options(BinaryReader& r) {
+        FineTuneOptions o;
+        const auto policy = r.read<std::uint32_t>("policy");
+        if (policy > 1) throw FormatError(r.source(), "policy", "0 (stochastic) or 1 (bold)", std::to_string(policy));
+        o.policy = static_cast<FlipPolicyKind>(policy);
+        o.train_all_kernels = r.read<std::uint32_t>("train_all_kernels") != 0;
+        o.batch = r.read<std::uint64_t>("batch");
+        o.length = r.read<std::uint64_t>("seq");
+        o.seed = r.read<std::uint64_t>("seed");
+        o.flip_rate = r.read<double>("flip_rate");
+        o.scale_learning_rate = r.read<float>("scale_learning_rate");
+        o.train_float = r.read<std::uint32_t>("train_float") != 0;
+        o.float_learning_rate = r.read<float>("float_learning_rate");
+        o.loss.temperature = r.read<float>("temperature");
+        o.loss.kl_weight = r.read<float>("kl_weight");
+        o.loss.hidden_weight = r.read<float>("hidden_weight");
+        o.loss.cross_entropy_weight = r.read<float>("cross_entropy_weight");
+        const auto count = r.read<std::uint64_t>("hidden block count");
+        const auto blocks = r.read<std::uint64_t>("hidden blocks");
+        if (count > 64) throw FormatError(r.source(), "hidden block count", "at most 64", std::to_string(count));
+        for (std::size_t l = 0; l < count; ++l) o.loss.hidden_blocks.push_back(((blocks >> l) & 1) != 0);
+        return o;
+    }
+
+    FineTuneOptions options_;
+    Transformer<DenseLinear> teacher_;
+    Student student_;
+    std::span<const int> train_tokens_;
+    std::uint64_t teacher_fingerprint_;
+    std::uint64_t data_fingerprint_;
+    std::size_t step_;
+    std::vector<ProjectionState> projections_;  // layer-major, projections in checkpoint order
+    std::vector<AdamW> float_optimizers_;       // in float_parameters() order, when they train
+    TrainingPass<DenseLinear> teacher_pass_;
+    TrainingPass<Linear> student_pass_;
+    std::vector<int> inputs_, targets_;
+    std::vector<float> dlogits_;
+    std::vector<std::vector<float>> hidden_gradients_;
+    FloatGradients float_gradients_;
+};
+
+}  // namespace multibool::llama

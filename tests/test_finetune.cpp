@@ -1,0 +1,222 @@
+// Fine-tuning the LLaMA example in the Boolean domain (finetune.hpp): a resumed run reproduces
+// the uninterrupted one bit for bit, whatever the thread count; damaged or mismatched
+// checkpoints are refused with the reason; and on the shipped model a short K=2 run lowers the
+// distillation loss and the validation perplexity of the converted starting point.
+#include <algorithm>
+#include <cstddef>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "llama/calibration.hpp"
+#include "llama/checkpoint.hpp"
+#include "llama/conversion.hpp"
+#include "llama/finetune.hpp"
+#include "llama/perplexity.hpp"
+#include "llama/tokenizer.hpp"
+#include "llama_test_support.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace multibool;
+using namespace multibool::llama;
+using Catch::Matchers::Contains;
+
+constexpr std::size_t K = 2;
+constexpr std::size_t G = 8;
+using Tuner = FineTuner<K, G>;
+
+Config tiny_config() { return Config{16, 24, 2, 4, 2, 32, 16, true}; }
+
+std::vector<int> random_tokens(std::size_t n, std::size_t vocab, std::mt19937_64& rng) {
+    std::uniform_int_distribution<int> dist(0, int(vocab) - 1);
+    std::vector<int> tokens(n);
+    for (auto& t : tokens) t = dist(rng);
+    return tokens;
+}
+
+std::string file_bytes(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_bytes(const fs::path& path, const std::string& bytes) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), std::streamsize(bytes.size()));
+}
+
+// A scratch folder removed at the end of the test.
+struct ScratchFolder {
+    fs::path path = fs::temp_directory_path() / ("multibool-finetune-" + std::to_string(std::random_device{}()));
+    ScratchFolder() { fs::create_directories(path); }
+    ~ScratchFolder() {
+        std::error_code ignored;
+        fs::remove_all(path, ignored);
+    }
+};
+
+FineTuneOptions small_run(FlipPolicyKind policy, bool train_float) {
+    FineTuneOptions o;
+    o.policy = policy;
+    o.batch = 3;
+    o.length = 8;
+    o.seed = 11;
+    o.flip_rate = policy == FlipPolicyKind::bold ? 50.0 : 0.2;  // large, so that bits do flip in a few steps
+    o.scale_learning_rate = 1e-3f;
+    o.train_float = train_float;
+    o.float_learning_rate = 1e-3f;
+    o.loss.cross_entropy_weight = 0.5f;
+    o.loss.hidden_blocks = {true, false};
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("a resumed fine-tuning run is bit-identical to the uninterrupted one", "[llama][finetune]") {
+    const auto seed = testing::fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    const Checkpoint teacher = testing::random_checkpoint(tiny_config(), rng);
+    const std::vector<int> train = random_tokens(400, tiny_config().vocab_size, rng);
+    const auto student = [&] { return convert<K, G, float, HighwayBackend>(teacher).first; };
+    ScratchFolder folder;
+
+    for (const auto policy : {FlipPolicyKind::stochastic, FlipPolicyKind::bold}) {
+        for (const bool train_float : {false, true}) {
+            CAPTURE(flip_policy_name(policy), train_float);
+            const FineTuneOptions options = small_run(policy, train_float);
+            const fs::path whole = folder.path / "whole.ckpt", split = folder.path / "split.ckpt";
+
+            Tuner uninterrupted(teacher, student(), train, options);
+            std::size_t flips = 0;
+            for (int s = 0; s < 6; ++s) flips += uninterrupted.step(2).flips.flips();
+            CHECK(flips > 0);  // the comparison below covers flipped bits, not only scales
+            uninterrupted.save(whole);
+
+            Tuner first_half(teacher, student(), train, options);
+            for (int s = 0; s < 3; ++s) first_half.step(1);
+            first_half.save(split);
+            Tuner resumed = Tuner::load(split, teacher, train);
+            CHECK(resumed.steps_done() == 3);
+            for (int s = 0; s < 3; ++s) resumed.step(3);  // another thread count too
+            resumed.save(split);
+
+            REQUIRE(file_bytes(whole).size() > 0);
+            CHECK(file_bytes(whole) == file_bytes(split));
+        }
+    }
+}
+
+TEST_CASE("damaged or mismatched fine-tuning checkpoints are refused", "[llama][finetune]") {
+    std::mt19937_64 rng(5);
+    const Checkpoint teacher = testing::random_checkpoint(tiny_config(), rng);
+    const std::vector<int> train = random_tokens(400, tiny_config().vocab_size, rng);
+    ScratchFolder folder;
+    const fs::path path = folder.path / "run.ckpt";
+    Tuner tuner(teacher, convert<K, G, float, HighwayBackend>(teacher).first, train,
+                small_run(FlipPolicyKind::bold, true));
+    tuner.step(1);
+    tuner.save(path);
+    const std::string good = file_bytes(path);
+    REQUIRE_NOTHROW(Tuner::load(path, teacher, train));
+
+    SECTION("truncated") {
+        for (const std::size_t keep : {good.size() - 1, good.size() / 2, std::size_t{12}}) {
+            write_bytes(path, good.substr(0, keep));
+            CHECK_THROWS_WITH(Tuner::load(path, teacher, train), Contains("truncated or corrupted"));
+        }
+        write_bytes(path, good.substr(0, 3));
+        CHECK_THROWS_WITH(Tuner::load(path, teacher, train), Contains("a file of 3 bytes"));
+    }
+    SECTION("a flipped byte anywhere") {
+        for (const std::size_t at : {std::size_t{20}, good.size() / 3, good.size() - 3}) {
+            std::string bad = good;
+            bad[at] = char(bad[at] ^ 0x10);
+            write_bytes(path, bad);
+            CHECK_THROWS_WITH(Tuner::load(path, teacher, train), Contains("truncated or corrupted"));
+        }
+    }
+    SECTION("not a checkpoint") {
+        write_bytes(path, "MBOOLLLM and then some other file");
+        CHECK_THROWS_WITH(Tuner::load(path, teacher, train), Contains("MBOOLFTS"));
+    }
+    SECTION("another K, teacher or training text") {
+        using OtherK = FineTuner<3, G>;
+        CHECK_THROWS_WITH(OtherK::load(path, teacher, train), Contains("'kernels': expected 3, found 2"));
+        const Checkpoint other = testing::random_checkpoint(tiny_config(), rng);
+        CHECK_THROWS_WITH(Tuner::load(path, other, train), Contains("teacher fingerprint"));
+        std::vector<int> changed = train;
+        changed[7] = (changed[7] + 1) % int(tiny_config().vocab_size);
+        CHECK_THROWS_WITH(Tuner::load(path, teacher, changed), Contains("training-text fingerprint"));
+    }
+    SECTION("a failed save leaves the last good checkpoint") {
+        CHECK_THROWS(tuner.save(folder.path / "missing-folder" / "run.ckpt"));
+        CHECK(file_bytes(path) == good);
+    }
+}
+
+TEST_CASE("fine-tuning options are checked", "[llama][finetune]") {
+    std::mt19937_64 rng(3);
+    const Checkpoint teacher = testing::random_checkpoint(tiny_config(), rng);
+    const std::vector<int> train = random_tokens(400, tiny_config().vocab_size, rng);
+    const auto attempt = [&](FineTuneOptions o) {
+        return Tuner(teacher, convert<K, G, float, HighwayBackend>(teacher).first, train, o);
+    };
+    FineTuneOptions o = small_run(FlipPolicyKind::stochastic, false);
+    o.length = 17;
+    CHECK_THROWS_WITH(attempt(o), Contains("seq must be 2..16"));
+    o = small_run(FlipPolicyKind::stochastic, false);
+    o.loss.kl_weight = o.loss.hidden_weight = o.loss.cross_entropy_weight = 0;
+    CHECK_THROWS_WITH(attempt(o), Contains("every loss weight is 0"));
+    o = small_run(FlipPolicyKind::stochastic, false);
+    o.flip_rate = -1;
+    CHECK_THROWS_WITH(attempt(o), Contains("flip rate"));
+    const std::vector<int> short_text(8, 1);
+    CHECK_THROWS_WITH(Tuner(teacher, convert<K, G, float, HighwayBackend>(teacher).first, short_text,
+                            small_run(FlipPolicyKind::stochastic, false)),
+                      Contains("needs at least 9"));
+}
+
+TEST_CASE("a short K=2 fine-tuning of the shipped model lowers the loss and the validation perplexity",
+          "[llama][finetune][assets]") {
+    if (!testing::assets_present("stories260K.bin") || !testing::assets_present("tinystories-train.txt") ||
+        !testing::assets_present("tinystories-valid.txt")) {
+        return;
+    }
+    const fs::path assets = examples::assets_dir();
+    const Checkpoint teacher = load_checkpoint(assets / "stories260K.bin");
+    const Tokenizer tokenizer = load_tokenizer(assets / "tok512.bin");
+    const auto encode = [&](const char* file) {
+        std::ifstream in(assets / file, std::ios::binary);
+        return tokenizer.encode(std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()),
+                                false, false);
+    };
+    const std::vector<int> train = encode("tinystories-train.txt");
+    const std::vector<int> valid = encode("tinystories-valid.txt");
+    const CalibrationStatistics calibration = calibrate(teacher, train, 32768);
+    ConversionOptions conversion;
+    conversion.initializer = Initializer::activation_aware;
+    conversion.calibration = &calibration;
+    FineTuneOptions options;  // the CLI's defaults
+    options.seed = 3;
+    FineTuner<2, 64> tuner(teacher, convert<2, 64, float, HighwayBackend>(teacher, conversion).first, train, options);
+    const double before = perplexity(tuner.student(), valid, 2).perplexity();
+
+    constexpr int steps = 40;
+    std::vector<double> losses;
+    for (int s = 0; s < steps; ++s) losses.push_back(tuner.step(2).loss.total);
+    const double after = perplexity(tuner.student(), valid, 2).perplexity();
+    const auto mean = [](auto first, auto last) { return std::accumulate(first, last, 0.0) / double(last - first); };
+    const double early = mean(losses.begin(), losses.begin() + 5);
+    const double late = mean(losses.end() - 5, losses.end());
+    INFO("validation perplexity " << before << " -> " << after << "; loss (mean of 5 steps) " << early << " -> "
+                                  << late);
+    CHECK(late < 0.9 * early);
+    CHECK(after < 0.9 * before);
+}

@@ -1,0 +1,255 @@
+// Backpropagation through the LLaMA example (backprop.hpp, distillation.hpp): the training pass's
+// forward against the inference forward, and every gradient against central finite differences
+// of the distillation loss, for float layers and for multi-Boolean ones (input and scale
+// gradients), on small random models with grouped-query attention.
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "llama/backprop.hpp"
+#include "llama/conversion.hpp"
+#include "llama/distillation.hpp"
+#include "llama/transformer.hpp"
+#include "llama_test_support.hpp"
+#include "multibool/kernels/scalar_backend.hpp"
+#include "multibool/training/scale_gradient.hpp"
+#include "multibool/training/weight_gradient.hpp"
+#include "test_support.hpp"
+
+namespace {
+
+using namespace multibool;
+using namespace multibool::llama;
+using testing::FloatModel;
+
+Config tiny_config(bool tied) { return Config{16, 24, 2, 4, 2, 32, 16, tied}; }
+
+constexpr std::size_t sequences = 2;
+constexpr std::size_t length = 6;
+
+// The student's and a fixed teacher's outputs, and the loss with every term switched on.
+template <class Linear>
+struct Objective {
+    const FloatModel& teacher;
+    std::vector<int> tokens, targets;
+    DistillationOptions options;
+    std::size_t threads = 1;
+
+    LossParts evaluate(const Transformer<Linear>& student, TrainingPass<Linear>& pass, std::vector<float>& dlogits,
+                       std::vector<std::vector<float>>& dhidden) const {
+        TrainingPass<DenseLinear> teacher_pass(teacher.config(), sequences, length);
+        teacher_pass.forward(teacher, tokens, 1);
+        pass.forward(student, tokens, threads);
+        std::vector<MatrixView<const float>> student_hidden, teacher_hidden;
+        for (std::size_t l = 0; l < student.config().n_layers; ++l) {
+            student_hidden.push_back(pass.hidden(l));
+            teacher_hidden.push_back(teacher_pass.hidden(l));
+        }
+        dlogits.assign(pass.tokens() * student.config().vocab_size, 0.0f);
+        return distillation_loss({pass.logits(), teacher_pass.logits(), student_hidden, teacher_hidden, targets},
+                                 options, testing::view(dlogits, pass.tokens(), student.config().vocab_size),
+                                 dhidden, threads);
+    }
+    double loss(const Transformer<Linear>& student) const {
+        TrainingPass<Linear> pass(student.config(), sequences, length);
+        std::vector<float> dlogits;
+        std::vector<std::vector<float>> dhidden;
+        return evaluate(student, pass, dlogits, dhidden).total;
+    }
+    // Runs forward and backward; the pass then holds the projections' X and dY.
+    void gradients(const Transformer<Linear>& student, TrainingPass<Linear>& pass, FloatGradients& out) const {
+        std::vector<float> dlogits;
+        std::vector<std::vector<float>> dhidden;
+        evaluate(student, pass, dlogits, dhidden);
+        std::vector<MatrixView<const float>> views;
+        for (auto& g : dhidden) {
+            views.push_back(g.empty() ? MatrixView<const float>() : testing::view(g, pass.tokens(), student.config().dim));
+        }
+        pass.backward(student, testing::view(dlogits, pass.tokens(), student.config().vocab_size), views, threads, &out);
+    }
+};
+
+std::vector<int> random_tokens(std::size_t n, std::size_t vocab, std::mt19937_64& rng) {
+    std::uniform_int_distribution<int> dist(0, int(vocab) - 1);
+    std::vector<int> tokens(n);
+    for (auto& t : tokens) t = dist(rng);
+    return tokens;
+}
+
+// Central difference of the loss in one parameter, restored afterwards.
+template <class Linear>
+double numeric_derivative(const Objective<Linear>& objective, Transformer<Linear>& model, float& parameter,
+                          float step) {
+    const float saved = parameter;
+    parameter = saved + step;
+    const double up = objective.loss(model);
+    parameter = saved - step;
+    const double down = objective.loss(model);
+    parameter = saved;
+    return (up - down) / (double(parameter + step) - double(parameter - step));
+}
+
+// Analytic within 2 % (plus an absolute floor for float rounding in the differences).
+void check_derivative(double analytic, double numeric, const std::string& what) {
+    INFO(what << ": analytic " << analytic << ", finite difference " << numeric);
+    CHECK(std::abs(analytic - numeric) <= 2e-3 + 0.02 * std::abs(numeric));
+}
+
+}  // namespace
+
+TEST_CASE("training pass forward matches the inference forward", "[llama][training]") {
+    const auto seed = testing::fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    for (const bool tied : {true, false}) {
+        const FloatModel model = testing::float_model(testing::random_checkpoint(tiny_config(tied), rng));
+        const auto tokens = random_tokens(sequences * length, model.config().vocab_size, rng);
+        TrainingPass<DenseLinear> pass(model.config(), sequences, length);
+        pass.forward(model, tokens, 2);
+        for (std::size_t s = 0; s < sequences; ++s) {
+            Session session(model.config(), length);
+            const auto logits =
+                model.forward(std::span<const int>(tokens).subspan(s * length, length), 0, session, Logits::all);
+            for (std::size_t t = 0; t < length; ++t) {
+                for (std::size_t v = 0; v < model.config().vocab_size; ++v) {
+                    REQUIRE(pass.logits()(s * length + t, v) == Approx(logits(t, v)).margin(1e-5));
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("whole-model gradients of a float model match finite differences", "[llama][training]") {
+    const auto seed = testing::fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    for (const bool tied : {true, false}) {
+        CAPTURE(tied);
+        const Config c = tiny_config(tied);
+        const FloatModel teacher = testing::float_model(testing::random_checkpoint(c, rng));
+        FloatModel student = testing::float_model(testing::random_checkpoint(c, rng));
+        Objective<DenseLinear> objective{teacher, random_tokens(sequences * length, c.vocab_size, rng),
+                                         random_tokens(sequences * length, c.vocab_size, rng), {}, 2};
+        objective.options.cross_entropy_weight = 0.5f;
+        objective.options.temperature = 1.5f;
+        objective.options.hidden_blocks = {true, false};
+
+        TrainingPass<DenseLinear> pass(c, sequences, length);
+        FloatGradients grads;
+        objective.gradients(student, pass, grads);
+        constexpr float step = 2e-3f;
+        std::uniform_int_distribution<std::size_t> pick(0, 1 << 20);
+
+        for (std::size_t layer = 0; layer < c.n_layers; ++layer) {
+            for (Projection p : projections) {
+                // dL/dW = dY^T X, formed here from the pass's X and dY.
+                const auto x = pass.projection_input(layer, p);
+                const auto dy = pass.projection_output_gradient(layer, p);
+                auto weights = student.blocks()[layer].projection(p).weights();
+                for (int trial = 0; trial < 3; ++trial) {
+                    const std::size_t i = pick(rng) % weights.rows(), j = pick(rng) % weights.cols();
+                    double analytic = 0.0;
+                    for (std::size_t t = 0; t < x.rows(); ++t) analytic += double(dy(t, i)) * x(t, j);
+                    check_derivative(analytic, numeric_derivative(objective, student, weights(i, j), step),
+                                     "layer " + std::to_string(layer) + " " + projection_name(p) + " (" +
+                                         std::to_string(i) + "," + std::to_string(j) + ")");
+                }
+            }
+            for (int trial = 0; trial < 3; ++trial) {
+                const std::size_t j = pick(rng) % c.dim;
+                check_derivative(grads.rms_att[layer * c.dim + j],
+                                 numeric_derivative(objective, student, student.blocks()[layer].rms_att[j], step),
+                                 "rms_att " + std::to_string(layer));
+                check_derivative(grads.rms_ffn[layer * c.dim + j],
+                                 numeric_derivative(objective, student, student.blocks()[layer].rms_ffn[j], step),
+                                 "rms_ffn " + std::to_string(layer));
+            }
+        }
+        for (int trial = 0; trial < 4; ++trial) {
+            const std::size_t j = pick(rng) % c.dim;
+            check_derivative(grads.rms_final[j], numeric_derivative(objective, student, student.rms_final()[j], step),
+                             "rms_final");
+            // A row of a token that occurs (embedding) and any row (classifier).
+            const auto token = std::size_t(objective.tokens[pick(rng) % objective.tokens.size()]);
+            check_derivative(grads.token_embedding[token * c.dim + j],
+                             numeric_derivative(objective, student, student.token_embedding()(token, j), step),
+                             "token_embedding");
+            if (!tied) {
+                const std::size_t v = pick(rng) % c.vocab_size;
+                check_derivative(grads.classifier[v * c.dim + j],
+                                 numeric_derivative(objective, student, student.classifier()(v, j), step),
+                                 "classifier");
+            }
+        }
+    }
+}
+
+TEST_CASE("whole-model gradients through multi-Boolean layers match finite differences", "[llama][training]") {
+    const auto seed = testing::fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    const Config c = tiny_config(true);
+    const auto checkpoint = testing::random_checkpoint(c, rng);
+    const FloatModel teacher = testing::float_model(checkpoint);
+    using Linear = BooleanLinear<2, 8, float, ScalarBackend>;
+    auto student = convert<2, 8, float, ScalarBackend>(checkpoint).first;
+    Objective<Linear> objective{teacher, random_tokens(sequences * length, c.vocab_size, rng),
+                                random_tokens(sequences * length, c.vocab_size, rng), {}, 2};
+    objective.options.cross_entropy_weight = 0.5f;
+
+    TrainingPass<Linear> pass(c, sequences, length);
+    FloatGradients grads;
+    objective.gradients(student, pass, grads);
+    constexpr float step = 2e-3f;
+    std::uniform_int_distribution<std::size_t> pick(0, 1 << 20);
+
+    // Through the Boolean layers' dX (gemm_transposed) into the embedding.
+    for (int trial = 0; trial < 6; ++trial) {
+        const std::size_t j = pick(rng) % c.dim;
+        const auto token = std::size_t(objective.tokens[pick(rng) % objective.tokens.size()]);
+        check_derivative(grads.token_embedding[token * c.dim + j],
+                         numeric_derivative(objective, student, student.token_embedding()(token, j), step),
+                         "token_embedding");
+    }
+    // dL/dalpha from the gradient tiles dY^T X against perturbing one scale.
+    for (std::size_t layer = 0; layer < c.n_layers; ++layer) {
+        for (Projection p : projections) {
+            const auto x = pass.projection_input(layer, p);
+            const auto dy = pass.projection_output_gradient(layer, p);
+            auto& linear = student.blocks()[layer].projection(p);
+            ScaleGradient<2> scale_gradient(linear.weights());
+            for_each_gradient_tile(x, dy, {7, 2}, [&](std::size_t first_row, MatrixView<const float> tile) {
+                scale_gradient.accumulate(linear.weights(), first_row, tile);
+            });
+            const std::size_t k = pick(rng) % 2, i = pick(rng) % linear.out_features(),
+                              g = pick(rng) % linear.weights().groups_per_row();
+            const auto loss_at = [&](float delta) {
+                auto m = linear.weights();
+                m.set_scale(k, i, g, m.scales(k, i)[g] + delta);
+                Linear changed(m);
+                std::swap(linear, changed);
+                const double value = objective.loss(student);
+                std::swap(linear, changed);
+                return value;
+            };
+            const double numeric = (loss_at(step) - loss_at(-step)) / (2.0 * step);
+            check_derivative(scale_gradient(k, i, g), numeric,
+                             "layer " + std::to_string(layer) + " " + projection_name(p) + " scale");
+        }
+    }
+}
+
+TEST_CASE("the training pass refuses mismatched inputs", "[llama][training]") {
+    std::mt19937_64 rng(7);
+    const FloatModel model = testing::float_model(testing::random_checkpoint(tiny_config(true), rng));
+    TrainingPass<DenseLinear> pass(model.config(), sequences, length);
+    CHECK_THROWS_WITH(pass.forward(model, std::vector<int>(5, 1), 1), Catch::Contains("5 tokens"));
+    std::vector<int> tokens(sequences * length, 1);
+    tokens[3] = 99;
+    CHECK_THROWS_WITH(pass.forward(model, tokens, 1), Catch::Contains("token 99 at index 3"));
+    CHECK_THROWS_WITH(TrainingPass<DenseLinear>(model.config(), 1, 17), Catch::Contains("1..16"));
+}
