@@ -78,7 +78,7 @@ struct FineTuneOptions {
     DistillationOptions loss;
 
     static constexpr double default_stochastic_rate = 0.001;
-    static constexpr double default_bold_rate = 5.0;
+    static constexpr double default_bold_rate = 1.0;
     [[nodiscard]] double resolved_flip_rate() const noexcept {
         if (!std::isnan(flip_rate)) return flip_rate;
         return policy == FlipPolicyKind::bold ? default_bold_rate : default_stochastic_rate;
@@ -112,6 +112,33 @@ inline std::uint64_t teacher_fingerprint(const Checkpoint& teacher) {
         hash.update(std::as_bytes(std::span<const float>(*v)));
     }
     return hash.value();
+}
+
+// Throws std::invalid_argument naming the first option out of range for this model; returns o.
+inline FineTuneOptions check_fine_tune_options(FineTuneOptions o, const Config& c) {
+    const auto fail = [](const std::string& what) { throw std::invalid_argument("fine-tuning options: " + what); };
+    if (o.batch == 0) fail("batch must be at least 1");
+    if (o.length < 2 || o.length > c.seq_len) {
+        fail("seq must be 2.." + std::to_string(c.seq_len) + " (the model's seq_len), found " +
+             std::to_string(o.length));
+    }
+    const double rate = o.resolved_flip_rate();
+    if (!(rate >= 0) || !std::isfinite(rate)) fail("the flip rate must be a finite number >= 0");
+    if (!(o.scale_learning_rate >= 0) || !(o.float_learning_rate >= 0) || !std::isfinite(o.scale_learning_rate) ||
+        !std::isfinite(o.float_learning_rate)) {
+        fail("learning rates must be finite numbers >= 0");
+    }
+    const auto& l = o.loss;
+    if (!(l.temperature > 0) || !std::isfinite(l.temperature)) fail("temperature must be a finite number > 0");
+    for (float w : {l.kl_weight, l.hidden_weight, l.cross_entropy_weight}) {
+        if (!(w >= 0) || !std::isfinite(w)) fail("loss weights must be finite numbers >= 0");
+    }
+    if (l.kl_weight + l.hidden_weight + l.cross_entropy_weight == 0) fail("every loss weight is 0");
+    if (!l.hidden_blocks.empty() && l.hidden_blocks.size() != c.n_layers) {
+        fail("the hidden-state block list names " + std::to_string(l.hidden_blocks.size()) + " blocks, the model has " +
+             std::to_string(c.n_layers));
+    }
+    return o;
 }
 
 // K and G of a checkpoint, read before choosing the FineTuner instantiation that loads it.
@@ -373,7 +400,7 @@ private:
 
     FineTuner(const Checkpoint& teacher, Student student, std::span<const int> train_tokens, FineTuneOptions options,
               std::size_t step)
-        : options_(checked(std::move(options), teacher.config())),
+        : options_(check_fine_tune_options(std::move(options), teacher.config())),
           teacher_(Transformer<DenseLinear>::from_checkpoint(
               teacher, [](MatrixView<const float> w, std::size_t, Projection) { return DenseLinear(w); })),
           student_(std::move(student)),
@@ -395,32 +422,6 @@ private:
         inputs_.resize(tokens);
         targets_.resize(tokens);
         dlogits_.resize(tokens * config().vocab_size);
-    }
-
-    static FineTuneOptions checked(FineTuneOptions o, const Config& c) {
-        const auto fail = [](const std::string& what) { throw std::invalid_argument("fine-tuning options: " + what); };
-        if (o.batch == 0) fail("batch must be at least 1");
-        if (o.length < 2 || o.length > c.seq_len) {
-            fail("seq must be 2.." + std::to_string(c.seq_len) + " (the model's seq_len), found " +
-                 std::to_string(o.length));
-        }
-        const double rate = o.resolved_flip_rate();
-        if (!(rate >= 0) || !std::isfinite(rate)) fail("the flip rate must be a finite number >= 0");
-        if (!(o.scale_learning_rate >= 0) || !(o.float_learning_rate >= 0) || !std::isfinite(o.scale_learning_rate) ||
-            !std::isfinite(o.float_learning_rate)) {
-            fail("learning rates must be finite numbers >= 0");
-        }
-        const auto& l = o.loss;
-        if (!(l.temperature > 0) || !std::isfinite(l.temperature)) fail("temperature must be a finite number > 0");
-        for (float w : {l.kl_weight, l.hidden_weight, l.cross_entropy_weight}) {
-            if (!(w >= 0) || !std::isfinite(w)) fail("loss weights must be finite numbers >= 0");
-        }
-        if (l.kl_weight + l.hidden_weight + l.cross_entropy_weight == 0) fail("every loss weight is 0");
-        if (!l.hidden_blocks.empty() && l.hidden_blocks.size() != c.n_layers) {
-            fail("the hidden-state block list names " + std::to_string(l.hidden_blocks.size()) + " blocks, the model has " +
-                 std::to_string(c.n_layers));
-        }
-        return o;
     }
 
     Policy make_policy(const Matrix& m) const { return make_policy(m, options_); }

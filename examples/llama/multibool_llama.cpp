@@ -197,7 +197,7 @@ const std::vector<Command>& commands() {
              {"batch", "B", "sequences per step (default 8)"},
              {"seq", "S", "tokens per sequence (default 256)"},
              {"lr", "X", "AdamW learning rate of the scales (default 1e-3)"},
-             {"flip-rate", "X", "the policy's eta (default: stochastic 0.001, bold 5)"},
+             {"flip-rate", "X", "the policy's eta (default: stochastic 0.001, bold 1)"},
              {"float-lr", "X", "AdamW learning rate of the embedding, norms and classifier; 0: frozen (default)"},
              {"kl", "X", "weight of KL(teacher || student) on the logits (default 1)"},
              {"hidden", "X", "gamma, weight of the hidden-state MSE (default 10)"},
@@ -210,7 +210,7 @@ const std::vector<Command>& commands() {
              {"save-every", "N", "steps between checkpoints (default 50; the last step always)"},
              {"log", "F", "CSV log (default: the checkpoint path + .csv)"},
              {"out", "CKPT", "the checkpoint to write"},
-             {"resume", "CKPT", "continue the run saved in CKPT (its options are kept; --out defaults to CKPT)"},
+             {"resume", "CKPT", "continue the run saved in CKPT (the options that define the run are kept; --out defaults to CKPT)"},
          }},
         {"quantize", "convert a checkpoint, print the per-projection table, write a model file",
          "Converts a llama2.c checkpoint and prints each projection's shape, K, G, bits per weight (scales\n"
@@ -559,7 +559,7 @@ volatile std::sig_atomic_t stop_requested = 0;
 extern "C" void request_stop(int) { stop_requested = 1; }
 
 // The options that define a fine-tuning run (stored in its checkpoint), from the command line.
-FineTuneOptions parse_fine_tune_options(const Options& options, std::size_t layers) {
+FineTuneOptions parse_fine_tune_options(const Options& options) {
     FineTuneOptions o;
     const std::string policy = options.text("policy").value_or("stochastic");
     if (policy != "stochastic" && policy != "bold") {
@@ -582,21 +582,37 @@ FineTuneOptions parse_fine_tune_options(const Options& options, std::size_t laye
     o.loss.hidden_weight = options.real("hidden").value_or(o.loss.hidden_weight);
     o.loss.cross_entropy_weight = options.real("ce").value_or(o.loss.cross_entropy_weight);
     o.loss.temperature = options.real("temperature").value_or(o.loss.temperature);
-    const std::string blocks = options.text("hidden-blocks").value_or("all");
-    if (blocks != "all") {
-        o.loss.hidden_blocks.assign(layers, false);
-        std::istringstream list(blocks);
-        for (std::string item; std::getline(list, item, ',');) {
-            std::size_t block = 0;
-            const auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), block);
-            if (item.empty() || error != std::errc() || end != item.data() + item.size() || block >= layers) {
-                throw UsageError("--hidden-blocks takes all or block numbers 0.." + std::to_string(layers - 1) +
-                                 " separated by commas, found '" + blocks + "'");
-            }
-            o.loss.hidden_blocks[block] = true;
-        }
-    }
     return o;
+}
+
+// --hidden-blocks as block numbers (empty: all), checked against the model once it is read.
+std::vector<std::size_t> parse_hidden_blocks(const Options& options) {
+    const std::string text = options.text("hidden-blocks").value_or("all");
+    std::vector<std::size_t> blocks;
+    if (text == "all") return blocks;
+    std::istringstream list(text);
+    for (std::string item; std::getline(list, item, ',');) {
+        std::size_t block = 0;
+        const auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), block);
+        if (item.empty() || error != std::errc() || end != item.data() + item.size()) {
+            throw UsageError("--hidden-blocks takes all or block numbers separated by commas, found '" + text + "'");
+        }
+        blocks.push_back(block);
+    }
+    return blocks;
+}
+
+std::vector<bool> hidden_block_mask(std::span<const std::size_t> blocks, std::size_t layers) {
+    if (blocks.empty()) return {};
+    std::vector<bool> mask(layers, false);
+    for (const std::size_t block : blocks) {
+        if (block >= layers) {
+            throw UsageError("--hidden-blocks names block " + std::to_string(block) + "; the model has blocks 0.." +
+                             std::to_string(layers - 1));
+        }
+        mask[block] = true;
+    }
+    return mask;
 }
 
 // The CSV log: a header, a row per step, the validation perplexity on the rows where it was measured.
@@ -771,10 +787,17 @@ int run_finetune(const Options& options) {
     }
     require_supported(kernels, group);
 
+    FineTuneOptions fine_tune = parse_fine_tune_options(options);
+    const std::vector<std::size_t> hidden_blocks = parse_hidden_blocks(options);
     const fs::path model_path = options.path("model", "stories260K.bin");
     std::cerr << "loading " << model_path.string() << "\n";
     const Checkpoint teacher = load_checkpoint(model_path);
-    const FineTuneOptions fine_tune = parse_fine_tune_options(options, teacher.config().n_layers);
+    fine_tune.loss.hidden_blocks = hidden_block_mask(hidden_blocks, teacher.config().n_layers);
+    try {
+        if (!resume) check_fine_tune_options(fine_tune, teacher.config());
+    } catch (const std::invalid_argument& e) {
+        throw UsageError(e.what());
+    }
     const Tokenizer tokenizer = load_matching_tokenizer(options.path("tokenizer", "tok512.bin"), teacher.config());
     const fs::path train_path = options.path("train", "tinystories-train.txt");
     const fs::path valid_path = options.path("valid", "tinystories-valid.txt");

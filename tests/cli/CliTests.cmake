@@ -27,6 +27,8 @@ multibool_cli_test("generate --help" 0 "generate|--help"
     STDOUT_REGEX "--model M.*--tokenizer T.*--kernels K.*--bits B.*--group G.*--scales S.*--init I.*--rtn B.*--prompt P.*--steps N.*--temperature X.*--seed S")
 multibool_cli_test("quantize --help" 0 "quantize|--help"
     STDOUT_REGEX "--model M.*--kernels K.*--bits B.*--group G.*--scales S.*--init I.*--rtn B.*--out F")
+multibool_cli_test("finetune --help" 0 "finetune|--help"
+    STDOUT_REGEX "--model M.*--tokenizer T.*--train F.*--valid F.*--kernels K.*--group G.*--init I.*--policy P.*--train-kernels W.*--steps N.*--batch B.*--seq S.*--hidden-blocks L.*--threads N.*--eval-every N.*--save-every N.*--log F.*--out CKPT.*--resume CKPT")
 multibool_cli_test("no command" 2 "" STDERR_REGEX "usage: multibool-llama <command>")
 multibool_cli_test("unknown option" 2 "perplexity|--colour|red"
     STDERR_REGEX "unknown option --colour for 'perplexity'.*multibool-llama perplexity --help")
@@ -49,6 +51,36 @@ multibool_cli_test("missing model" 1 "perplexity|--model|no-such-model.bin"
     STDERR_REGEX "error: no-such-model.bin: no such file")
 multibool_cli_test("not a checkpoint" 1 "generate|--model|${cli_dir}/run_cli.cmake"
     STDERR_REGEX "error: .*run_cli.cmake: field '[a-z_]+': expected")
+# finetune: option mistakes are usage errors (exit 2); those that need no model are found before
+# any file is read, so a missing model does not hide them.
+multibool_cli_test("finetune without a checkpoint path" 2 "finetune|--model|no-such-model.bin"
+    STDERR_REGEX "give --out CKPT \\(or --resume CKPT\\)")
+multibool_cli_test("finetune zero threads" 2 "finetune|--model|no-such-model.bin|--out|unused.ckpt|--threads|0"
+    STDERR_REGEX "--threads takes 1..256, found 0")
+multibool_cli_test("finetune resume fixes the run options" 2
+    "finetune|--model|no-such-model.bin|--resume|no-such-run.ckpt|--kernels|2"
+    STDERR_REGEX "--kernels is fixed by the checkpoint being resumed. drop it")
+multibool_cli_test("finetune unsupported K and G" 2 "finetune|--model|no-such-model.bin|--out|unused.ckpt|--kernels|5"
+    STDERR_REGEX "K=5, G=64 is not supported")
+multibool_cli_test("finetune unknown initializer" 2 "finetune|--model|no-such-model.bin|--out|unused.ckpt|--init|magic"
+    STDERR_REGEX "--init takes greedy, alternating or act-aware, found 'magic'")
+multibool_cli_test("finetune missing model" 1 "finetune|--model|no-such-model.bin|--out|unused.ckpt"
+    STDERR_REGEX "error: .*no-such-model.bin")
+multibool_cli_test("finetune unknown policy" 2 "finetune|--model|no-such-model.bin|--out|unused.ckpt|--policy|foo"
+    STDERR_REGEX "--policy takes stochastic or bold, found 'foo'")
+multibool_cli_test("finetune unknown trained kernels" 2
+    "finetune|--model|no-such-model.bin|--out|unused.ckpt|--train-kernels|some"
+    STDERR_REGEX "--train-kernels takes last or all, found 'some'")
+multibool_cli_test("finetune malformed hidden blocks" 2
+    "finetune|--model|no-such-model.bin|--out|unused.ckpt|--hidden-blocks|0,x"
+    STDERR_REGEX "--hidden-blocks takes all or block numbers separated by commas, found '0,x'")
+# The block range, --seq and the other ranges need the model (its layer count and seq_len).
+multibool_cli_test("finetune hidden block out of range" 2 "finetune|--out|unused.ckpt|--hidden-blocks|0,9"
+    NEEDS_ASSETS stories260K.bin
+    STDERR_REGEX "--hidden-blocks names block 9. the model has blocks 0\\.\\.4")
+multibool_cli_test("finetune sequence longer than the model's" 2 "finetune|--out|unused.ckpt|--seq|513"
+    NEEDS_ASSETS stories260K.bin
+    STDERR_REGEX "seq must be 2\\.\\.512 .the model's seq_len., found 513")
 multibool_cli_test("float perplexity matches the published figure" 0 "perplexity"
     NEEDS_ASSETS stories260K.bin tok512.bin tinystories-valid.txt
     STDOUT_LAST_LINE "perplexity: 7\\.24(7[6-9]|8[0-9]|9[0-6]) tokens: 45641")
@@ -60,3 +92,9 @@ add_test(NAME "cli: converted model file"
     COMMAND ${CMAKE_COMMAND} -DTOOL=$<TARGET_FILE:multibool-llama> -DASSETS=${MULTIBOOL_ASSETS}
             -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/cli-converted -P ${cli_dir}/converted_model.cmake)
 set_tests_properties("cli: converted model file" PROPERTIES SKIP_REGULAR_EXPRESSION "SKIPPED:")
+foreach(check resume corrupted)
+    add_test(NAME "cli: finetune ${check}"
+        COMMAND ${CMAKE_COMMAND} -DTOOL=$<TARGET_FILE:multibool-llama> -DASSETS=${MULTIBOOL_ASSETS} -DCHECK=${check}
+                -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/cli-finetune-${check} -P ${cli_dir}/finetune.cmake)
+    set_tests_properties("cli: finetune ${check}" PROPERTIES SKIP_REGULAR_EXPRESSION "SKIPPED:")
+endforeach()
