@@ -500,3 +500,33 @@ TEST_CASE("the half-scale record is pinned byte for byte", "[core][scale_types][
     REQUIRE_THROWS_WITH(testing::from_bytes<Matrix>(with_checksum(nan_scale)),
                         Catch::Contains("field 'payload'") && Catch::Contains("not a finite number"));
 }
+
+TEST_CASE("scale_cast keeps every bit and rounds every scale to the new type", "[core][scale_types]") {
+    const auto seed = fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    using Trained = BitPlaneMatrix<3, 32, std::uint64_t, float>;
+    auto m = testing::random_matrix<Trained>(7, 70, rng);
+    std::normal_distribution<float> alpha(0.0f, 0.05f);  // not representable in fp16: rounding is tested
+    for (std::size_t k = 0; k < 3; ++k) {
+        for (std::size_t i = 0; i < 7; ++i) {
+            for (std::size_t g = 0; g < m.groups_per_row(); ++g) m.set_scale(k, i, g, alpha(rng));
+        }
+    }
+    const auto deployed = scale_cast<half>(m);
+    static_assert(std::is_same_v<decltype(deployed), const BitPlaneMatrix<3, 32, std::uint64_t, half>>);
+    REQUIRE(deployed.rows() == 7);
+    REQUIRE(deployed.cols() == 70);
+    for (std::size_t k = 0; k < 3; ++k) {
+        for (std::size_t i = 0; i < 7; ++i) {
+            for (std::size_t j = 0; j < 70; ++j) REQUIRE(deployed.sign(k, i, j) == m.sign(k, i, j));
+            for (std::size_t g = 0; g < m.groups_per_row(); ++g) {
+                REQUIRE(std::bit_cast<std::uint16_t>(deployed.scale(k, i, g)) ==
+                        std::bit_cast<std::uint16_t>(half(m.scale(k, i, g))));
+            }
+        }
+    }
+    auto huge = m;
+    huge.set_scale(2, 4, 1, 1e6f);  // beyond fp16's 65504
+    CHECK_THROWS_WITH(scale_cast<half>(huge), Catch::Contains("kernel 2 row 4 group 1"));
+}

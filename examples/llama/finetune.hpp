@@ -72,13 +72,13 @@ struct FineTuneOptions {
     // The flip policy's eta: for stochastic, the flip probability of an average candidate; for
     // bold, the accumulator's step (its threshold is 1). NaN: the policy's default below.
     double flip_rate = std::numeric_limits<double>::quiet_NaN();
-    float scale_learning_rate = 1e-3f;  // AdamW on the scales
+    float scale_learning_rate = 3e-3f;  // AdamW on the scales
     bool train_float = false;           // embedding, norms and classifier by AdamW too
     float float_learning_rate = 1e-4f;
     DistillationOptions loss;
 
-    static constexpr double default_stochastic_rate = 0.001;
-    static constexpr double default_bold_rate = 1.0;
+    static constexpr double default_stochastic_rate = 5e-5;
+    static constexpr double default_bold_rate = 2.0;
     [[nodiscard]] double resolved_flip_rate() const noexcept {
         if (!std::isnan(flip_rate)) return flip_rate;
         return policy == FlipPolicyKind::bold ? default_bold_rate : default_stochastic_rate;
@@ -357,6 +357,25 @@ public:
         if (options_.train_float) update_float_parameters();
         ++step_;
         return report;
+    }
+
+    // The student as deployed: fp16 scales and the default (table-lookup) backend.
+    [[nodiscard]] BooleanTransformer<K, G> deployable() const {
+        using Deployed = BooleanLinear<K, G>;
+        const Config& c = config();
+        std::vector<Block<Deployed>> blocks(c.n_layers);
+        for (std::size_t l = 0; l < c.n_layers; ++l) {
+            const Block<Linear>& trained = student_.blocks()[l];
+            blocks[l].rms_att = trained.rms_att;
+            blocks[l].rms_ffn = trained.rms_ffn;
+            for (Projection p : projections) {
+                blocks[l].projection(p) = Deployed(scale_cast<half>(trained.projection(p).weights()));
+            }
+        }
+        const auto copy = [](std::span<const float> v) { return std::vector<float>(v.begin(), v.end()); };
+        FloatTensors tensors{copy(student_.token_embedding().data()), copy(student_.rms_final()),
+                             c.shared_classifier ? std::vector<float>() : copy(student_.classifier().data())};
+        return BooleanTransformer<K, G>(c, std::move(tensors), std::move(blocks));
     }
 
     [[nodiscard]] const Config& config() const noexcept { return student_.config(); }

@@ -193,11 +193,11 @@ const std::vector<Command>& commands() {
              {"init", "I", "greedy, alternating or act-aware (default; calibrated on --train)"},
              {"policy", "P", "flip rule: stochastic (default) or bold"},
              {"train-kernels", "W", "last (default, the published recipe) or all"},
-             {"steps", "N", "total steps of the run (default 400)"},
+             {"steps", "N", "total steps of the run (default 1500)"},
              {"batch", "B", "sequences per step (default 8)"},
              {"seq", "S", "tokens per sequence (default 256)"},
-             {"lr", "X", "AdamW learning rate of the scales (default 1e-3)"},
-             {"flip-rate", "X", "the policy's eta (default: stochastic 0.001, bold 1)"},
+             {"lr", "X", "AdamW learning rate of the scales (default 3e-3)"},
+             {"flip-rate", "X", "the policy's eta (default: stochastic 5e-5, bold 2)"},
              {"float-lr", "X", "AdamW learning rate of the embedding, norms and classifier; 0: frozen (default)"},
              {"kl", "X", "weight of KL(teacher || student) on the logits (default 1)"},
              {"hidden", "X", "gamma, weight of the hidden-state MSE (default 10)"},
@@ -210,6 +210,7 @@ const std::vector<Command>& commands() {
              {"save-every", "N", "steps between checkpoints (default 50; the last step always)"},
              {"log", "F", "CSV log (default: the checkpoint path + .csv)"},
              {"out", "CKPT", "the checkpoint to write"},
+             {"export", "F", "after the last step, also write a model file (fp16 scales) for perplexity/generate"},
              {"resume", "CKPT", "continue the run saved in CKPT (the options that define the run are kept; --out defaults to CKPT)"},
          }},
         {"quantize", "convert a checkpoint, print the per-projection table, write a model file",
@@ -751,6 +752,12 @@ int fine_tune_loop(FineTuner<K, G>& tuner, const Options& options, const fs::pat
     restore();
     const PerplexityResult result = perplexity(tuner.student(), valid, threads);
     std::cerr << "saved " << out.string() << " and " << log_path.string() << "\n";
+    if (const auto exported = options.text("export")) {
+        const auto deployed = tuner.deployable();
+        save_model(deployed, fs::path(*exported));
+        std::cerr << "exported " << *exported << " (fp16 scales); its validation perplexity with the default backend: "
+                  << perplexity(deployed, valid, threads).perplexity() << "\n";
+    }
     std::printf("perplexity: %.4f tokens: %zu\n", result.perplexity(), result.tokens);
     return 0;
 }
@@ -764,7 +771,7 @@ int run_finetune(const Options& options) {
     if (threads == 0 || threads > max_threads) {
         throw UsageError("--threads takes 1.." + std::to_string(max_threads) + ", found " + std::to_string(threads));
     }
-    const std::size_t steps = options.count("steps").value_or(400);
+    const std::size_t steps = options.count("steps").value_or(1500);
     static const std::array<const char*, 16> run_options = {
         "kernels", "group", "init",  "policy", "train-kernels", "batch",       "seq",  "lr",
         "flip-rate", "float-lr", "kl", "hidden", "hidden-blocks", "ce", "temperature", "seed"};

@@ -240,4 +240,28 @@ private:
     std::vector<Scale> scales_;
 };
 
+// The same bits with every scale rounded to ToScale: scales train in float and deploy as fp16.
+// Throws, naming the scale, when one does not fit ToScale.
+template <class ToScale, std::size_t K, std::size_t G, class Word, class Scale>
+BitPlaneMatrix<K, G, Word, ToScale> scale_cast(const BitPlaneMatrix<K, G, Word, Scale>& m) {
+    std::vector<Word> words;
+    std::vector<ToScale> scales;
+    words.reserve(BitPlaneMatrix<K, G, Word, ToScale>::word_count(m.rows(), m.cols()));
+    scales.reserve(BitPlaneMatrix<K, G, Word, ToScale>::scale_count(m.rows(), m.cols()));
+    for (std::size_t k = 0; k < K; ++k) {
+        for (std::size_t i = 0; i < m.rows(); ++i) {
+            const auto plane = m.plane_row(k, i);
+            words.insert(words.end(), plane.begin(), plane.end());
+        }
+    }
+    for (std::size_t k = 0; k < K; ++k) {
+        for (std::size_t i = 0; i < m.rows(); ++i) {
+            for (const Scale alpha : m.scales(k, i)) {
+                scales.push_back(static_cast<ToScale>(static_cast<scale_arithmetic_t<Scale>>(alpha)));
+            }
+        }
+    }
+    return {m.rows(), m.cols(), std::move(words), std::move(scales)};
+}
+
 }  // namespace multibool
