@@ -243,6 +243,61 @@ TEST_CASE("whole-model gradients through multi-Boolean layers match finite diffe
     }
 }
 
+TEST_CASE("the distillation loss matches a hand-worked case", "[llama][training]") {
+    // Two tokens, a vocabulary of 3, temperature 2, two blocks of which only block 1 is matched.
+    const std::vector<float> student = {1.0f, 0.0f, -1.0f, 0.5f, 0.5f, 2.0f};
+    const std::vector<float> teacher = {0.0f, 2.0f, 0.0f, 1.0f, -1.0f, 0.0f};
+    const std::vector<int> targets = {2, 0};
+    const std::vector<float> hidden_student = {1, 2, 3, 4}, hidden_teacher = {1, 0, 3, 5};  // 2 tokens x dim 2
+    const std::vector<MatrixView<const float>> student_hidden = {testing::view(hidden_student, 2, 2),
+                                                                 testing::view(hidden_student, 2, 2)};
+    const std::vector<MatrixView<const float>> teacher_hidden = {testing::view(hidden_student, 2, 2),
+                                                                 testing::view(hidden_teacher, 2, 2)};
+    DistillationOptions options;
+    options.temperature = 2.0f;
+    options.kl_weight = 0.5f;
+    options.hidden_weight = 3.0f;
+    options.cross_entropy_weight = 0.25f;
+    options.hidden_blocks = {false, true};
+    std::vector<float> dlogits(6);
+    std::vector<std::vector<float>> dhidden;
+    const LossParts parts =
+        distillation_loss({testing::view(student, 2, 3), testing::view(teacher, 2, 3), student_hidden, teacher_hidden,
+                           targets},
+                          options, testing::view(dlogits, 2, 3), dhidden, 1);
+
+    // The reference, term by term in double.
+    const auto softmax = [](const float* z, double t) {
+        std::vector<double> p(3);
+        double sum = 0;
+        for (int v = 0; v < 3; ++v) sum += p[v] = std::exp(z[v] / t);
+        for (auto& e : p) e /= sum;
+        return p;
+    };
+    double kl = 0, ce = 0;
+    std::vector<double> expected_dlogits(6);
+    for (int t = 0; t < 2; ++t) {
+        const auto p = softmax(&teacher[3 * t], 2.0), q = softmax(&student[3 * t], 2.0),
+                   q1 = softmax(&student[3 * t], 1.0);
+        for (int v = 0; v < 3; ++v) {
+            kl += 4.0 * p[v] * std::log(p[v] / q[v]) / 2.0;  // T^2 KL, mean over 2 tokens
+            expected_dlogits[3 * t + v] = 0.5 * 2.0 * (q[v] - p[v]) / 2.0 + 0.25 * (q1[v] - (v == targets[t])) / 2.0;
+        }
+        ce -= std::log(q1[targets[t]]) / 2.0;
+    }
+    const double mse = (0.0 + 4.0 + 0.0 + 1.0) / 4.0;  // block 1 only: (2-0)^2 and (4-5)^2 over 4 values
+    CHECK(parts.kl == Approx(kl).epsilon(1e-6));
+    CHECK(parts.cross_entropy == Approx(ce).epsilon(1e-6));
+    CHECK(parts.hidden_mse == Approx(mse));
+    CHECK(parts.total == Approx(0.5 * kl + 3.0 * mse + 0.25 * ce).epsilon(1e-6));
+    for (int e = 0; e < 6; ++e) CHECK(dlogits[e] == Approx(expected_dlogits[e]).margin(1e-6));
+    REQUIRE(dhidden.size() == 2);
+    CHECK(dhidden[0].empty());
+    const std::vector<float> expected_dhidden = {0.0f, 3.0f * 2 * 2 / 4, 0.0f, 3.0f * 2 * -1 / 4};
+    REQUIRE(dhidden[1].size() == 4);
+    for (int e = 0; e < 4; ++e) CHECK(dhidden[1][e] == Approx(expected_dhidden[e]));
+}
+
 TEST_CASE("the training pass refuses mismatched inputs", "[llama][training]") {
     std::mt19937_64 rng(7);
     const FloatModel model = testing::float_model(testing::random_checkpoint(tiny_config(true), rng));

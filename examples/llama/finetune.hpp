@@ -11,7 +11,7 @@
 //
 // Checkpoint file (little-endian): magic "MBOOLFTS" | u32 version | u32 K | u32 G | llama2.c
 // header (7 int32) | the options that define the run | u64 teacher and data fingerprints | u64
-// step | student float tensors | per projection: its BitPlaneMatrix record, flip-policy state,
+// step, u64 planned steps | student float tensors | per projection: its BitPlaneMatrix record, flip-policy state,
 // scale AdamW state | float-parameter AdamW states when they train | u64 FNV-1a of everything
 // before it. Written to a temporary file and renamed over the old one.
 #include <algorithm>
@@ -134,6 +134,7 @@ inline FineTuneOptions check_fine_tune_options(FineTuneOptions o, const Config& 
         if (!(w >= 0) || !std::isfinite(w)) fail("loss weights must be finite numbers >= 0");
     }
     if (l.kl_weight + l.hidden_weight + l.cross_entropy_weight == 0) fail("every loss weight is 0");
+    if (l.hidden_blocks.size() > 64) fail("a hidden-state block list covers at most 64 blocks");
     if (!l.hidden_blocks.empty() && l.hidden_blocks.size() != c.n_layers) {
         fail("the hidden-state block list names " + std::to_string(l.hidden_blocks.size()) + " blocks, the model has " +
              std::to_string(c.n_layers));
@@ -141,17 +142,53 @@ inline FineTuneOptions check_fine_tune_options(FineTuneOptions o, const Config& 
     return o;
 }
 
+inline constexpr std::array<char, 8> fine_tune_magic{'M', 'B', 'O', 'O', 'L', 'F', 'T', 'S'};
+inline constexpr std::uint32_t fine_tune_version = 1;
+
+namespace detail {
+
+// The checkpoint's bytes before its trailing checksum, once the magic and the checksum of the
+// whole file are verified: a truncated or damaged checkpoint is refused as such, not as whatever
+// field the damage happens to land in.
+inline std::string verified_checkpoint_body(const std::filesystem::path& path) {
+    const std::string file = path.string();
+    std::string bytes;
+    {
+        std::ifstream in = open_for_reading(path);
+        bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    if (bytes.size() < fine_tune_magic.size() ||
+        !std::equal(fine_tune_magic.begin(), fine_tune_magic.end(), bytes.begin())) {
+        throw FormatError(file, "magic", "a multibool fine-tuning checkpoint (\"MBOOLFTS\")",
+                          bytes.size() < fine_tune_magic.size()
+                              ? "a file of " + std::to_string(bytes.size()) + " bytes"
+                              : "\"" + bytes.substr(0, fine_tune_magic.size()) + "\"");
+    }
+    const std::size_t body = std::max(bytes.size(), sizeof(std::uint64_t)) - sizeof(std::uint64_t);
+    Fnv1a hash;
+    hash.update(std::as_bytes(std::span<const char>(bytes.data(), body)));
+    std::uint64_t stored = 0;
+    if (bytes.size() >= sizeof stored) std::memcpy(&stored, bytes.data() + body, sizeof stored);
+    constexpr std::size_t smallest_header = 8 + 3 * 4 + 7 * 4;  // magic, version, K, G, config
+    if (body < smallest_header || stored != hash.value()) {
+        throw FormatError(file, "checksum", "the checksum of the first " + std::to_string(body) + " bytes",
+                          "a mismatch: the checkpoint is truncated or corrupted");
+    }
+    bytes.resize(body);
+    return bytes;
+}
+
+}  // namespace detail
+
 // K and G of a checkpoint, read before choosing the FineTuner instantiation that loads it.
 struct FineTuneHeader {
     std::size_t kernels = 0;
     std::size_t group_size = 0;
 };
 
-inline constexpr std::array<char, 8> fine_tune_magic{'M', 'B', 'O', 'O', 'L', 'F', 'T', 'S'};
-inline constexpr std::uint32_t fine_tune_version = 1;
-
+// Verifies the whole file first, so a damaged K or G is reported as damage.
 inline FineTuneHeader read_fine_tune_header(const std::filesystem::path& path) {
-    std::ifstream in = open_for_reading(path);
+    std::istringstream in(detail::verified_checkpoint_body(path));
     BinaryReader r(in, path.string());
     r.expect_magic(fine_tune_magic);
     r.expect("version", r.read<std::uint32_t>("version"), fine_tune_version);
@@ -188,30 +225,7 @@ public:
     static FineTuner load(const std::filesystem::path& path, const Checkpoint& teacher,
                           std::span<const int> train_tokens) {
         const std::string file = path.string();
-        std::string bytes;
-        {
-            std::ifstream in = open_for_reading(path);
-            bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-        }
-        if (bytes.size() < fine_tune_magic.size() ||
-            !std::equal(fine_tune_magic.begin(), fine_tune_magic.end(), bytes.begin())) {
-            throw FormatError(file, "magic", "a multibool fine-tuning checkpoint (\"MBOOLFTS\")",
-                              bytes.size() < fine_tune_magic.size()
-                                  ? "a file of " + std::to_string(bytes.size()) + " bytes"
-                                  : "\"" + bytes.substr(0, fine_tune_magic.size()) + "\"");
-        }
-        const std::size_t body = std::max(bytes.size(), sizeof(std::uint64_t)) - sizeof(std::uint64_t);
-        // The whole file is checked before anything is parsed: a truncated or damaged checkpoint
-        // is refused as such, not as whatever field the damage happens to land in.
-        Fnv1a hash;
-        hash.update(std::as_bytes(std::span<const char>(bytes.data(), body)));
-        std::uint64_t stored = 0;
-        if (bytes.size() >= sizeof stored) std::memcpy(&stored, bytes.data() + body, sizeof stored);
-        if (bytes.size() < 64 || stored != hash.value()) {
-            throw FormatError(file, "checksum", "the checksum of the first " + std::to_string(body) + " bytes",
-                              "a mismatch: the checkpoint is truncated or corrupted");
-        }
-        std::istringstream in(bytes.substr(0, body));
+        std::istringstream in(detail::verified_checkpoint_body(path));
         BinaryReader r(in, file);
         r.expect_magic(fine_tune_magic);
         r.expect("version", r.read<std::uint32_t>("version"), fine_tune_version);
@@ -222,10 +236,16 @@ public:
             throw FormatError(file, "model config", "the teacher's", "a different dim, layers, heads or vocabulary");
         }
         FineTuneOptions options = read_options(r);
+        try {
+            options = check_fine_tune_options(std::move(options), c);
+        } catch (const std::invalid_argument& e) {
+            throw FormatError(file, "options", "options a run accepts", e.what());
+        }
         r.expect("teacher fingerprint", r.read<std::uint64_t>("teacher fingerprint"), teacher_fingerprint(teacher));
         r.expect("training-text fingerprint", r.read<std::uint64_t>("training-text fingerprint"),
                  fingerprint(train_tokens));
         const auto step = r.read<std::uint64_t>("step");
+        const auto planned = r.read<std::uint64_t>("planned steps");
 
         FloatTensors tensors;
         const std::size_t table = c.vocab_size * c.dim;
@@ -256,6 +276,7 @@ public:
             }
         }
         FineTuner tuner(teacher, Student(c, std::move(tensors), std::move(blocks)), train_tokens, options, step);
+        tuner.planned_steps_ = planned;
         tuner.projections_ = std::move(states);
         if (options.train_float) {
             tuner.make_float_optimizers();
@@ -282,6 +303,7 @@ public:
             w.write(teacher_fingerprint_);
             w.write(data_fingerprint_);
             w.write(std::uint64_t{step_});
+            w.write(std::uint64_t{planned_steps_});
             w.write(student_.token_embedding().data());
             std::vector<float> rms_att, rms_ffn;
             for (const auto& block : student_.blocks()) {
@@ -382,6 +404,10 @@ public:
     [[nodiscard]] const Student& student() const noexcept { return student_; }
     [[nodiscard]] const FineTuneOptions& options() const noexcept { return options_; }
     [[nodiscard]] std::size_t steps_done() const noexcept { return step_; }
+    // The run's length as last asked for, kept in the checkpoint so that a resume without a new
+    // target finishes the same run. Not used by step().
+    [[nodiscard]] std::size_t planned_steps() const noexcept { return planned_steps_; }
+    void set_planned_steps(std::size_t steps) noexcept { planned_steps_ = steps; }
 
     // Persistent optimizer state per projection weight: the flip policy's, and the scales'
     // AdamW moments (bits and scales themselves excluded; float-parameter optimizers neither).
@@ -432,10 +458,10 @@ private:
         if (student_.config() != teacher.config()) {
             throw std::invalid_argument("FineTuner: the student and the teacher have different configs");
         }
-        if (train_tokens.size() < options_.length + 1) {
+        if (train_tokens.size() < options_.length) {
             throw std::invalid_argument("FineTuner: the training text has " + std::to_string(train_tokens.size()) +
                                         " tokens; a window of --seq " + std::to_string(options_.length) +
-                                        " needs at least " + std::to_string(options_.length + 1));
+                                        " needs at least " + std::to_string(options_.length));
         }
         const std::size_t tokens = options_.batch * options_.length;
         inputs_.resize(tokens);
@@ -455,8 +481,8 @@ private:
         return ExpectedImprovementPolicy(e);
     }
 
-    // Windows of length + 1 tokens: the model reads [BOS, c0 .. c(n-2)] at positions 0 .. n-1 and
-    // predicts c0 .. c(n-1), as in the perplexity protocol.
+    // Windows of n = length text tokens: the model reads [BOS, c0 .. c(n-2)] at positions 0 .. n-1
+    // and predicts c0 .. c(n-1), as in the perplexity protocol.
     void draw_batch() {
         const std::size_t n = options_.length;
         const std::size_t starts = train_tokens_.size() - n + 1;
@@ -579,6 +605,7 @@ private:
     std::uint64_t teacher_fingerprint_;
     std::uint64_t data_fingerprint_;
     std::size_t step_;
+    std::size_t planned_steps_ = 0;
     std::vector<ProjectionState> projections_;  // layer-major, projections in checkpoint order
     std::vector<AdamW> float_optimizers_;       // in float_parameters() order, when they train
     TrainingPass<DenseLinear> teacher_pass_;

@@ -193,7 +193,7 @@ const std::vector<Command>& commands() {
              {"init", "I", "greedy, alternating or act-aware (default; calibrated on --train)"},
              {"policy", "P", "flip rule: stochastic (default) or bold"},
              {"train-kernels", "W", "last (default, the published recipe) or all"},
-             {"steps", "N", "total steps of the run (default 1500)"},
+             {"steps", "N", "total steps of the run (default 1200; a resumed run keeps its own)"},
              {"batch", "B", "sequences per step (default 8)"},
              {"seq", "S", "tokens per sequence (default 256)"},
              {"lr", "X", "AdamW learning rate of the scales (default 3e-3)"},
@@ -206,7 +206,7 @@ const std::vector<Command>& commands() {
              {"temperature", "X", "distillation temperature (default 1)"},
              {"seed", "S", "seed of the window draws and the stochastic policy (default 1)"},
              {"threads", "N", "threads sharing the batch (default: all hardware threads)"},
-             {"eval-every", "N", "steps between validation perplexities (default 100; the last step always)"},
+             {"eval-every", "N", "steps between validation perplexities (default 200; the last step always)"},
              {"save-every", "N", "steps between checkpoints (default 50; the last step always)"},
              {"log", "F", "CSV log (default: the checkpoint path + .csv)"},
              {"out", "CKPT", "the checkpoint to write"},
@@ -694,7 +694,7 @@ void show_progress(std::size_t done, std::size_t total, const FineTuneStep& s, d
 template <std::size_t K, std::size_t G>
 int fine_tune_loop(FineTuner<K, G>& tuner, const Options& options, const fs::path& out, std::size_t steps,
                    std::size_t threads, std::span<const int> valid) {
-    const std::size_t eval_every = options.count("eval-every").value_or(100);
+    const std::size_t eval_every = options.count("eval-every").value_or(200);
     const std::size_t save_every = options.count("save-every").value_or(50);
     const fs::path log_path = options.text("log").value_or(out.string() + ".csv");
     TrainingLog log(log_path, K, tuner.steps_done());
@@ -737,10 +737,13 @@ int fine_tune_loop(FineTuner<K, G>& tuner, const Options& options, const fs::pat
             if (ppl && !last) std::cerr << (isatty(fileno(stderr)) ? "\n" : "") << "step " << done
                                         << ": validation perplexity " << *ppl << "\n";
             if (last || stop_requested || (save_every != 0 && done % save_every == 0)) tuner.save(out);
-            if (stop_requested) {
-                std::cerr << "\nstopped at step " << done << "; saved " << out.string()
-                          << "; continue with: multibool-llama finetune --resume " << out.string() << " --steps "
-                          << steps << "\n";
+            if (stop_requested && !last) {
+                std::string command = "multibool-llama finetune --resume " + out.string();
+                for (const char* file : {"model", "tokenizer", "train", "valid", "log"}) {
+                    if (const auto value = options.text(file)) command += " --" + std::string(file) + " " + *value;
+                }
+                std::cerr << "\nstopped at step " << done << "; saved " << out.string() << "; continue with: " << command
+                          << "\n";
                 restore();
                 return 130;
             }
@@ -771,7 +774,6 @@ int run_finetune(const Options& options) {
     if (threads == 0 || threads > max_threads) {
         throw UsageError("--threads takes 1.." + std::to_string(max_threads) + ", found " + std::to_string(threads));
     }
-    const std::size_t steps = options.count("steps").value_or(1500);
     static const std::array<const char*, 16> run_options = {
         "kernels", "group", "init",  "policy", "train-kernels", "batch",       "seq",  "lr",
         "flip-rate", "float-lr", "kl", "hidden", "hidden-blocks", "ce", "temperature", "seed"};
@@ -831,6 +833,8 @@ int run_finetune(const Options& options) {
             print_totals(converted.second, std::cerr);
             tuner.emplace(teacher, std::move(converted.first), train, fine_tune);
         }
+        const std::size_t steps = options.count("steps").value_or(resume ? tuner->planned_steps() : 1200);
+        tuner->set_planned_steps(steps);
         if (tuner->steps_done() >= steps) {
             throw UsageError("the run is at step " + std::to_string(tuner->steps_done()) + "; give --steps above it");
         }
