@@ -2,15 +2,8 @@ cmake_minimum_required(VERSION 3.22)
 # quantize writes a model file; perplexity on that file equals perplexity with the same K and G
 # converted on the fly, and the file refuses a conflicting --kernels.
 #   cmake -DTOOL=... -DASSETS=dir -DWORK_DIR=... -P converted_model.cmake
-if(DEFINED ENV{MULTIBOOL_ASSETS} AND NOT "$ENV{MULTIBOOL_ASSETS}" STREQUAL "")
-    set(ASSETS "$ENV{MULTIBOOL_ASSETS}")
-endif()
-foreach(file stories260K.bin tok512.bin tinystories-valid.txt)
-    if(NOT EXISTS "${ASSETS}/${file}")
-        message("SKIPPED: ${ASSETS}/${file} not found; set MULTIBOOL_ASSETS to the folder holding it")
-        return()
-    endif()
-endforeach()
+include("${CMAKE_CURRENT_LIST_DIR}/require_assets.cmake")
+multibool_require_assets(stories260K.bin tok512.bin tinystories-valid.txt)
 file(REMOVE_RECURSE "${WORK_DIR}")
 file(MAKE_DIRECTORY "${WORK_DIR}")
 # A 12 KB excerpt keeps the Boolean runs short.

@@ -6,15 +6,8 @@ cmake_minimum_required(VERSION 3.22)
 #   CHECK=corrupted  a checkpoint cut to half, or with bytes appended, is refused as truncated or
 #                    corrupted.
 #   cmake -DTOOL=... -DASSETS=dir -DWORK_DIR=... -DCHECK=resume|corrupted -P finetune.cmake
-if(DEFINED ENV{MULTIBOOL_ASSETS} AND NOT "$ENV{MULTIBOOL_ASSETS}" STREQUAL "")
-    set(ASSETS "$ENV{MULTIBOOL_ASSETS}")
-endif()
-foreach(file stories260K.bin tok512.bin tinystories-train.txt tinystories-valid.txt)
-    if(NOT EXISTS "${ASSETS}/${file}")
-        message("SKIPPED: ${ASSETS}/${file} not found; set MULTIBOOL_ASSETS to the folder holding it")
-        return()
-    endif()
-endforeach()
+include("${CMAKE_CURRENT_LIST_DIR}/require_assets.cmake")
+multibool_require_assets(stories260K.bin tok512.bin tinystories-train.txt tinystories-valid.txt)
 file(REMOVE_RECURSE "${WORK_DIR}")
 file(MAKE_DIRECTORY "${WORK_DIR}")
 # A few hundred words to train on and a few sentences to validate on keep the steps short; greedy

@@ -4,16 +4,9 @@ cmake_minimum_required(VERSION 3.22)
 #         [-DSTDERR_REGEX=regex] [-DNEEDS_ASSETS=file|file] -DASSETS=dir -P run_cli.cmake
 # ARGS separates arguments with '|' (a ';' list would be split by add_test).
 # Prints "SKIPPED:" (which CTest reports as skipped) when a needed asset is missing.
-if(DEFINED ENV{MULTIBOOL_ASSETS} AND NOT "$ENV{MULTIBOOL_ASSETS}" STREQUAL "")
-    set(ASSETS "$ENV{MULTIBOOL_ASSETS}")
-endif()
+include("${CMAKE_CURRENT_LIST_DIR}/require_assets.cmake")
 string(REPLACE "|" ";" NEEDS_ASSETS "${NEEDS_ASSETS}")
-foreach(file IN LISTS NEEDS_ASSETS)
-    if(NOT EXISTS "${ASSETS}/${file}")
-        message("SKIPPED: ${ASSETS}/${file} not found; set MULTIBOOL_ASSETS to the folder holding it")
-        return()
-    endif()
-endforeach()
+multibool_require_assets(${NEEDS_ASSETS})
 string(REPLACE "|" ";" ARGS "${ARGS}")
 execute_process(COMMAND ${TOOL} ${ARGS} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
 set(report "multibool-llama ${ARGS}\nexit status: ${status}\n--- stdout ---\n${out}\n--- stderr ---\n${err}")

@@ -1,0 +1,15 @@
+# Included by the CLI test scripts: ASSETS comes from $MULTIBOOL_ASSETS when set (else as passed
+# with -DASSETS), and multibool_require_assets(file...) ends the calling script with "SKIPPED:"
+# (which CTest reports as skipped) when one of the files is missing. A macro, so that its
+# return() leaves the script itself.
+if(DEFINED ENV{MULTIBOOL_ASSETS} AND NOT "$ENV{MULTIBOOL_ASSETS}" STREQUAL "")
+    set(ASSETS "$ENV{MULTIBOOL_ASSETS}")
+endif()
+macro(multibool_require_assets)
+    foreach(file ${ARGN})
+        if(NOT EXISTS "${ASSETS}/${file}")
+            message("SKIPPED: ${ASSETS}/${file} not found; set MULTIBOOL_ASSETS to the folder holding it")
+            return()
+        endif()
+    endforeach()
+endmacro()
