@@ -145,12 +145,13 @@ public:
         // Per-sequence norm gradients, summed in sequence order afterwards.
         std::vector<float> norm_parts(norms ? sequences_ * (2 * config_.n_layers + 1) * d : 0, 0.0f);
         parallel_for(threads, sequences_, 1, [&](std::size_t begin, std::size_t end) {
+            BackwardScratch scratch(config_, length_);  // once per thread, not per sequence
             for (std::size_t s = begin; s < end; ++s) {
                 const std::span<float> part =
                     norms ? std::span<float>(norm_parts).subspan(s * (2 * config_.n_layers + 1) * d,
                                                                  (2 * config_.n_layers + 1) * d)
                           : std::span<float>();
-                backward_sequence(model, dlogits, hidden_gradients, s, part);
+                backward_sequence(model, dlogits, hidden_gradients, s, part, scratch);
             }
         });
         if (norms) collect_float_gradients(dlogits, norm_parts, threads, *float_gradients);
@@ -202,6 +203,17 @@ private:
         std::vector<float> input, att_inverse, att_normed, q, k, v, probabilities, attended, mid, ffn_inverse,
             ffn_normed, gate, up, activation;
         std::vector<float> dq, dk, dv, dwo, dw1, dw3, dw2;  // projections' output gradients
+    };
+
+    // One sequence's working rows in the backward pass.
+    struct BackwardScratch {
+        BackwardScratch(const Config& c, std::size_t length)
+            : normed_gradient(length * c.dim),
+              dx(length * c.dim),
+              wide(length * std::max(c.dim, c.hidden_dim)),
+              hidden(length * c.hidden_dim),
+              dscores(length) {}
+        std::vector<float> normed_gradient, dx, wide, hidden, dscores;
     };
 
     void check_model(const Transformer<Linear>& model, const char* who) const {
@@ -320,7 +332,7 @@ private:
 
     void backward_sequence(const Transformer<Linear>& model, MatrixView<const float> dlogits,
                            std::span<const MatrixView<const float>> hidden_gradients, std::size_t s,
-                           std::span<float> norm_gradients) {
+                           std::span<float> norm_gradients, BackwardScratch& buffers) {
         const Config& c = config_;
         const std::size_t d = c.dim;
         const std::size_t hs = c.head_size();
@@ -332,12 +344,11 @@ private:
         const MatrixView<const float> sequence_dlogits(dlogits.data().subspan(s * length_ * c.vocab_size,
                                                                               length_ * c.vocab_size),
                                                        length_, c.vocab_size);
-        std::vector<float> normed_gradient_buffer(length_ * d), dx_buffer(length_ * d, 0.0f),
-            scratch_buffer(length_ * std::max(d, c.hidden_dim)), hidden_buffer(length_ * c.hidden_dim);
-        const MatrixView<float> dnormed(std::span<float>(normed_gradient_buffer), length_, d);
-        const MatrixView<float> dx(std::span<float>(dx_buffer), length_, d);
+        std::ranges::fill(buffers.dx, 0.0f);
+        const MatrixView<float> dnormed(std::span<float>(buffers.normed_gradient), length_, d);
+        const MatrixView<float> dx(std::span<float>(buffers.dx), length_, d);
         const auto scratch = [&](std::size_t cols) {
-            return MatrixView<float>(std::span<float>(scratch_buffer).first(length_ * cols), length_, cols);
+            return MatrixView<float>(std::span<float>(buffers.wide).first(length_ * cols), length_, cols);
         };
         const auto add_into = [](MatrixView<const float> from, MatrixView<float> to) {
             for (std::size_t e = 0; e < to.data().size(); ++e) to.data()[e] += from.data()[e];
@@ -360,7 +371,7 @@ private:
             }
             // Feed-forward: next = mid + w2(swiglu(w1 n, w3 n)), n = rmsnorm(mid).
             std::ranges::copy(dx.data(), rows(l.dw2, d, s).data().begin());
-            const MatrixView<float> dactivation(std::span<float>(hidden_buffer), length_, c.hidden_dim);
+            const MatrixView<float> dactivation(std::span<float>(buffers.hidden), length_, c.hidden_dim);
             b.w2.backward_input(dx, dactivation);
             {
                 const auto gate = rows(l.gate, c.hidden_dim, s);
@@ -398,7 +409,7 @@ private:
             std::ranges::fill(dq.data(), 0.0f);
             std::ranges::fill(dk.data(), 0.0f);
             std::ranges::fill(dv.data(), 0.0f);
-            std::vector<float> dscores(length_);
+            const std::span<float> dscores(buffers.dscores);
             for (std::size_t h = 0; h < c.n_heads; ++h) {
                 const std::size_t kv = (h / heads_per_kv) * hs;
                 for (std::size_t t = 0; t < length_; ++t) {

@@ -37,6 +37,7 @@
 #include "llama/checkpoint.hpp"
 #include "llama/conversion.hpp"
 #include "llama/distillation.hpp"
+#include "llama/model_file.hpp"
 #include "llama/perplexity.hpp"
 #include "llama/tokenizer.hpp"
 #include "llama/transformer.hpp"
@@ -214,7 +215,7 @@ public:
         for (std::size_t l = 0; l < config().n_layers; ++l) {
             for (Projection p : projections) {
                 const Matrix& m = student_.blocks()[l].projection(p).weights();
-                projections_.push_back({make_policy(m), ScaleAdamW<K>(m, {options_.scale_learning_rate})});
+                projections_.push_back(make_state(m, options_));
             }
         }
         if (options_.train_float) make_float_optimizers();
@@ -247,35 +248,21 @@ public:
         const auto step = r.read<std::uint64_t>("step");
         const auto planned = r.read<std::uint64_t>("planned steps");
 
-        FloatTensors tensors;
-        const std::size_t table = c.vocab_size * c.dim;
-        tensors.token_embedding = detail::read_finite_floats(r, table, "token_embedding");
-        const std::vector<float> rms_att = detail::read_finite_floats(r, c.n_layers * c.dim, "rms_att");
-        const std::vector<float> rms_ffn = detail::read_finite_floats(r, c.n_layers * c.dim, "rms_ffn");
-        tensors.rms_final = detail::read_finite_floats(r, c.dim, "rms_final");
-        tensors.wcls = detail::read_finite_floats(r, c.shared_classifier ? 0 : table, "wcls");
-        std::vector<Block<Linear>> blocks(c.n_layers);
+        auto stored = detail::read_float_tensors<Linear>(r, c);
         std::vector<ProjectionState> states;
         for (std::size_t l = 0; l < c.n_layers; ++l) {
-            blocks[l].rms_att.assign(rms_att.begin() + l * c.dim, rms_att.begin() + (l + 1) * c.dim);
-            blocks[l].rms_ffn.assign(rms_ffn.begin() + l * c.dim, rms_ffn.begin() + (l + 1) * c.dim);
             for (Projection p : projections) {
-                const std::string where = file + " (layer " + std::to_string(l) + " " + projection_name(p) + ")";
-                Matrix m = multibool::load<Matrix>(in, where);
-                const auto [rows, cols] = projection_shape(c, p);
-                if (m.rows() != rows || m.cols() != cols) {
-                    throw FormatError(where, "shape", std::to_string(rows) + "x" + std::to_string(cols),
-                                      std::to_string(m.rows()) + "x" + std::to_string(m.cols()));
-                }
-                ProjectionState state{make_policy(m, options), ScaleAdamW<K>(m, {options.scale_learning_rate})};
-                BinaryReader state_reader(in, where);
+                Matrix m = detail::read_projection<Matrix>(in, file, c, l, p);
+                ProjectionState state = make_state(m, options);
+                BinaryReader state_reader(in, file + " (layer " + std::to_string(l) + " " + projection_name(p) + ")");
                 std::visit([&](auto& policy) { policy.read_state(state_reader); }, state.policy);
                 state.scales.read_state(state_reader);
                 states.push_back(std::move(state));
-                blocks[l].projection(p) = Linear(std::move(m));
+                stored.blocks[l].projection(p) = Linear(std::move(m));
             }
         }
-        FineTuner tuner(teacher, Student(c, std::move(tensors), std::move(blocks)), train_tokens, options, step);
+        FineTuner tuner(teacher, Student(c, std::move(stored.tensors), std::move(stored.blocks)), train_tokens, options,
+                        step);
         tuner.planned_steps_ = planned;
         tuner.projections_ = std::move(states);
         if (options.train_float) {
@@ -304,16 +291,7 @@ public:
             w.write(data_fingerprint_);
             w.write(std::uint64_t{step_});
             w.write(std::uint64_t{planned_steps_});
-            w.write(student_.token_embedding().data());
-            std::vector<float> rms_att, rms_ffn;
-            for (const auto& block : student_.blocks()) {
-                rms_att.insert(rms_att.end(), block.rms_att.begin(), block.rms_att.end());
-                rms_ffn.insert(rms_ffn.end(), block.rms_ffn.begin(), block.rms_ffn.end());
-            }
-            w.write(std::span<const float>(rms_att));
-            w.write(std::span<const float>(rms_ffn));
-            w.write(student_.rms_final());
-            w.write(config().shared_classifier ? std::span<const float>() : student_.classifier().data());
+            detail::write_float_tensors(w, student_);
         }
         std::size_t index = 0;
         for (const auto& block : student_.blocks()) {
@@ -441,7 +419,12 @@ private:
     struct ProjectionState {
         Policy policy;
         ScaleAdamW<K> scales;
+        ScaleGradient<K> scale_gradient;  // this step's; kept so that a step allocates none
     };
+
+    static ProjectionState make_state(const Matrix& m, const FineTuneOptions& o) {
+        return {make_policy(m, o), ScaleAdamW<K>(m, {o.scale_learning_rate}), ScaleGradient<K>(m)};
+    }
 
     FineTuner(const Checkpoint& teacher, Student student, std::span<const int> train_tokens, FineTuneOptions options,
               std::size_t step)
@@ -469,7 +452,6 @@ private:
         dlogits_.resize(tokens * config().vocab_size);
     }
 
-    Policy make_policy(const Matrix& m) const { return make_policy(m, options_); }
     static Policy make_policy(const Matrix& m, const FineTuneOptions& o) {
         if (o.policy == FlipPolicyKind::bold) {
             return BoldPolicy<float>(m, BoldOptions{o.resolved_flip_rate(), o.trainable()});
@@ -502,7 +484,8 @@ private:
                                      std::size_t threads) {
         Linear& linear = student_.blocks()[layer].projection(p);
         Matrix m = linear.weights();
-        ScaleGradient<K> scale_gradient(m);
+        ScaleGradient<K>& scale_gradient = state.scale_gradient;
+        scale_gradient.clear();
         FlipStatistics total;
         std::visit(
             [&](auto& policy) {

@@ -85,6 +85,66 @@ void check_model_file_length(const std::filesystem::path& path, const Config& c)
     }
 }
 
+// The float tensors in file order: token_embedding, rms_att [L, dim], rms_ffn [L, dim], rms_final,
+// and wcls when the classifier is untied. Shared by the model file and the fine-tuning checkpoint.
+template <class Linear>
+void write_float_tensors(BinaryWriter& w, const Transformer<Linear>& model) {
+    std::vector<float> rms_att;
+    std::vector<float> rms_ffn;
+    for (const auto& block : model.blocks()) {
+        rms_att.insert(rms_att.end(), block.rms_att.begin(), block.rms_att.end());
+        rms_ffn.insert(rms_ffn.end(), block.rms_ffn.begin(), block.rms_ffn.end());
+    }
+    w.write(model.token_embedding().data());
+    w.write(std::span<const float>(rms_att));
+    w.write(std::span<const float>(rms_ffn));
+    w.write(model.rms_final());
+    w.write(model.config().shared_classifier ? std::span<const float>() : model.classifier().data());
+}
+
+// What write_float_tensors wrote: the model's FloatTensors, and its blocks with their norms set
+// (the projections are the caller's to read).
+template <class Linear>
+struct StoredFloatTensors {
+    FloatTensors tensors;
+    std::vector<Block<Linear>> blocks;
+};
+
+template <class Linear>
+StoredFloatTensors<Linear> read_float_tensors(BinaryReader& reader, const Config& c) {
+    StoredFloatTensors<Linear> stored;
+    std::vector<float> rms_att;
+    std::vector<float> rms_ffn;
+    const std::size_t table = c.vocab_size * c.dim;
+    const std::array<std::tuple<const char*, std::vector<float>*, std::size_t>, 5> arrays = {{
+        {"token_embedding", &stored.tensors.token_embedding, table},
+        {"rms_att", &rms_att, c.n_layers * c.dim},
+        {"rms_ffn", &rms_ffn, c.n_layers * c.dim},
+        {"rms_final", &stored.tensors.rms_final, c.dim},
+        {"wcls", &stored.tensors.wcls, c.shared_classifier ? 0 : table},
+    }};
+    for (const auto& [name, values, count] : arrays) *values = read_finite_floats(reader, count, name);
+    stored.blocks.resize(c.n_layers);
+    for (std::size_t l = 0; l < c.n_layers; ++l) {
+        stored.blocks[l].rms_att.assign(rms_att.begin() + l * c.dim, rms_att.begin() + (l + 1) * c.dim);
+        stored.blocks[l].rms_ffn.assign(rms_ffn.begin() + l * c.dim, rms_ffn.begin() + (l + 1) * c.dim);
+    }
+    return stored;
+}
+
+// One projection's matrix record, refused unless it has the shape the config gives it.
+template <class Matrix>
+Matrix read_projection(std::istream& in, const std::string& file, const Config& c, std::size_t layer, Projection p) {
+    const std::string where = "layer " + std::to_string(layer) + " " + projection_name(p);
+    Matrix m = load<Matrix>(in, file + " (" + where + ")");
+    const auto [rows, cols] = projection_shape(c, p);
+    if (m.rows() != rows || m.cols() != cols) {
+        throw FormatError(file, where + " shape", std::to_string(rows) + "x" + std::to_string(cols),
+                          std::to_string(m.rows()) + "x" + std::to_string(m.cols()));
+    }
+    return m;
+}
+
 }  // namespace detail
 
 inline ModelFileHeader read_model_header(const std::filesystem::path& path) {
@@ -97,13 +157,6 @@ template <std::size_t K, std::size_t G, class Word, class Backend, class Scale>
 void save_model(const Transformer<MultiBoolLinear<K, G, Word, Backend, Scale>>& model,
                 const std::filesystem::path& path) {
     const Config& c = model.config();
-    std::vector<float> rms_att;
-    std::vector<float> rms_ffn;
-    for (const auto& block : model.blocks()) {
-        rms_att.insert(rms_att.end(), block.rms_att.begin(), block.rms_att.end());
-        rms_ffn.insert(rms_ffn.end(), block.rms_ffn.begin(), block.rms_ffn.end());
-    }
-    const auto classifier = c.shared_classifier ? std::span<const float>() : model.classifier().data();
     write_file_atomically(path, [&](std::ostream& out) {
         BinaryWriter w(out);
         w.write(std::span<const char>(model_file_magic));
@@ -112,11 +165,7 @@ void save_model(const Transformer<MultiBoolLinear<K, G, Word, Backend, Scale>>& 
         w.write(static_cast<std::uint32_t>(G));
         w.write(static_cast<std::uint32_t>(bits_of<Word>));
         detail::write_config(w, c);
-        w.write(model.token_embedding().data());
-        w.write(std::span<const float>(rms_att));
-        w.write(std::span<const float>(rms_ffn));
-        w.write(model.rms_final());
-        w.write(classifier);
+        detail::write_float_tensors(w, model);
         w.write_checksum();
         for (const auto& block : model.blocks()) {
             for (Projection p : projections) save(block.projection(p).weights(), out);
@@ -140,36 +189,14 @@ Transformer<MultiBoolLinear<K, G, Word, Backend, Scale>> load_model(const std::f
     const Config& c = header.config;
     detail::check_model_file_length<Matrix>(path, c);
 
-    FloatTensors tensors;
-    std::vector<float> rms_att;
-    std::vector<float> rms_ffn;
-    const std::size_t table = c.vocab_size * c.dim;
-    const std::array<std::tuple<const char*, std::vector<float>*, std::size_t>, 5> arrays = {{
-        {"token_embedding", &tensors.token_embedding, table},
-        {"rms_att", &rms_att, c.n_layers * c.dim},
-        {"rms_ffn", &rms_ffn, c.n_layers * c.dim},
-        {"rms_final", &tensors.rms_final, c.dim},
-        {"wcls", &tensors.wcls, c.shared_classifier ? 0 : table},
-    }};
-    for (const auto& [name, values, count] : arrays) *values = detail::read_finite_floats(reader, count, name);
+    auto stored = detail::read_float_tensors<Linear>(reader, c);
     reader.verify_checksum();
-
-    std::vector<Block<Linear>> blocks(c.n_layers);
     for (std::size_t l = 0; l < c.n_layers; ++l) {
-        blocks[l].rms_att.assign(rms_att.begin() + l * c.dim, rms_att.begin() + (l + 1) * c.dim);
-        blocks[l].rms_ffn.assign(rms_ffn.begin() + l * c.dim, rms_ffn.begin() + (l + 1) * c.dim);
         for (Projection p : projections) {
-            const std::string where = "layer " + std::to_string(l) + " " + projection_name(p);
-            Matrix m = load<Matrix>(in, file + " (" + where + ")");
-            const auto [rows, cols] = projection_shape(c, p);
-            if (m.rows() != rows || m.cols() != cols) {
-                throw FormatError(file, where + " shape", std::to_string(rows) + "x" + std::to_string(cols),
-                                  std::to_string(m.rows()) + "x" + std::to_string(m.cols()));
-            }
-            blocks[l].projection(p) = Linear(std::move(m));
+            stored.blocks[l].projection(p) = Linear(detail::read_projection<Matrix>(in, file, c, l, p));
         }
     }
-    return Transformer<Linear>(c, std::move(tensors), std::move(blocks));
+    return Transformer<Linear>(c, std::move(stored.tensors), std::move(stored.blocks));
 }
 
 }  // namespace multibool::llama

@@ -72,6 +72,13 @@ public:
     void write(const T& value) {
         write(std::span<const T>(&value, 1));
     }
+    // A u64 element count, then the elements: read_counted checks the count against the shape
+    // the reader expects before it reads them.
+    template <TriviallyCopyable T>
+    void write_counted(std::span<const T> values) {
+        write(std::uint64_t{values.size()});
+        write(values);
+    }
     // Appends the checksum of everything written so far.
     void write_checksum() { write(hash_.value()); }
 
@@ -106,6 +113,12 @@ public:
             read(std::span<T>(values).subspan(start), field);
         }
         return values;
+    }
+    // What write_counted wrote, refusing a stored count other than `count` (field "<field> count").
+    template <class T>
+    std::vector<T> read_counted(std::size_t count, const std::string& field) {
+        expect(field + " count", read<std::uint64_t>(field + " count"), std::uint64_t{count});
+        return read_vector<T>(count, field);
     }
     // Passes over bytes the caller does not keep, still checking that they are there (and
     // counting them in the checksum).

@@ -87,10 +87,8 @@ private:
 inline void write_adamw_moments(BinaryWriter& writer, std::size_t steps, std::span<const float> first,
                                 std::span<const float> second) {
     writer.write(std::uint64_t{steps});
-    writer.write(std::uint64_t{first.size()});
-    writer.write(first);
-    writer.write(std::uint64_t{second.size()});
-    writer.write(second);
+    writer.write_counted(first);
+    writer.write_counted(second);
 }
 
 struct AdamWMoments {
@@ -107,12 +105,8 @@ inline AdamWMoments read_adamw_moments(BinaryReader& reader, const std::string& 
         throw FormatError(reader.source(), who + " steps", "a count below " + std::to_string(std::numeric_limits<std::size_t>::max()),
                           std::to_string(steps));
     }
-    const auto read_moments = [&](const std::string& name) {
-        reader.expect(who + " " + name + " count", reader.read<std::uint64_t>(who + " " + name + " count"),
-                      std::uint64_t{count});
-        return reader.read_vector<float>(count, who + " " + name + "s");
-    };
-    AdamWMoments state{static_cast<std::size_t>(steps), read_moments("first moment"), read_moments("second moment")};
+    AdamWMoments state{static_cast<std::size_t>(steps), reader.read_counted<float>(count, who + " first moment"),
+                       reader.read_counted<float>(count, who + " second moment")};
     for (std::size_t e = 0; e < count; ++e) {
         // m is a running mean of finite gradients; v of their squares, which may overflow float to +inf.
         const float m = state.first[e], v = state.second[e];

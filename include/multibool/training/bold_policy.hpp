@@ -67,15 +67,12 @@ public:
     [[nodiscard]] std::size_t bytes() const noexcept { return values_.size() * sizeof(Storage); }
 
     void write(BinaryWriter& writer) const {
-        writer.write(std::uint64_t{values_.size()});
-        writer.write(std::span<const Storage>(values_));
+        writer.write_counted(std::span<const Storage>(values_));
     }
     // Validated: no NaN. Infinity is allowed: keep evidence beyond half's range rounds to it.
     static BoldAccumulator read(BinaryReader& reader, std::size_t rows, std::size_t cols) {
         const std::size_t count = rows * cols;
-        reader.expect("BoldPolicy accumulator count", reader.read<std::uint64_t>("BoldPolicy accumulator count"),
-                      std::uint64_t{count});
-        auto values = reader.read_vector<Storage>(count, "BoldPolicy accumulator");
+        auto values = reader.read_counted<Storage>(count, "BoldPolicy accumulator");
         for (std::size_t e = 0; e < count; ++e) {
             if (std::isnan(static_cast<float>(values[e]))) {
                 throw FormatError(reader.source(), "BoldPolicy accumulator", "numbers",
@@ -123,20 +120,14 @@ public:
     }
 
     void write(BinaryWriter& writer) const {
-        writer.write(std::uint64_t{values_.size()});
-        writer.write(std::span<const std::int8_t>(values_));
-        writer.write(std::uint64_t{scales_.size()});
-        writer.write(std::span<const float>(scales_));
+        writer.write_counted(std::span<const std::int8_t>(values_));
+        writer.write_counted(std::span<const float>(scales_));
     }
     // Validated as store() writes them: values in [-127, 127], scales in [0, 1/127].
     static BoldAccumulator read(BinaryReader& reader, std::size_t rows, std::size_t cols) {
         const std::size_t count = rows * cols;
-        reader.expect("BoldPolicy accumulator count", reader.read<std::uint64_t>("BoldPolicy accumulator count"),
-                      std::uint64_t{count});
-        auto values = reader.read_vector<std::int8_t>(count, "BoldPolicy accumulator");
-        reader.expect("BoldPolicy accumulator row scale count",
-                      reader.read<std::uint64_t>("BoldPolicy accumulator row scale count"), std::uint64_t{rows});
-        auto scales = reader.read_vector<float>(rows, "BoldPolicy accumulator row scales");
+        auto values = reader.read_counted<std::int8_t>(count, "BoldPolicy accumulator");
+        auto scales = reader.read_counted<float>(rows, "BoldPolicy accumulator row scale");
         for (std::size_t e = 0; e < count; ++e) {
             if (values[e] < -127) {
                 throw FormatError(reader.source(), "BoldPolicy accumulator", "values in [-127, 127]",
