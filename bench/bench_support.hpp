@@ -20,20 +20,20 @@
 #include <utility>
 #include <vector>
 
-#include <multibool/kernels/prepacking_backend.hpp>
-#include <multibool/kernels/thread_pool.hpp>
+#include <multibool/backends/prepacking_backend.hpp>
+#include <multibool/backends/thread_pool.hpp>
 #include <multibool/multibool.hpp>
 #if MULTIBOOL_HAS_HIGHWAY
 #include <hwy/highway.h>
-#include <multibool/kernels/highway_backend.hpp>
+#include <multibool/backends/highway_backend.hpp>
 // The table-lookup backend needs a SIMD target with byte shuffles (as in default_backend.hpp).
 #define MULTIBOOL_BENCH_HAS_HIGHWAY_LUT (HWY_STATIC_TARGET != HWY_SCALAR && HWY_STATIC_TARGET != HWY_EMU128)
 #if MULTIBOOL_BENCH_HAS_HIGHWAY_LUT
-#include <multibool/kernels/highway_lookup_backend.hpp>
+#include <multibool/backends/highway_lookup_backend.hpp>
 #endif
 #endif
 #if MULTIBOOL_HAS_XSIMD
-#include <multibool/kernels/xsimd_backend.hpp>
+#include <multibool/backends/xsimd_backend.hpp>
 #endif
 #ifdef MULTIBOOL_BENCH_HAS_OPENBLAS
 #include <cblas.h>
@@ -44,7 +44,7 @@ namespace multibool::bench {
 // The deployment format the issue asks for: G = 128, 64-bit words, fp16 scales (K = 3: 3.375 bpw).
 inline constexpr std::size_t kGroup = 128;
 template <std::size_t K>
-using Matrix = BitPlaneMatrix<K, kGroup, std::uint64_t, half>;
+using Matrix = BitPlaneMatrix<K, kGroup, half, std::uint64_t>;
 inline constexpr std::size_t kMaxKernels = 3;
 
 inline constexpr std::size_t kL3Bytes = std::size_t{32} << 20;
@@ -348,7 +348,7 @@ struct Packed {
     template <std::size_t K>
     using weights_type = typename Backend::template packed_type<Matrix<K>>;
     template <std::size_t K>
-    using linear_type = MultiBoolLinear<K, kGroup, std::uint64_t, Backend, half>;
+    using linear_type = MultiBoolLinear<K, kGroup, half, std::uint64_t, Backend>;
     template <std::size_t K>
     static weights_type<K> prepare(const Backend& backend, const Matrix<K>& m) {
         static_assert(PrepackingBackend<Backend, Matrix<K>>);

@@ -29,8 +29,8 @@
 #include "llama/tokenizer.hpp"
 #include "llama/transformer.hpp"
 #include "multibool/core/bit_plane_matrix.hpp"
-#include "multibool/kernels/highway_backend.hpp"
-#include "multibool/kernels/highway_lookup_backend.hpp"
+#include "multibool/backends/highway_backend.hpp"
+#include "multibool/backends/highway_lookup_backend.hpp"
 #include "multibool/nn/dense_linear.hpp"
 #include "multibool/nn/multibool_linear.hpp"
 #include "multibool/solvers/greedy_residual.hpp"
@@ -91,9 +91,9 @@ std::map<Key, std::vector<float>> record_inputs(const llama::Checkpoint& checkpo
 template <std::size_t K, std::size_t G>
 void report(const llama::Checkpoint& checkpoint, const std::map<Key, std::vector<float>>& inputs,
             std::span<const int> valid, std::size_t threads) {
-    using Matrix = multibool::BitPlaneMatrix<K, G, std::uint64_t, half>;
-    using Exact = multibool::MultiBoolLinear<K, G, std::uint64_t, multibool::HighwayBackend, half>;
-    using Lookup = multibool::MultiBoolLinear<K, G, std::uint64_t, multibool::HighwayLookupBackend, half>;
+    using Matrix = multibool::BitPlaneMatrix<K, G, half, std::uint64_t>;
+    using Exact = multibool::MultiBoolLinear<K, G, half, std::uint64_t, multibool::HighwayBackend>;
+    using Lookup = multibool::MultiBoolLinear<K, G, half, std::uint64_t, multibool::HighwayLookupBackend>;
     std::map<Key, Matrix> matrices;
     for (std::size_t layer = 0; layer < checkpoint.config().n_layers; ++layer) {
         for (const auto p : llama::projections) {

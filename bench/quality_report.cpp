@@ -61,9 +61,9 @@ constexpr std::size_t kCalibrationTokens = 32768;  // model section
 constexpr std::array<std::size_t, 3> kRtnBits{2, 3, 4};
 
 template <std::size_t K, std::size_t G>
-using GroupMatrix = BitPlaneMatrix<K, G, std::uint64_t, half>;
+using GroupMatrix = BitPlaneMatrix<K, G, half, std::uint64_t>;
 template <std::size_t K>
-using RowColMatrix = RowColumnMatrix<K, std::uint64_t, half>;
+using RowColMatrix = RowColumnMatrix<K, half, std::uint64_t>;
 
 // Calls f(std::integral_constant<std::size_t, K>{}) for K = 1..4, and likewise for G.
 template <class F>

@@ -27,7 +27,7 @@ if(MULTIBOOL_HIGHWAY_DYNAMIC_DISPATCH)
     endif()
     add_library(multibool::highway_dynamic ALIAS multibool_highway_dynamic)
     target_sources(multibool_highway_dynamic PRIVATE
-        ${PROJECT_SOURCE_DIR}/include/multibool/kernels/highway_dynamic_dispatch.cpp)
+        ${PROJECT_SOURCE_DIR}/include/multibool/backends/highway_dynamic_dispatch.cpp)
     # No -march flag and no HWY_COMPILE_ONLY_STATIC (multibool_development is not linked on purpose).
     target_link_libraries(multibool_highway_dynamic PUBLIC multibool hwy::hwy)
     set_target_properties(multibool_highway_dynamic PROPERTIES EXPORT_NAME highway_dynamic POSITION_INDEPENDENT_CODE ON)

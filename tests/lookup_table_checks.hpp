@@ -11,7 +11,7 @@
 #include <vector>
 
 #include <multibool/core/matrix_view.hpp>
-#include <multibool/kernels/scalar_backend.hpp>
+#include <multibool/backends/scalar_backend.hpp>
 
 #include "test_support.hpp"
 

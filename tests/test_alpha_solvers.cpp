@@ -25,7 +25,7 @@ using namespace multibool;
 using multibool::testing::fresh_seed;
 
 static_assert(AlphaSolver<WeightSpaceSolver, BitPlaneMatrix<2, 64>>);
-static_assert(AlphaSolver<ActivationAwareSolver, BitPlaneMatrix<3, 32, std::uint8_t>>);
+static_assert(AlphaSolver<ActivationAwareSolver, BitPlaneMatrix<3, 32, float, std::uint8_t>>);
 static_assert(AlphaSolver<OutputSpaceSolver, BitPlaneMatrix<1, per_row>>);
 
 namespace {
@@ -261,14 +261,14 @@ constexpr Metric all_metrics[] = {Metric::identity, Metric::diagonal, Metric::gr
 // float scales and the 16-bit ones (a class type).
 template <class F>
 void for_each_matrix_type(F&& f) {
-    f.template operator()<BitPlaneMatrix<1, 32, std::uint8_t>>();
-    f.template operator()<BitPlaneMatrix<2, 64, std::uint64_t>>();
-    f.template operator()<BitPlaneMatrix<3, per_row, std::uint8_t>>();
-    f.template operator()<BitPlaneMatrix<4, 32, std::uint64_t>>();
-    f.template operator()<BitPlaneMatrix<4, 64, std::uint8_t>>();
-    f.template operator()<BitPlaneMatrix<2, per_row, std::uint64_t>>();
-    f.template operator()<BitPlaneMatrix<3, 64, std::uint64_t, half>>();
-    f.template operator()<BitPlaneMatrix<2, 32, std::uint8_t, bfloat16>>();
+    f.template operator()<BitPlaneMatrix<1, 32, float, std::uint8_t>>();
+    f.template operator()<BitPlaneMatrix<2, 64, float, std::uint64_t>>();
+    f.template operator()<BitPlaneMatrix<3, per_row, float, std::uint8_t>>();
+    f.template operator()<BitPlaneMatrix<4, 32, float, std::uint64_t>>();
+    f.template operator()<BitPlaneMatrix<4, 64, float, std::uint8_t>>();
+    f.template operator()<BitPlaneMatrix<2, per_row, float, std::uint64_t>>();
+    f.template operator()<BitPlaneMatrix<3, 64, half, std::uint64_t>>();
+    f.template operator()<BitPlaneMatrix<2, 32, bfloat16, std::uint8_t>>();
 }
 
 }  // namespace
@@ -433,7 +433,7 @@ TEST_CASE("an all-zero target group gets zero scales", "[solvers]") {
     const auto seed = fresh_seed();
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
-    using M = BitPlaneMatrix<3, 32, std::uint8_t>;
+    using M = BitPlaneMatrix<3, 32, float, std::uint8_t>;
     const std::size_t rows = 3, cols = 100;
     auto w = testing::random_floats(rows * cols, rng);
     for (std::size_t i = 0; i < rows; ++i) std::fill_n(w.begin() + i * cols + 32, 32, 0.0f);

@@ -66,11 +66,11 @@ double output_error(const M& m, std::span<const float> w, std::span<const float>
 
 template <class F>
 void for_each_matrix_type(F&& f) {
-    f.template operator()<BitPlaneMatrix<1, 64, std::uint64_t>>();
-    f.template operator()<BitPlaneMatrix<2, 32, std::uint8_t>>();
-    f.template operator()<BitPlaneMatrix<3, per_row, std::uint64_t>>();
-    f.template operator()<BitPlaneMatrix<4, 64, std::uint8_t>>();
-    f.template operator()<BitPlaneMatrix<2, 32, std::uint64_t, half>>();
+    f.template operator()<BitPlaneMatrix<1, 64, float, std::uint64_t>>();
+    f.template operator()<BitPlaneMatrix<2, 32, float, std::uint8_t>>();
+    f.template operator()<BitPlaneMatrix<3, per_row, float, std::uint64_t>>();
+    f.template operator()<BitPlaneMatrix<4, 64, float, std::uint8_t>>();
+    f.template operator()<BitPlaneMatrix<2, 32, half, std::uint64_t>>();
 }
 
 }  // namespace
@@ -120,7 +120,7 @@ TEST_CASE("nearest-level assignment reaches the brute-force nearest of the 2^K l
 }
 
 TEST_CASE("nearest-level ties: keep the current bits, else the larger level, else the smallest code", "[solvers]") {
-    using M = BitPlaneMatrix<2, per_row, std::uint8_t>;
+    using M = BitPlaneMatrix<2, per_row, float, std::uint8_t>;
     const auto assign = [](std::vector<std::int8_t> signs, std::vector<float> scales, float w) {
         M m = M::from_planes(1, 1, signs, scales);
         assign_nearest_levels(m, {std::span<const float>(&w, 1), 1, 1});
@@ -191,7 +191,7 @@ TEST_CASE("alternating_init improves on greedy for Gaussian weights when K >= 2"
     auto one = greedy_residual<BitPlaneMatrix<1, 64>>(target);
     REQUIRE(alternating_refinement(one, target, 10, WeightSpaceSolver{}).size() == 3);
     const auto [greedy2, refined2] = errors.template operator()<BitPlaneMatrix<2, 64>>();
-    const auto [greedy3, refined3] = errors.template operator()<BitPlaneMatrix<3, 64, std::uint8_t>>();
+    const auto [greedy3, refined3] = errors.template operator()<BitPlaneMatrix<3, 64, float, std::uint8_t>>();
     const auto [greedy4, refined4] = errors.template operator()<BitPlaneMatrix<4, per_row>>();
     CAPTURE(greedy2, refined2, greedy3, refined3, greedy4, refined4);
     REQUIRE(refined2 < 0.97 * greedy2);
@@ -222,7 +222,7 @@ TEST_CASE("activation_aware_init lowers the output error below greedy (and weigh
         if (M::kernels == 2) REQUIRE(activation_aware < 0.8 * weight_space);
     };
     check.template operator()<BitPlaneMatrix<1, 64>>();
-    check.template operator()<BitPlaneMatrix<2, 32, std::uint8_t>>();
+    check.template operator()<BitPlaneMatrix<2, 32, float, std::uint8_t>>();
     check.template operator()<BitPlaneMatrix<3, per_row>>();
 }
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include <multibool/core/bit_plane_matrix.hpp>
-#include <multibool/kernels/scalar_backend.hpp>
+#include <multibool/backends/scalar_backend.hpp>
 
 #include "test_support.hpp"
 
@@ -36,7 +36,7 @@ TEMPLATE_TEST_CASE("explicit planes round-trip through the packed bits", "[core]
     std::mt19937_64 rng(seed);
     for (std::size_t cols : {1u, 7u, 100u, 172u, 4097u}) {
         CAPTURE(cols);
-        using Matrix = BitPlaneMatrix<3, 64, TestType>;
+        using Matrix = BitPlaneMatrix<3, 64, float, TestType>;
         const std::size_t rows = 5;
         const std::size_t groups = (cols + 63) / 64;
         std::vector<std::int8_t> signs(3 * rows * cols);
@@ -69,7 +69,7 @@ TEST_CASE("set_sign and flip agree with a dense sign array and keep padding clea
     const auto seed = fresh_seed();
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
-    BitPlaneMatrix<2, 32, std::uint32_t> m(3, 45);
+    BitPlaneMatrix<2, 32, float, std::uint32_t> m(3, 45);
     std::vector<int> model(2 * 3 * 45, -1);
     std::uniform_int_distribution<std::size_t> pick(0, model.size() - 1);
     for (int step = 0; step < 2000; ++step) {
@@ -129,7 +129,7 @@ TEMPLATE_TEST_CASE("padding bits never change a product", "[core]", std::uint8_t
     const auto seed = fresh_seed();
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
-    using Matrix = BitPlaneMatrix<3, 32, TestType>;
+    using Matrix = BitPlaneMatrix<3, 32, float, TestType>;
     for (std::size_t cols : {1u, 13u, 100u, 172u}) {
         CAPTURE(cols);
         const auto m = testing::random_matrix<Matrix>(4, cols, rng);
@@ -159,7 +159,7 @@ TEMPLATE_TEST_CASE("padding bits never change a product", "[core]", std::uint8_t
 TEST_CASE("bit j of a row is bit j % w of word j / w, and 1 means +1", "[core]") {
     // Two kernels, 2 rows, 10 columns in 8-bit words: planes are stored kernel by kernel, row by row.
     const std::vector<std::uint8_t> words{0x05, 0x02, 0x00, 0x00, 0xFF, 0x03, 0x80, 0x01};
-    const BitPlaneMatrix<2, per_row, std::uint8_t> m(2, 10, words, std::vector<float>{1, 2, 3, 4});
+    const BitPlaneMatrix<2, per_row, float, std::uint8_t> m(2, 10, words, std::vector<float>{1, 2, 3, 4});
     const std::vector<int> kernel0_row0{+1, -1, +1, -1, -1, -1, -1, -1, -1, +1};
     const std::vector<int> kernel1_row1{-1, -1, -1, -1, -1, -1, -1, +1, +1, -1};
     for (std::size_t j = 0; j < 10; ++j) {
@@ -195,7 +195,7 @@ TEST_CASE("storage accounting counts planes, row padding and scales", "[core]") 
     const BitPlaneMatrix<1, 32> ragged(2, 100);
     REQUIRE(ragged.storage_bytes() == 2 * 2 * 8 + 2 * 4 * 4);
     REQUIRE(ragged.bits_per_weight() == Approx(8.0 * 64 / 200));
-    const BitPlaneMatrix<2, per_row, std::uint8_t, double> per_channel(3, 10);
+    const BitPlaneMatrix<2, per_row, double, std::uint8_t> per_channel(3, 10);
     REQUIRE(per_channel.group_size() == 10);
     REQUIRE(per_channel.groups_per_row() == 1);
     REQUIRE(per_channel.storage_bytes() == 2 * 3 * 2 + 2 * 3 * 8);
@@ -210,7 +210,7 @@ TEST_CASE("ragged last group covers the remaining columns", "[core]") {
 }
 
 TEST_CASE("invalid planes, scales and raw payloads are refused with a message", "[core]") {
-    using Matrix = BitPlaneMatrix<2, 4, std::uint8_t>;
+    using Matrix = BitPlaneMatrix<2, 4, float, std::uint8_t>;
     std::vector<std::int8_t> signs(2 * 2 * 6, 1);
     std::vector<float> scales(2 * 2 * 2, 0.5f);
     REQUIRE_NOTHROW(Matrix::from_planes(2, 6, signs, scales));

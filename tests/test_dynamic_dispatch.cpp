@@ -18,9 +18,9 @@
 #include <vector>
 
 #include <multibool/core/bit_plane_matrix.hpp>
-#include <multibool/kernels/highway_dynamic_dispatch.hpp>
-#include <multibool/kernels/prepacking_backend.hpp>
-#include <multibool/kernels/scalar_backend.hpp>
+#include <multibool/backends/highway_dynamic_dispatch.hpp>
+#include <multibool/backends/prepacking_backend.hpp>
+#include <multibool/backends/scalar_backend.hpp>
 
 #include "lookup_table_checks.hpp"
 #include "test_support.hpp"
@@ -31,7 +31,7 @@ using multibool::testing::fresh_seed;
 namespace {
 
 static_assert(PrepackingBackend<HighwayDynamicLookupBackend, BitPlaneMatrix<3, 128>>);
-static_assert(PrepackingBackend<HighwayDynamicLookupBackend, BitPlaneMatrix<1, per_row, std::uint8_t, half>>);
+static_assert(PrepackingBackend<HighwayDynamicLookupBackend, BitPlaneMatrix<1, per_row, half, std::uint8_t>>);
 
 constexpr std::size_t shape_rows[] = {1, 5, 70, 130};
 constexpr std::size_t shape_cols[] = {1, 7, 63, 65, 172, 300, 600};
@@ -76,9 +76,9 @@ struct CheckDispatchedProducts {
 
 template <class Word, std::size_t K, class Check>
 void for_each_group(Check& check) {
-    check.template operator()<BitPlaneMatrix<K, 32, Word>>();
-    check.template operator()<BitPlaneMatrix<K, 128, Word>>();
-    check.template operator()<BitPlaneMatrix<K, per_row, Word>>();
+    check.template operator()<BitPlaneMatrix<K, 32, float, Word>>();
+    check.template operator()<BitPlaneMatrix<K, 128, float, Word>>();
+    check.template operator()<BitPlaneMatrix<K, per_row, float, Word>>();
 }
 
 }  // namespace
@@ -130,9 +130,9 @@ TEMPLATE_TEST_CASE("dynamically dispatched lookup products read 16-bit and wide 
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
     CheckDispatchedProducts check{rng};
-    check.operator()<BitPlaneMatrix<3, 64, std::uint64_t, TestType>>();
-    check.operator()<BitPlaneMatrix<2, 32, std::uint8_t, TestType>>();
-    check.operator()<BitPlaneMatrix<4, per_row, std::uint16_t, TestType>>();
+    check.operator()<BitPlaneMatrix<3, 64, TestType, std::uint64_t>>();
+    check.operator()<BitPlaneMatrix<2, 32, TestType, std::uint8_t>>();
+    check.operator()<BitPlaneMatrix<4, per_row, TestType, std::uint16_t>>();
 }
 
 TEST_CASE("dynamically dispatched lookup products do not depend on the thread count", "[dispatch][threads]") {
@@ -140,7 +140,7 @@ TEST_CASE("dynamically dispatched lookup products do not depend on the thread co
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
     const std::size_t rows = 1000, cols = 700, tokens = 5;
-    const auto m = testing::random_matrix<BitPlaneMatrix<3, 128, std::uint64_t, half>>(rows, cols, rng);
+    const auto m = testing::random_matrix<BitPlaneMatrix<3, 128, half, std::uint64_t>>(rows, cols, rng);
     const auto xs = testing::random_floats(tokens * cols, rng);
     const MatrixView<const float> x_view(std::span<const float>(xs), tokens, cols);
     for (const std::int64_t target : runnable_targets()) {

@@ -17,7 +17,7 @@
 #include <multibool/core/binary_io.hpp>
 #include <multibool/core/bit_plane_matrix.hpp>
 #include <multibool/core/half.hpp>
-#include <multibool/kernels/thread_pool.hpp>
+#include <multibool/backends/thread_pool.hpp>
 #include <multibool/training/bold_policy.hpp>
 #include <multibool/training/counter_random.hpp>
 #include <multibool/training/expected_improvement_policy.hpp>

@@ -8,9 +8,9 @@
 
 #include <multibool/core/bit_plane_matrix.hpp>
 #include <multibool/core/half.hpp>
-#include <multibool/kernels/highway_backend.hpp>
-#include <multibool/kernels/popcount_backend.hpp>
-#include <multibool/kernels/scalar_backend.hpp>
+#include <multibool/backends/highway_backend.hpp>
+#include <multibool/backends/product_backend.hpp>
+#include <multibool/backends/scalar_backend.hpp>
 
 #include "test_support.hpp"
 
@@ -130,8 +130,8 @@ void check_against_scalar(const HighwayBackend& highway, const Matrix& m, bool i
 
 }  // namespace
 
-static_assert(PopcountBackend<HighwayBackend, BitPlaneMatrix<3, 128>>);
-static_assert(PopcountBackend<HighwayBackend, BitPlaneMatrix<8, per_row, std::uint8_t, half>>);
+static_assert(ProductBackend<HighwayBackend, BitPlaneMatrix<3, 128>>);
+static_assert(ProductBackend<HighwayBackend, BitPlaneMatrix<8, per_row, half, std::uint8_t>>);
 
 TEMPLATE_TEST_CASE("highway products equal the scalar backend's", "[kernels][highway]", std::uint8_t, std::uint16_t,
                    std::uint32_t, std::uint64_t) {
@@ -157,7 +157,7 @@ TEST_CASE("highway products on normal activations: forward within tolerance, the
     for (std::size_t cols : {172u, 1000u}) {
         CAPTURE(cols);
         check_against_scalar(highway, testing::random_matrix<BitPlaneMatrix<3, 128>>(17, cols, rng), false, rng);
-        check_against_scalar(highway, testing::random_matrix<BitPlaneMatrix<2, per_row, std::uint16_t>>(9, cols, rng),
+        check_against_scalar(highway, testing::random_matrix<BitPlaneMatrix<2, per_row, float, std::uint16_t>>(9, cols, rng),
                              false, rng);
     }
 }
@@ -167,11 +167,11 @@ TEST_CASE("highway products with 16-bit and double scales", "[kernels][highway]"
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
     const HighwayBackend highway;
-    check_against_scalar(highway, testing::random_matrix<BitPlaneMatrix<3, 128, std::uint64_t, half>>(5, 300, rng),
+    check_against_scalar(highway, testing::random_matrix<BitPlaneMatrix<3, 128, half, std::uint64_t>>(5, 300, rng),
                          true, rng);
-    check_against_scalar(highway, testing::random_matrix<BitPlaneMatrix<2, 64, std::uint32_t, bfloat16>>(5, 172, rng),
+    check_against_scalar(highway, testing::random_matrix<BitPlaneMatrix<2, 64, bfloat16, std::uint32_t>>(5, 172, rng),
                          true, rng);
-    check_against_scalar(highway, testing::random_matrix<BitPlaneMatrix<4, 32, std::uint8_t, double>>(5, 100, rng),
+    check_against_scalar(highway, testing::random_matrix<BitPlaneMatrix<4, 32, double, std::uint8_t>>(5, 100, rng),
                          true, rng);
 }
 
@@ -180,7 +180,7 @@ TEST_CASE("highway products on empty shapes", "[kernels][highway]") {
     const HighwayBackend highway;
     check_against_scalar(highway, BitPlaneMatrix<2, 64>(0, 70), true, rng);
     check_against_scalar(highway, BitPlaneMatrix<2, 64>(3, 0), true, rng);
-    check_against_scalar(highway, BitPlaneMatrix<2, per_row, std::uint8_t>(0, 0), true, rng);
+    check_against_scalar(highway, BitPlaneMatrix<2, per_row, float, std::uint8_t>(0, 0), true, rng);
 }
 
 TEST_CASE("highway results do not depend on the thread count", "[kernels][highway]") {

@@ -24,7 +24,7 @@
 #include "llama/perplexity.hpp"
 #include "llama/tokenizer.hpp"
 #include "llama/transformer.hpp"
-#include "multibool/kernels/scalar_backend.hpp"
+#include "multibool/backends/scalar_backend.hpp"
 #include "multibool/nn/dense_linear.hpp"
 #include "llama_test_support.hpp"
 #include "test_support.hpp"

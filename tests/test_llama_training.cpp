@@ -15,7 +15,7 @@
 #include "llama/distillation.hpp"
 #include "llama/transformer.hpp"
 #include "llama_test_support.hpp"
-#include "multibool/kernels/scalar_backend.hpp"
+#include "multibool/backends/scalar_backend.hpp"
 #include "multibool/training/scale_gradient.hpp"
 #include "multibool/training/weight_gradient.hpp"
 #include "test_support.hpp"

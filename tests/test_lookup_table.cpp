@@ -8,9 +8,9 @@
 #include <vector>
 
 #include <multibool/core/bit_plane_matrix.hpp>
-#include <multibool/kernels/highway_lookup_backend.hpp>
-#include <multibool/kernels/lookup_table_gemv.hpp>
-#include <multibool/kernels/scalar_backend.hpp>
+#include <multibool/backends/highway_lookup_backend.hpp>
+#include <multibool/backends/lookup_table_gemv.hpp>
+#include <multibool/backends/scalar_backend.hpp>
 
 #include "lookup_table_checks.hpp"
 #include "test_support.hpp"
@@ -97,7 +97,7 @@ TEMPLATE_TEST_CASE("lookup-table products read 16-bit and wide scales", "[kernel
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
     CheckLookupProducts check{rng};
-    check.operator()<BitPlaneMatrix<3, 64, std::uint64_t, TestType>>();
+    check.operator()<BitPlaneMatrix<3, 64, TestType, std::uint64_t>>();
 }
 
 TEST_CASE("lookup-table products do not depend on the thread count", "[kernels][lookup][threads]") {
@@ -105,7 +105,7 @@ TEST_CASE("lookup-table products do not depend on the thread count", "[kernels][
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
     const std::size_t rows = 1000, cols = 700, tokens = 5;
-    const auto m = testing::random_matrix<BitPlaneMatrix<3, 128, std::uint64_t, half>>(rows, cols, rng);
+    const auto m = testing::random_matrix<BitPlaneMatrix<3, 128, half, std::uint64_t>>(rows, cols, rng);
     const LookupTableMatrix<3, half> packed(m, lookup_table_detail::tile_rows());
     const auto xs = testing::random_floats(tokens * cols, rng);
     const MatrixView<const float> x_view(std::span<const float>(xs), tokens, cols);

@@ -6,7 +6,7 @@
 #include <random>
 #include <vector>
 
-#include <multibool/kernels/scalar_backend.hpp>
+#include <multibool/backends/scalar_backend.hpp>
 #include <multibool/nn/dense_linear.hpp>
 #include <multibool/nn/linear_layer.hpp>
 #include <multibool/nn/multibool_linear.hpp>
@@ -18,7 +18,7 @@ using namespace multibool;
 using multibool::testing::fresh_seed;
 
 static_assert(LinearLayer<MultiBoolLinear<3, 128>>);
-static_assert(LinearLayer<MultiBoolLinear<1, per_row, std::uint8_t>>);
+static_assert(LinearLayer<MultiBoolLinear<1, per_row, float, std::uint8_t>>);
 static_assert(LinearLayer<DenseLinear>);
 
 namespace {
@@ -60,7 +60,7 @@ TEMPLATE_TEST_CASE("MultiBoolLinear<3, 128> computes the dense product of its de
     std::mt19937_64 rng(seed);
     const std::size_t rows = 24, cols = 300, tokens = 4;
     const auto w = testing::random_floats(rows * cols, rng);
-    using Layer = MultiBoolLinear<3, 128, std::uint64_t, TestType>;
+    using Layer = MultiBoolLinear<3, 128, float, std::uint64_t, TestType>;
     constexpr bool approximate = PrepackingBackend<TestType, typename Layer::matrix_type>;
     const auto layer = Layer::from_dense({std::span<const float>(w), rows, cols});
     REQUIRE(layer.in_features() == cols);
@@ -118,7 +118,7 @@ TEST_CASE("VariableKernelLinear picks K at run time and computes what that Multi
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
     // The scalar backend: this checks the run-time dispatch, so products must be exact.
-    using Layer = VariableKernelLinear<32, 4, std::uint64_t, ScalarBackend>;
+    using Layer = VariableKernelLinear<32, 4, float, std::uint64_t, ScalarBackend>;
     static_assert(LinearLayer<Layer>);
     static_assert(LinearLayer<VariableKernelLinear<32>>);
     const std::size_t rows = 9;
@@ -129,10 +129,10 @@ TEST_CASE("VariableKernelLinear picks K at run time and computes what that Multi
         const auto matrix = multibool::testing::random_matrix<BitPlaneMatrix<K, 32>>(rows, cols, rng);
         const Layer layer = Layer::with_kernels(K, [&]<std::size_t k>() {
             if constexpr (k == K) {
-                return MultiBoolLinear<k, 32, std::uint64_t, ScalarBackend>(matrix);
+                return MultiBoolLinear<k, 32, float, std::uint64_t, ScalarBackend>(matrix);
             } else {
                 FAIL("with_kernels built K=" << k << " for a request of " << K);
-                return MultiBoolLinear<k, 32, std::uint64_t, ScalarBackend>();
+                return MultiBoolLinear<k, 32, float, std::uint64_t, ScalarBackend>();
             }
         });
         CHECK(layer.kernels() == K);
@@ -150,7 +150,7 @@ TEST_CASE("VariableKernelLinear picks K at run time and computes what that Multi
     check.template operator()<2>();
     check.template operator()<3>();
     check.template operator()<4>();
-    REQUIRE_THROWS_WITH(Layer::with_kernels(5, []<std::size_t k>() { return MultiBoolLinear<k, 32, std::uint64_t, ScalarBackend>(); }),
+    REQUIRE_THROWS_WITH(Layer::with_kernels(5, []<std::size_t k>() { return MultiBoolLinear<k, 32, float, std::uint64_t, ScalarBackend>(); }),
                         Catch::Matchers::Contains("K=5 is outside 1..4"));
 }
 

@@ -57,7 +57,7 @@ TEST_CASE("the output-space bit step reaches a point no single weight's level ch
     const auto seed = testing::fresh_seed();
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
-    using M = BitPlaneMatrix<2, 8, std::uint64_t>;
+    using M = BitPlaneMatrix<2, 8, float, std::uint64_t>;
     const std::size_t rows = 3;
     const std::size_t cols = 20;
     const SecondMoment h = correlated_moment(cols, 400, rng);
@@ -104,8 +104,8 @@ TEST_CASE("output-space refinement never increases the objective and beats the a
             CHECK(objectives.back() == Approx(direct).epsilon(1e-6));
             CHECK(objectives.back() < objectives.front());
         };
-        check.template operator()<BitPlaneMatrix<2, 32, std::uint64_t>>();
-        check.template operator()<BitPlaneMatrix<3, 32, std::uint8_t, half>>();
+        check.template operator()<BitPlaneMatrix<2, 32, float, std::uint64_t>>();
+        check.template operator()<BitPlaneMatrix<3, 32, half, std::uint8_t>>();
     }
 }
 

@@ -14,8 +14,8 @@
 #include <multibool/core/bit_plane_storage.hpp>
 #include <multibool/core/row_column_matrix.hpp>
 #include <multibool/core/row_column_serialization.hpp>
-#include <multibool/kernels/popcount_backend.hpp>
-#include <multibool/kernels/scalar_backend.hpp>
+#include <multibool/backends/product_backend.hpp>
+#include <multibool/backends/scalar_backend.hpp>
 #include <multibool/nn/linear_layer.hpp>
 #include <multibool/nn/row_column_linear.hpp>
 #include <multibool/solvers/row_column_refinement.hpp>
@@ -28,9 +28,9 @@ using multibool::testing::fresh_seed;
 
 static_assert(LinearLayer<RowColumnLinear<3>>);
 static_assert(LinearLayer<RowColumnLinear<1, std::uint8_t>>);
-static_assert(BitPlaneStorage<RowScaledPlane<std::uint16_t, float>>);
-static_assert(PopcountBackend<ScalarBackend, RowScaledPlane<std::uint64_t, double>>);
-static_assert(is_row_column_matrix<RowColumnMatrix<2, std::uint32_t, double>>);
+static_assert(BitPlaneStorage<RowScaledPlane<float, std::uint16_t>>);
+static_assert(ProductBackend<ScalarBackend, RowScaledPlane<double, std::uint64_t>>);
+static_assert(is_row_column_matrix<RowColumnMatrix<2, double, std::uint32_t>>);
 static_assert(!is_row_column_matrix<BitPlaneMatrix<2, 64>>);
 
 namespace {
@@ -141,7 +141,7 @@ TEST_CASE("RowColumnMatrix holds the signs and scales it is given", "[rowcol]") 
     std::mt19937_64 rng(seed);
     for (std::size_t cols : {1u, 7u, 100u, 172u}) {
         CAPTURE(cols);
-        using Matrix = RowColumnMatrix<3, std::uint16_t>;
+        using Matrix = RowColumnMatrix<3, float, std::uint16_t>;
         const std::size_t rows = 5;
         std::vector<std::int8_t> signs(3 * rows * cols);
         std::vector<float> row_scales(3 * rows), column_scales(3 * cols);
@@ -174,7 +174,7 @@ TEST_CASE("RowColumnMatrix holds the signs and scales it is given", "[rowcol]") 
 }
 
 TEST_CASE("RowColumnMatrix setters change one value and keep padding clear", "[rowcol]") {
-    RowColumnMatrix<2, std::uint8_t> m(3, 11);
+    RowColumnMatrix<2, float, std::uint8_t> m(3, 11);
     REQUIRE(m.dequantize() == std::vector<float>(33, 0.0f));
     m.set_row_scale(1, 2, 0.5f);
     m.set_column_scale(1, 10, 4.0f);
@@ -196,16 +196,16 @@ TEST_CASE("bits per weight counts the planes with their padding and (m + n) scal
     REQUIRE(square.storage_bytes() == 3 * 4096 * 4096 / 8 + 3 * (4096 + 4096) * 4);
     REQUIRE(square.bits_per_weight() == 3.0 + 3.0 * 8192.0 * 32.0 / (4096.0 * 4096.0));
     // 100 columns take two 64-bit words per row: 128 bits stored for 100 weights.
-    const RowColumnMatrix<2, std::uint64_t, double> ragged(6, 100);
+    const RowColumnMatrix<2, double, std::uint64_t> ragged(6, 100);
     REQUIRE(ragged.storage_bytes() == 2 * 6 * 2 * 8 + 2 * (6 + 100) * 8);
     REQUIRE(ragged.bits_per_weight() == Approx(8.0 * (2 * 6 * 16 + 2 * 106 * 8) / 600.0));
-    const RowColumnMatrix<1, std::uint8_t> bytes(6, 100);
+    const RowColumnMatrix<1, float, std::uint8_t> bytes(6, 100);
     REQUIRE(bytes.storage_bytes() == 6 * 13 + (6 + 100) * 4);
     REQUIRE(RowColumnMatrix<1>().bits_per_weight() == 0.0);
 }
 
 TEST_CASE("RowColumnMatrix refuses non-finite scales, wrong sizes and set padding", "[rowcol]") {
-    using Matrix = RowColumnMatrix<2, std::uint8_t>;
+    using Matrix = RowColumnMatrix<2, float, std::uint8_t>;
     const float nan = std::numeric_limits<float>::quiet_NaN();
     const std::vector<std::int8_t> signs(2 * 3 * 5, 1);
     std::vector<float> row_scales(6, 1.0f), column_scales(10, 1.0f);
@@ -242,7 +242,7 @@ TEST_CASE("RowColumnLinear computes the dense product of its dequantized weight 
         for (std::size_t cols : {1u, 100u, 172u}) {
             CAPTURE(K, sizeof(Word), cols);
             const std::size_t rows = 9, tokens = 3;
-            const RowColumnLinear<K, Word> layer(random_row_column<RowColumnMatrix<K, Word>>(rows, cols, rng));
+            const RowColumnLinear<K, Word> layer(random_row_column<RowColumnMatrix<K, float, Word>>(rows, cols, rng));
             REQUIRE(layer.in_features() == cols);
             REQUIRE(layer.out_features() == rows);
             const auto w_hat = layer.weights().dequantize();
@@ -327,7 +327,7 @@ TEST_CASE("svid_residual reproduces a matrix whose magnitudes have rank 1", "[ro
     for (float s : one.column_scales(0)) column_norm += double(s) * s;
     REQUIRE(row_norm == Approx(column_norm).epsilon(1e-6));
     // Nothing is left for a second kernel but the rounding of W to float.
-    const auto two = svid_residual<RowColumnMatrix<2, std::uint8_t, double>>(view);
+    const auto two = svid_residual<RowColumnMatrix<2, double, std::uint8_t>>(view);
     for (std::size_t i = 0; i < rows; ++i) {
         for (std::size_t j = 0; j < cols; ++j) REQUIRE(std::fabs(two.row_scale(1, i) * two.column_scale(1, j)) < 1e-5);
     }
@@ -344,7 +344,7 @@ TEST_CASE("svid_residual's first kernel is the top singular pair of |W|", "[rowc
         auto w = testing::random_floats(rows * cols, rng);
         w[0] = 0.0f;  // sign(0) = +1
         const auto m =
-            svid_residual<RowColumnMatrix<1, std::uint64_t, double>>({std::span<const float>(w), rows, cols});
+            svid_residual<RowColumnMatrix<1, double, std::uint64_t>>({std::span<const float>(w), rows, cols});
         REQUIRE(m.sign(0, 0, 0) == 1);
         std::vector<double> gram(cols * cols, 0.0);
         for (std::size_t p = 0; p < cols; ++p) {
@@ -488,25 +488,25 @@ TEST_CASE("RowColumnMatrix records round-trip and name the field that differs", 
         }
     };
     auto for_words = [&]<std::size_t K>() {
-        round_trip.template operator()<RowColumnMatrix<K, std::uint8_t>>();
-        round_trip.template operator()<RowColumnMatrix<K, std::uint64_t>>();
+        round_trip.template operator()<RowColumnMatrix<K, float, std::uint8_t>>();
+        round_trip.template operator()<RowColumnMatrix<K, float, std::uint64_t>>();
     };
     for_each_k(for_words);
-    round_trip.operator()<RowColumnMatrix<3, std::uint32_t, double>>();
-    round_trip.operator()<RowColumnMatrix<2, std::uint16_t, half>>();
+    round_trip.operator()<RowColumnMatrix<3, double, std::uint32_t>>();
+    round_trip.operator()<RowColumnMatrix<2, half, std::uint16_t>>();
 
-    const auto bytes = testing::to_bytes(random_row_column<RowColumnMatrix<2, std::uint32_t>>(3, 70, rng));
-    REQUIRE_THROWS_WITH((testing::from_bytes<RowColumnMatrix<3, std::uint32_t>>(bytes)),
+    const auto bytes = testing::to_bytes(random_row_column<RowColumnMatrix<2, float, std::uint32_t>>(3, 70, rng));
+    REQUIRE_THROWS_WITH((testing::from_bytes<RowColumnMatrix<3, float, std::uint32_t>>(bytes)),
                         "memory: field 'kernels': expected 3, found 2");
-    REQUIRE_THROWS_WITH((testing::from_bytes<RowColumnMatrix<2, std::uint64_t>>(bytes)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<RowColumnMatrix<2, float, std::uint64_t>>(bytes)),
                         "memory: field 'word_bits': expected 64, found 32");
-    REQUIRE_THROWS_WITH((testing::from_bytes<RowColumnMatrix<2, std::uint32_t, double>>(bytes)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<RowColumnMatrix<2, double, std::uint32_t>>(bytes)),
                         "memory: field 'scale_type': expected 2, found 1");
     // A group-scale record is not a row x column one, and the other way round.
-    REQUIRE_THROWS_WITH((testing::from_bytes<RowColumnMatrix<2, std::uint32_t>>(testing::to_bytes(
-                            testing::random_matrix<BitPlaneMatrix<2, per_row, std::uint32_t>>(3, 70, rng)))),
+    REQUIRE_THROWS_WITH((testing::from_bytes<RowColumnMatrix<2, float, std::uint32_t>>(testing::to_bytes(
+                            testing::random_matrix<BitPlaneMatrix<2, per_row, float, std::uint32_t>>(3, 70, rng)))),
                         Catch::Contains("field 'magic'") && Catch::Contains("MBOOLBPM"));
-    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, per_row, std::uint32_t>>(bytes)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, per_row, float, std::uint32_t>>(bytes)),
                         Catch::Contains("field 'magic'"));
 
     std::stringstream stream(std::ios::in | std::ios::out | std::ios::binary);
@@ -530,7 +530,7 @@ TEST_CASE("RowColumnMatrix records round-trip and name the field that differs", 
 }
 
 TEST_CASE("every truncation and corruption of a RowColumnMatrix record is detected", "[rowcol]") {
-    using Matrix = RowColumnMatrix<2, std::uint16_t>;
+    using Matrix = RowColumnMatrix<2, float, std::uint16_t>;
     std::mt19937_64 rng(fresh_seed());
     const auto bytes = testing::to_bytes(random_row_column<Matrix>(3, 21, rng));
     for (std::size_t length = 0; length < bytes.size(); ++length) {

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include <multibool/core/bit_plane_matrix.hpp>
-#include <multibool/kernels/popcount_backend.hpp>
-#include <multibool/kernels/scalar_backend.hpp>
+#include <multibool/backends/product_backend.hpp>
+#include <multibool/backends/scalar_backend.hpp>
 
 #include "test_support.hpp"
 
@@ -109,7 +109,7 @@ void check_products(std::size_t cols, std::mt19937_64& rng) {
 
 }  // namespace
 
-static_assert(PopcountBackend<ScalarBackend, BitPlaneMatrix<3, 128>>);
+static_assert(ProductBackend<ScalarBackend, BitPlaneMatrix<3, 128>>);
 
 TEMPLATE_TEST_CASE("scalar products match a dense float64 reference", "[kernels]", std::uint8_t, std::uint16_t,
                    std::uint32_t, std::uint64_t) {

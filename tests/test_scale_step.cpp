@@ -14,7 +14,7 @@
 
 #include <multibool/core/binary_io.hpp>
 
-#include <multibool/kernels/scalar_backend.hpp>
+#include <multibool/backends/scalar_backend.hpp>
 #include <multibool/solvers/output_space_solver.hpp>
 #include <multibool/solvers/second_moment.hpp>
 #include <multibool/solvers/weight_space_solver.hpp>
@@ -282,7 +282,7 @@ TEST_CASE("ScaleAdamW's state resumes training bit for bit and refuses another s
     std::mt19937_64 rng(seed);
     const AdamWOptions options{.learning_rate = 0.02f, .beta1 = 0.8f, .beta2 = 0.99f, .weight_decay = 0.1f};
     const auto run = [&]<class Scale>() {
-        using Matrix = BitPlaneMatrix<2, 32, std::uint64_t, Scale>;
+        using Matrix = BitPlaneMatrix<2, 32, Scale, std::uint64_t>;
         auto m = testing::random_matrix<Matrix>(5, 70, rng);  // 3 groups per row
         ScaleAdamW original(m, options);
         for (int s = 0; s < 3; ++s) original.step(m, random_gradient(m, rng));
@@ -325,7 +325,7 @@ TEST_CASE("ScaleAdamW follows a scalar AdamW reference, rounded to the scale typ
     const AdamWOptions options{
         .learning_rate = 0.02f, .beta1 = 0.8f, .beta2 = 0.99f, .epsilon = 1e-6f, .weight_decay = 0.5f};
     const auto run = [&]<class Scale>() {
-        using Matrix = BitPlaneMatrix<2, 32, std::uint64_t, Scale>;
+        using Matrix = BitPlaneMatrix<2, 32, Scale, std::uint64_t>;
         auto m = testing::random_matrix<Matrix>(5, 70, rng);  // ragged: groups of 32, 32, 6
         ScaleAdamW optimizer(m, options);
         REQUIRE(optimizer.state_bytes() == 2 * sizeof(float) * 2 * 5 * 3);
@@ -522,8 +522,8 @@ TEST_CASE("refresh_scales_to_outputs never raises the objective it reports", "[t
     };
     run.operator()<BitPlaneMatrix<2, 32>>(40);
     run.operator()<BitPlaneMatrix<2, 32>>(3);  // under-determined: 6 scales per row
-    run.operator()<BitPlaneMatrix<3, 32, std::uint64_t, half>>(40);
-    run.operator()<BitPlaneMatrix<3, 32, std::uint64_t, bfloat16>>(40);
+    run.operator()<BitPlaneMatrix<3, 32, half, std::uint64_t>>(40);
+    run.operator()<BitPlaneMatrix<3, 32, bfloat16, std::uint64_t>>(40);
 }
 
 TEST_CASE("refresh_scales_to_outputs equals OutputSpaceSolver for the outputs of a dense matrix",

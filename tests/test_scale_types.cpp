@@ -14,7 +14,7 @@
 #include <multibool/core/bit_plane_matrix.hpp>
 #include <multibool/core/half.hpp>
 #include <multibool/core/serialization.hpp>
-#include <multibool/kernels/scalar_backend.hpp>
+#include <multibool/backends/scalar_backend.hpp>
 #include <multibool/nn/multibool_linear.hpp>
 #include <multibool/solvers/greedy_residual.hpp>
 
@@ -312,7 +312,7 @@ TEST_CASE("a half-scale matrix from greedy_residual: rounded scales, and every p
     const auto seed = fresh_seed();
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
-    using Matrix = BitPlaneMatrix<3, 128, std::uint64_t, half>;
+    using Matrix = BitPlaneMatrix<3, 128, half, std::uint64_t>;
     const std::size_t rows = 6;
     for (std::size_t cols : {128u, 192u, 172u, 384u}) {
         CAPTURE(cols);
@@ -335,7 +335,7 @@ TEST_CASE("a half-scale matrix from greedy_residual: rounded scales, and every p
         REQUIRE(error_half < error_float + 2e-3);
         check_products_near_reference(m, rng);
     }
-    using Bf16Matrix = BitPlaneMatrix<2, per_row, std::uint8_t, bfloat16>;
+    using Bf16Matrix = BitPlaneMatrix<2, per_row, bfloat16, std::uint8_t>;
     const auto w = testing::random_floats(5 * 100, rng);
     const auto bf = greedy_residual<Bf16Matrix>(MatrixView<const float>(std::span<const float>(w), 5, 100));
     const auto expected = reference_greedy_scales<bfloat16>(w, 5, 100, 2, 100);
@@ -375,15 +375,15 @@ TEST_CASE("half and bfloat16 scales give exact products where float does", "[cor
             for (std::size_t i = 0; i < 4; ++i) REQUIRE(double(y[i]) == boolean_reference[i]);
         }
     };
-    check.operator()<BitPlaneMatrix<3, 128, std::uint64_t, half>>();
-    check.operator()<BitPlaneMatrix<2, 32, std::uint8_t, bfloat16>>();
-    check.operator()<BitPlaneMatrix<1, per_row, std::uint32_t, half>>();
+    check.operator()<BitPlaneMatrix<3, 128, half, std::uint64_t>>();
+    check.operator()<BitPlaneMatrix<2, 32, bfloat16, std::uint8_t>>();
+    check.operator()<BitPlaneMatrix<1, per_row, half, std::uint32_t>>();
 }
 
 TEST_CASE("MultiBoolLinear takes the scale type as its last parameter", "[core][scale_types]") {
     std::mt19937_64 rng(fresh_seed());
-    using Layer = MultiBoolLinear<3, 128, std::uint64_t, ScalarBackend, half>;
-    static_assert(std::is_same_v<Layer::matrix_type, BitPlaneMatrix<3, 128, std::uint64_t, half>>);
+    using Layer = MultiBoolLinear<3, 128, half, std::uint64_t, ScalarBackend>;
+    static_assert(std::is_same_v<Layer::matrix_type, BitPlaneMatrix<3, 128, half, std::uint64_t>>);
     static_assert(std::is_same_v<MultiBoolLinear<3, 128>::matrix_type, BitPlaneMatrix<3, 128>>);
     const auto w = testing::random_floats(4 * 256, rng);
     const auto layer = Layer::from_dense(MatrixView<const float>(std::span<const float>(w), 4, 256));
@@ -399,18 +399,18 @@ TEST_CASE("fp16 scales at K=3, G=128 cost 3.375 bits per weight", "[core][scale_
     // SPEC §1: K * (1 + 16 / G) bits per weight when cols is a multiple of G and of the word.
     for (std::size_t cols : {128u, 256u, 384u, 4096u}) {
         CAPTURE(cols);
-        REQUIRE(BitPlaneMatrix<3, 128, std::uint64_t, half>(8, cols).bits_per_weight() == 3.375);
-        REQUIRE(BitPlaneMatrix<3, 128, std::uint64_t, bfloat16>(8, cols).bits_per_weight() == 3.375);
-        REQUIRE(BitPlaneMatrix<2, 128, std::uint64_t, half>(8, cols).bits_per_weight() == 2.25);
-        REQUIRE(BitPlaneMatrix<1, 128, std::uint8_t, half>(8, cols).bits_per_weight() == 1.125);
+        REQUIRE(BitPlaneMatrix<3, 128, half, std::uint64_t>(8, cols).bits_per_weight() == 3.375);
+        REQUIRE(BitPlaneMatrix<3, 128, bfloat16, std::uint64_t>(8, cols).bits_per_weight() == 3.375);
+        REQUIRE(BitPlaneMatrix<2, 128, half, std::uint64_t>(8, cols).bits_per_weight() == 2.25);
+        REQUIRE(BitPlaneMatrix<1, 128, half, std::uint8_t>(8, cols).bits_per_weight() == 1.125);
         REQUIRE(BitPlaneMatrix<3, 128>(8, cols).bits_per_weight() == 3.75);
     }
     // 3 planes of 4 words of 8 bytes and 3 * 2 half scales per row.
-    REQUIRE(BitPlaneMatrix<3, 128, std::uint64_t, half>(5, 256).storage_bytes() == 5 * (3 * 4 * 8 + 3 * 2 * 2));
+    REQUIRE(BitPlaneMatrix<3, 128, half, std::uint64_t>(5, 256).storage_bytes() == 5 * (3 * 4 * 8 + 3 * 2 * 2));
 }
 
 TEST_CASE("non-finite 16-bit scales are refused with their place", "[core][scale_types]") {
-    using Matrix = BitPlaneMatrix<2, 4, std::uint8_t, half>;
+    using Matrix = BitPlaneMatrix<2, 4, half, std::uint8_t>;
     Matrix m(2, 6);
     REQUIRE_THROWS_WITH(m.set_scale(1, 0, 1, half(std::numeric_limits<float>::quiet_NaN())),
                         Catch::Contains("BitPlaneMatrix 2x6: scale of kernel 1 row 0 group 1 is") &&
@@ -422,11 +422,11 @@ TEST_CASE("non-finite 16-bit scales are refused with their place", "[core][scale
     std::vector<std::int8_t> signs(2 * 2 * 6, 1);
     std::vector<bfloat16> scales(8, bfloat16(0.5f));
     scales[6] = bfloat16::from_bits(0xFF80);  // -inf
-    REQUIRE_THROWS_WITH((BitPlaneMatrix<2, 4, std::uint8_t, bfloat16>::from_planes(2, 6, signs, scales)),
+    REQUIRE_THROWS_WITH((BitPlaneMatrix<2, 4, bfloat16, std::uint8_t>::from_planes(2, 6, signs, scales)),
                         Catch::Contains("scale of kernel 1 row 1 group 0 is -inf"));
     // Weights whose mean magnitude exceeds fp16's range cannot be given half scales.
     const std::vector<float> huge(8, 1e5f);
-    REQUIRE_THROWS_WITH((greedy_residual<BitPlaneMatrix<1, 4, std::uint8_t, half>>(
+    REQUIRE_THROWS_WITH((greedy_residual<BitPlaneMatrix<1, 4, half, std::uint8_t>>(
                             MatrixView<const float>(std::span<const float>(huge), 2, 4))),
                         Catch::Contains("kernel 0 row 0 group 0 needs a scale of 100000") &&
                             Catch::Contains("beyond the range of the scale type"));
@@ -449,15 +449,15 @@ TEST_CASE("half and bfloat16 scales round-trip through save/load with their own 
                 REQUIRE(loaded.scale_data()[s].bits() == m.scale_data()[s].bits());
         }
     };
-    round_trip.operator()<BitPlaneMatrix<3, 128, std::uint64_t, half>>();
-    round_trip.operator()<BitPlaneMatrix<2, per_row, std::uint16_t, bfloat16>>();
-    round_trip.operator()<BitPlaneMatrix<1, 32, std::uint8_t, half>>();
+    round_trip.operator()<BitPlaneMatrix<3, 128, half, std::uint64_t>>();
+    round_trip.operator()<BitPlaneMatrix<2, per_row, bfloat16, std::uint16_t>>();
+    round_trip.operator()<BitPlaneMatrix<1, 32, half, std::uint8_t>>();
 
     const auto half_bytes =
-        testing::to_bytes(testing::random_matrix<BitPlaneMatrix<2, 64, std::uint32_t, half>>(3, 70, rng));
-    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(half_bytes)),
+        testing::to_bytes(testing::random_matrix<BitPlaneMatrix<2, 64, half, std::uint32_t>>(3, 70, rng));
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 64, float, std::uint32_t>>(half_bytes)),
                         "memory: field 'scale_type': expected 1, found 3");
-    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 64, std::uint32_t, bfloat16>>(half_bytes)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 64, bfloat16, std::uint32_t>>(half_bytes)),
                         "memory: field 'scale_type': expected 4, found 3");
 }
 
@@ -488,7 +488,7 @@ TEST_CASE("the half-scale record is pinned byte for byte", "[core][scale_types][
         0x00, 0x38,                                // 0.5 in binary16
     };
     const std::string record = with_checksum(std::string(reinterpret_cast<const char*>(body), sizeof body));
-    using Matrix = BitPlaneMatrix<1, 8, std::uint8_t, half>;
+    using Matrix = BitPlaneMatrix<1, 8, half, std::uint8_t>;
     const std::vector<std::int8_t> signs{1, -1, 1};
     const std::vector<half> scales{half(0.5f)};
     const auto m = Matrix::from_planes(1, 3, signs, scales);
@@ -505,7 +505,7 @@ TEST_CASE("scale_cast keeps every bit and rounds every scale to the new type", "
     const auto seed = fresh_seed();
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
-    using Trained = BitPlaneMatrix<3, 32, std::uint64_t, float>;
+    using Trained = BitPlaneMatrix<3, 32, float, std::uint64_t>;
     auto m = testing::random_matrix<Trained>(7, 70, rng);
     std::normal_distribution<float> alpha(0.0f, 0.05f);  // not representable in fp16: rounding is tested
     for (std::size_t k = 0; k < 3; ++k) {
@@ -514,7 +514,7 @@ TEST_CASE("scale_cast keeps every bit and rounds every scale to the new type", "
         }
     }
     const auto deployed = scale_cast<half>(m);
-    static_assert(std::is_same_v<decltype(deployed), const BitPlaneMatrix<3, 32, std::uint64_t, half>>);
+    static_assert(std::is_same_v<decltype(deployed), const BitPlaneMatrix<3, 32, half, std::uint64_t>>);
     REQUIRE(deployed.rows() == 7);
     REQUIRE(deployed.cols() == 70);
     for (std::size_t k = 0; k < 3; ++k) {

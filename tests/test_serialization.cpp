@@ -38,8 +38,8 @@ TEST_CASE("save/load round-trips every parameter combination", "[core][serializa
     };
     testing::for_each_k_and_group<std::uint8_t>(round_trip);
     testing::for_each_k_and_group<std::uint64_t>(round_trip);
-    round_trip.operator()<BitPlaneMatrix<3, 128, std::uint32_t, double>>();
-    round_trip.operator()<BitPlaneMatrix<8, 16, std::uint16_t>>();
+    round_trip.operator()<BitPlaneMatrix<3, 128, double, std::uint32_t>>();
+    round_trip.operator()<BitPlaneMatrix<8, 16, float, std::uint16_t>>();
 }
 
 TEST_CASE("records follow one another in a stream", "[core][serialization]") {
@@ -75,31 +75,31 @@ TEST_CASE("files are written atomically and read back whole", "[core][serializat
 
 TEST_CASE("a file written for other parameters names the field that differs", "[core][serialization]") {
     std::mt19937_64 rng(fresh_seed());
-    const auto bytes = testing::to_bytes(testing::random_matrix<BitPlaneMatrix<2, 64, std::uint32_t>>(3, 70, rng));
-    REQUIRE_NOTHROW(testing::from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(bytes));
-    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<3, 64, std::uint32_t>>(bytes)),
+    const auto bytes = testing::to_bytes(testing::random_matrix<BitPlaneMatrix<2, 64, float, std::uint32_t>>(3, 70, rng));
+    REQUIRE_NOTHROW(testing::from_bytes<BitPlaneMatrix<2, 64, float, std::uint32_t>>(bytes));
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<3, 64, float, std::uint32_t>>(bytes)),
                         "memory: field 'kernels': expected 3, found 2");
-    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 128, std::uint32_t>>(bytes)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 128, float, std::uint32_t>>(bytes)),
                         "memory: field 'group_size': expected 128, found 64");
-    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, per_row, std::uint32_t>>(bytes)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, per_row, float, std::uint32_t>>(bytes)),
                         "memory: field 'group_size': expected 0, found 64");
-    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 64, std::uint64_t>>(bytes)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 64, float, std::uint64_t>>(bytes)),
                         "memory: field 'word_bits': expected 64, found 32");
-    REQUIRE_THROWS_WITH(((testing::from_bytes<BitPlaneMatrix<2, 64, std::uint32_t, double>>(bytes))),
+    REQUIRE_THROWS_WITH(((testing::from_bytes<BitPlaneMatrix<2, 64, double, std::uint32_t>>(bytes))),
                         "memory: field 'scale_type': expected 2, found 1");
 
     auto bad_magic = bytes;
     bad_magic[0] = 'X';
-    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(bad_magic)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 64, float, std::uint32_t>>(bad_magic)),
                         Catch::Contains("field 'magic'"));
     auto bad_version = bytes;
     bad_version[8] = 9;
-    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 64, std::uint32_t>>(bad_version)),
+    REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<2, 64, float, std::uint32_t>>(bad_version)),
                         "memory: field 'version': expected 1, found 9");
 }
 
 TEST_CASE("every truncation and every corrupted byte is detected", "[core][serialization]") {
-    using Matrix = BitPlaneMatrix<2, 16, std::uint16_t>;
+    using Matrix = BitPlaneMatrix<2, 16, float, std::uint16_t>;
     std::mt19937_64 rng(fresh_seed());
     const auto bytes = testing::to_bytes(testing::random_matrix<Matrix>(3, 21, rng));
     for (std::size_t length = 0; length < bytes.size(); ++length) {
@@ -172,7 +172,7 @@ std::string with_checksum(const std::string& body) {
 }  // namespace
 
 TEST_CASE("the file format is pinned byte for byte", "[core][serialization]") {
-    using Matrix = BitPlaneMatrix<1, 8, std::uint8_t>;
+    using Matrix = BitPlaneMatrix<1, 8, float, std::uint8_t>;
     const std::vector<std::int8_t> signs{1, -1, 1};
     const std::vector<float> scales{0.5f};
     const auto m = Matrix::from_planes(1, 3, signs, scales);
@@ -181,7 +181,7 @@ TEST_CASE("the file format is pinned byte for byte", "[core][serialization]") {
 }
 
 TEST_CASE("a well-formed record with an invalid payload is refused", "[core][serialization]") {
-    using Matrix = BitPlaneMatrix<1, 8, std::uint8_t>;
+    using Matrix = BitPlaneMatrix<1, 8, float, std::uint8_t>;
     auto padding_set = golden_record_body();
     padding_set[52] = static_cast<char>(0x85);  // bit 7 lies beyond the 3 columns
     REQUIRE_THROWS_WITH(testing::from_bytes<Matrix>(with_checksum(padding_set)),

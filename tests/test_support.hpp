@@ -60,10 +60,10 @@ inline bool assets_present(const std::filesystem::path& file) {
 
 template <class Word, std::size_t K, class F>
 void for_each_group(F& f) {
-    f.template operator()<BitPlaneMatrix<K, 32, Word>>();
-    f.template operator()<BitPlaneMatrix<K, 64, Word>>();
-    f.template operator()<BitPlaneMatrix<K, 128, Word>>();
-    f.template operator()<BitPlaneMatrix<K, per_row, Word>>();
+    f.template operator()<BitPlaneMatrix<K, 32, float, Word>>();
+    f.template operator()<BitPlaneMatrix<K, 64, float, Word>>();
+    f.template operator()<BitPlaneMatrix<K, 128, float, Word>>();
+    f.template operator()<BitPlaneMatrix<K, per_row, float, Word>>();
 }
 
 template <class Word, class F, std::size_t... Ks>
@@ -71,7 +71,7 @@ void for_each_k_and_group(F& f, std::index_sequence<Ks...>) {
     (for_each_group<Word, Ks + 1>(f), ...);
 }
 
-// Calls f.template operator()<BitPlaneMatrix<K, G, Word>>() for K in 1..4 and
+// Calls f.template operator()<BitPlaneMatrix<K, G, float, Word>>() for K in 1..4 and
 // G in {32, 64, 128, per row}: the parameter grid every product is tested on.
 template <class Word, class F>
 void for_each_k_and_group(F&& f) {

@@ -10,7 +10,7 @@
 
 #include <multibool/core/bit_plane_matrix.hpp>
 #include <multibool/core/half.hpp>
-#include <multibool/kernels/scalar_backend.hpp>
+#include <multibool/backends/scalar_backend.hpp>
 #include <multibool/solvers/greedy_residual.hpp>
 #include <multibool/training/bold_policy.hpp>
 #include <multibool/training/boolean_trainer.hpp>

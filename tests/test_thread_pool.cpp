@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include <multibool/kernels/thread_pool.hpp>
+#include <multibool/backends/thread_pool.hpp>
 
 using namespace multibool;
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include <multibool/kernels/scalar_backend.hpp>
+#include <multibool/backends/scalar_backend.hpp>
 #include <multibool/nn/multibool_linear.hpp>
 #include <multibool/training/multibool_backward.hpp>
 #include <multibool/training/scale_gradient.hpp>
@@ -134,7 +134,7 @@ template <class F>
 void for_each_training_shape(F&& f) {
     [&]<std::size_t... Ks>(std::index_sequence<Ks...>) {
         ((f.template operator()<BitPlaneMatrix<Ks + 1, 32>>(), f.template operator()<BitPlaneMatrix<Ks + 1, 64>>(),
-          f.template operator()<BitPlaneMatrix<Ks + 1, per_row, std::uint8_t>>()),
+          f.template operator()<BitPlaneMatrix<Ks + 1, per_row, float, std::uint8_t>>()),
          ...);
     }(std::make_index_sequence<3>{});
 }
@@ -190,7 +190,7 @@ TEST_CASE("backward: dX and dL/dalpha match a dense float64 reference", "[traini
 
 TEMPLATE_TEST_CASE("backward: dL/dalpha and dX match finite differences of sum(dY (.) X W_hat^T)",
                    "[training][backward]", (BitPlaneMatrix<2, 32>), (BitPlaneMatrix<3, per_row>),
-                   (BitPlaneMatrix<1, 64, std::uint16_t>)) {
+                   (BitPlaneMatrix<1, 64, float, std::uint16_t>)) {
     const auto seed = fresh_seed();
     CAPTURE(seed);
     std::mt19937_64 rng(seed);

@@ -9,9 +9,9 @@
 
 #include <multibool/core/bit_plane_matrix.hpp>
 #include <multibool/core/half.hpp>
-#include <multibool/kernels/popcount_backend.hpp>
-#include <multibool/kernels/scalar_backend.hpp>
-#include <multibool/kernels/xsimd_backend.hpp>
+#include <multibool/backends/product_backend.hpp>
+#include <multibool/backends/scalar_backend.hpp>
+#include <multibool/backends/xsimd_backend.hpp>
 
 #include "test_support.hpp"
 
@@ -135,8 +135,8 @@ void check_shapes(const XsimdBackend& backend, std::mt19937_64& rng) {
 
 }  // namespace
 
-static_assert(PopcountBackend<XsimdBackend, BitPlaneMatrix<3, 128>>);
-static_assert(PopcountBackend<XsimdBackend, BitPlaneMatrix<1, per_row, std::uint8_t, half>>);
+static_assert(ProductBackend<XsimdBackend, BitPlaneMatrix<3, 128>>);
+static_assert(ProductBackend<XsimdBackend, BitPlaneMatrix<1, per_row, half, std::uint8_t>>);
 
 TEMPLATE_TEST_CASE("xsimd products equal the scalar backend's", "[kernels][xsimd]", std::uint8_t, std::uint16_t,
                    std::uint32_t, std::uint64_t) {
@@ -153,13 +153,13 @@ TEST_CASE("xsimd products handle group sizes that are not a multiple of the lane
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
     const XsimdBackend backend;
-    check_shapes<BitPlaneMatrix<2, 100, std::uint64_t>>(backend, rng);
-    check_shapes<BitPlaneMatrix<3, 24, std::uint8_t>>(backend, rng);
-    check_shapes<BitPlaneMatrix<1, 7, std::uint32_t>>(backend, rng);
-    check_shapes<BitPlaneMatrix<8, 40, std::uint16_t>>(backend, rng);
-    check_shapes<BitPlaneMatrix<3, 128, std::uint64_t, half>>(backend, rng);
-    check_shapes<BitPlaneMatrix<2, 64, std::uint16_t, bfloat16>>(backend, rng);
-    check_shapes<BitPlaneMatrix<4, per_row, std::uint32_t, double>>(backend, rng);
+    check_shapes<BitPlaneMatrix<2, 100, float, std::uint64_t>>(backend, rng);
+    check_shapes<BitPlaneMatrix<3, 24, float, std::uint8_t>>(backend, rng);
+    check_shapes<BitPlaneMatrix<1, 7, float, std::uint32_t>>(backend, rng);
+    check_shapes<BitPlaneMatrix<8, 40, float, std::uint16_t>>(backend, rng);
+    check_shapes<BitPlaneMatrix<3, 128, half, std::uint64_t>>(backend, rng);
+    check_shapes<BitPlaneMatrix<2, 64, bfloat16, std::uint16_t>>(backend, rng);
+    check_shapes<BitPlaneMatrix<4, per_row, double, std::uint32_t>>(backend, rng);
 }
 
 TEST_CASE("xsimd products of empty matrices", "[kernels][xsimd]") {
@@ -196,8 +196,8 @@ TEST_CASE("xsimd products do not depend on the thread count", "[kernels][xsimd]"
             REQUIRE(many.gemv_boolean == one.gemv_boolean);
         }
     };
-    check.operator()<BitPlaneMatrix<3, 128, std::uint64_t>>();
-    check.operator()<BitPlaneMatrix<2, 100, std::uint16_t, half>>();
+    check.operator()<BitPlaneMatrix<3, 128, float, std::uint64_t>>();
+    check.operator()<BitPlaneMatrix<2, 100, half, std::uint16_t>>();
 }
 
 TEST_CASE("xsimd products refuse vectors of the wrong length", "[kernels][xsimd]") {

@@ -23,7 +23,7 @@
 #include "llama/operations.hpp"
 #include "llama/transformer.hpp"
 #include "multibool/core/matrix_view.hpp"
-#include "multibool/kernels/thread_pool.hpp"
+#include "multibool/backends/thread_pool.hpp"
 #include "multibool/nn/linear_layer.hpp"
 
 namespace multibool::llama {

@@ -166,7 +166,7 @@ std::pair<Transformer<Linear>, ConversionReport> convert_with(const Checkpoint& 
 }
 
 template <std::size_t K, std::size_t G, class Scale = half, class Backend = DefaultBackend>
-using BooleanLinear = MultiBoolLinear<K, G, std::uint64_t, Backend, Scale>;
+using BooleanLinear = MultiBoolLinear<K, G, Scale, std::uint64_t, Backend>;
 template <std::size_t K, std::size_t G, class Scale = half, class Backend = DefaultBackend>
 using BooleanTransformer = Transformer<BooleanLinear<K, G, Scale, Backend>>;
 
@@ -211,7 +211,7 @@ std::pair<Transformer<RowColumnLinear<K>>, ConversionReport> convert_row_column(
 }
 
 template <std::size_t G, class Scale = half>
-using BudgetLinear = VariableKernelLinear<G, 4, std::uint64_t, DefaultBackend, Scale>;
+using BudgetLinear = VariableKernelLinear<G, 4, Scale, std::uint64_t, DefaultBackend>;
 
 // Kernels per projection under an average bits-per-weight budget (SPEC §5b): every projection
 // is converted at K = 1..4, and the allocator picks the K of each that minimises the summed
@@ -237,7 +237,7 @@ std::pair<Transformer<BudgetLinear<G, Scale>>, ConversionReport> convert_to_budg
             for (std::size_t k = 1; k <= Linear::max_kernels; ++k) {
                 ErrorTally tally;
                 candidate.layers.push_back(Linear::with_kernels(k, [&]<std::size_t K>() {
-                    using Boolean = MultiBoolLinear<K, G, std::uint64_t, DefaultBackend, Scale>;
+                    using Boolean = MultiBoolLinear<K, G, Scale, std::uint64_t, DefaultBackend>;
                     auto m = initialize<typename Boolean::matrix_type>(w, options, h);
                     tally = reconstruction_error(w, m.dequantize(), m.storage_bytes(), h);
                     return Boolean(std::move(m));

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "multibool/core/matrix_view.hpp"
-#include "multibool/kernels/thread_pool.hpp"
+#include "multibool/backends/thread_pool.hpp"
 
 namespace multibool::llama {
 

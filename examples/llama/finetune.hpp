@@ -43,7 +43,7 @@
 #include "llama/transformer.hpp"
 #include "multibool/core/binary_io.hpp"
 #include "multibool/core/serialization.hpp"
-#include "multibool/kernels/highway_backend.hpp"
+#include "multibool/backends/highway_backend.hpp"
 #include "multibool/nn/dense_linear.hpp"
 #include "multibool/nn/multibool_linear.hpp"
 #include "multibool/training/adamw.hpp"
@@ -204,7 +204,7 @@ class FineTuner {
 public:
     // Exact float products (no int8 tables) and float scales while training; single-threaded
     // layers, because the batch is what is shared among threads.
-    using Linear = MultiBoolLinear<K, G, std::uint64_t, HighwayBackend, float>;
+    using Linear = MultiBoolLinear<K, G, float, std::uint64_t, HighwayBackend>;
     using Student = Transformer<Linear>;
     using Matrix = typename Linear::matrix_type;
     using Policy = std::variant<ExpectedImprovementPolicy, BoldPolicy<float>>;

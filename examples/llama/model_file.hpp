@@ -153,8 +153,8 @@ inline ModelFileHeader read_model_header(const std::filesystem::path& path) {
     return detail::read_model_header(reader);
 }
 
-template <std::size_t K, std::size_t G, class Word, class Backend, class Scale>
-void save_model(const Transformer<MultiBoolLinear<K, G, Word, Backend, Scale>>& model,
+template <std::size_t K, std::size_t G, class Scale, class Word, class Backend>
+void save_model(const Transformer<MultiBoolLinear<K, G, Scale, Word, Backend>>& model,
                 const std::filesystem::path& path) {
     const Config& c = model.config();
     write_file_atomically(path, [&](std::ostream& out) {
@@ -176,8 +176,8 @@ void save_model(const Transformer<MultiBoolLinear<K, G, Word, Backend, Scale>>& 
 // Loads a model file written for exactly this K, G and word width; errors are FormatErrors
 // naming the file and the field (a wrong K reads "field 'kernels': expected 3, found 2").
 template <std::size_t K, std::size_t G, class Scale = half, class Word = std::uint64_t, class Backend = DefaultBackend>
-Transformer<MultiBoolLinear<K, G, Word, Backend, Scale>> load_model(const std::filesystem::path& path) {
-    using Linear = MultiBoolLinear<K, G, Word, Backend, Scale>;
+Transformer<MultiBoolLinear<K, G, Scale, Word, Backend>> load_model(const std::filesystem::path& path) {
+    using Linear = MultiBoolLinear<K, G, Scale, Word, Backend>;
     using Matrix = typename Linear::matrix_type;
     auto in = open_for_reading(path);
     const std::string file = path.string();

@@ -11,21 +11,21 @@
 #include "multibool/core/row_column_serialization.hpp"
 #include "multibool/core/serialization.hpp"
 #include "multibool/core/shape.hpp"
-#include "multibool/kernels/boolean_activations.hpp"
-#include "multibool/kernels/default_backend.hpp"
-#include "multibool/kernels/int8_activations.hpp"
-#include "multibool/kernels/lookup_table_matrix.hpp"
-#include "multibool/kernels/packed_columns.hpp"
-#include "multibool/kernels/popcount_backend.hpp"
-#include "multibool/kernels/prepacking_backend.hpp"
-#include "multibool/kernels/scalar_backend.hpp"
-#include "multibool/kernels/thread_pool.hpp"
+#include "multibool/backends/boolean_activations.hpp"
+#include "multibool/backends/default_backend.hpp"
+#include "multibool/backends/int8_activations.hpp"
+#include "multibool/backends/lookup_table_matrix.hpp"
+#include "multibool/backends/packed_columns.hpp"
+#include "multibool/backends/product_backend.hpp"
+#include "multibool/backends/prepacking_backend.hpp"
+#include "multibool/backends/scalar_backend.hpp"
+#include "multibool/backends/thread_pool.hpp"
 // The SIMD backends come with their libraries (see cmake/MultiboolBackends.cmake).
 #if MULTIBOOL_HAS_HIGHWAY
-#include "multibool/kernels/highway_backend.hpp"
+#include "multibool/backends/highway_backend.hpp"
 #endif
 #if MULTIBOOL_HAS_XSIMD
-#include "multibool/kernels/xsimd_backend.hpp"
+#include "multibool/backends/xsimd_backend.hpp"
 #endif
 #include "multibool/nn/dense_linear.hpp"
 #include "multibool/nn/linear_layer.hpp"

@@ -22,7 +22,7 @@
 
 namespace multibool {
 
-template <std::size_t K, std::size_t G, class Word = std::uint64_t, class Scale = float>
+template <std::size_t K, std::size_t G, class Scale = float, class Word = std::uint64_t>
 class BitPlaneMatrix {
     static_assert(K >= 1, "BitPlaneMatrix: K (the number of Boolean kernels) must be at least 1");
     static_assert(K <= 8, "BitPlaneMatrix: K (the number of Boolean kernels) must be at most 8");
@@ -242,12 +242,12 @@ private:
 
 // The same bits with every scale rounded to ToScale: scales train in float and deploy as fp16.
 // Throws, naming the scale, when one does not fit ToScale.
-template <class ToScale, std::size_t K, std::size_t G, class Word, class Scale>
-BitPlaneMatrix<K, G, Word, ToScale> scale_cast(const BitPlaneMatrix<K, G, Word, Scale>& m) {
+template <class ToScale, std::size_t K, std::size_t G, class Scale, class Word>
+BitPlaneMatrix<K, G, ToScale, Word> scale_cast(const BitPlaneMatrix<K, G, Scale, Word>& m) {
     std::vector<Word> words;
     std::vector<ToScale> scales;
-    words.reserve(BitPlaneMatrix<K, G, Word, ToScale>::word_count(m.rows(), m.cols()));
-    scales.reserve(BitPlaneMatrix<K, G, Word, ToScale>::scale_count(m.rows(), m.cols()));
+    words.reserve(BitPlaneMatrix<K, G, ToScale, Word>::word_count(m.rows(), m.cols()));
+    scales.reserve(BitPlaneMatrix<K, G, ToScale, Word>::scale_count(m.rows(), m.cols()));
     for (std::size_t k = 0; k < K; ++k) {
         for (std::size_t i = 0; i < m.rows(); ++i) {
             const auto plane = m.plane_row(k, i);

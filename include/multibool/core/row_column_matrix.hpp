@@ -22,7 +22,7 @@ namespace multibool {
 // per row: the sign plane B_k carrying the row scales s_out,k. Every backend product applies to
 // it unchanged, so B_k (s_in,k (.) x) needs no kernel of its own. A view: valid while the
 // matrix it came from is alive and unchanged in shape.
-template <class Word, class Scale>
+template <class Scale, class Word>
 class RowScaledPlane {
 public:
     using word_type = Word;
@@ -54,16 +54,16 @@ private:
     std::size_t cols_ = 0;
 };
 
-template <std::size_t K, class Word = std::uint64_t, class Scale = float>
+template <std::size_t K, class Scale = float, class Word = std::uint64_t>
 class RowColumnMatrix {
     // The planes and the row scales are exactly a per-row BitPlaneMatrix (alpha_k[i, 0] = s_out,k[i]):
     // it owns the packed layout, its padding invariant and its sign setters.
-    using PlaneMatrix = BitPlaneMatrix<K, per_row, Word, Scale>;
+    using PlaneMatrix = BitPlaneMatrix<K, per_row, Scale, Word>;
 
 public:
     using word_type = Word;
     using scale_type = Scale;
-    using kernel_view_type = RowScaledPlane<Word, Scale>;
+    using kernel_view_type = RowScaledPlane<Scale, Word>;
     static constexpr std::size_t kernels = K;
     static constexpr std::size_t word_bits = bits_of<Word>;
 
@@ -225,7 +225,7 @@ private:
 
 template <class M>
 inline constexpr bool is_row_column_matrix = false;
-template <std::size_t K, class Word, class Scale>
-inline constexpr bool is_row_column_matrix<RowColumnMatrix<K, Word, Scale>> = true;
+template <std::size_t K, class Scale, class Word>
+inline constexpr bool is_row_column_matrix<RowColumnMatrix<K, Scale, Word>> = true;
 
 }  // namespace multibool

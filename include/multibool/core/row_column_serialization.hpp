@@ -22,8 +22,8 @@ namespace multibool {
 inline constexpr std::array<char, 8> row_column_matrix_magic{'M', 'B', 'O', 'O', 'L', 'R', 'C', 'M'};
 inline constexpr std::uint32_t row_column_matrix_format_version = 1;
 
-template <std::size_t K, class Word, class Scale>
-void save(const RowColumnMatrix<K, Word, Scale>& m, std::ostream& out) {
+template <std::size_t K, class Scale, class Word>
+void save(const RowColumnMatrix<K, Scale, Word>& m, std::ostream& out) {
     BinaryWriter w(out);
     w.write(std::span<const char>(row_column_matrix_magic));
     w.write(row_column_matrix_format_version);
@@ -39,8 +39,8 @@ void save(const RowColumnMatrix<K, Word, Scale>& m, std::ostream& out) {
     w.write_checksum();
 }
 
-template <std::size_t K, class Word, class Scale>
-void save(const RowColumnMatrix<K, Word, Scale>& m, const std::filesystem::path& path) {
+template <std::size_t K, class Scale, class Word>
+void save(const RowColumnMatrix<K, Scale, Word>& m, const std::filesystem::path& path) {
     write_file_atomically(path, [&](std::ostream& out) { save(m, out); });
 }
 

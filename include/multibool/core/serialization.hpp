@@ -38,8 +38,8 @@ constexpr std::uint32_t scale_type_code() {
     }
 }
 
-template <std::size_t K, std::size_t G, class Word, class Scale>
-void save(const BitPlaneMatrix<K, G, Word, Scale>& m, std::ostream& out) {
+template <std::size_t K, std::size_t G, class Scale, class Word>
+void save(const BitPlaneMatrix<K, G, Scale, Word>& m, std::ostream& out) {
     static_assert(G <= std::numeric_limits<std::uint32_t>::max(), "multibool files store group sizes below 2^32");
     BinaryWriter w(out);
     w.write(std::span<const char>(bit_plane_matrix_magic));
@@ -56,8 +56,8 @@ void save(const BitPlaneMatrix<K, G, Word, Scale>& m, std::ostream& out) {
     w.write_checksum();
 }
 
-template <std::size_t K, std::size_t G, class Word, class Scale>
-void save(const BitPlaneMatrix<K, G, Word, Scale>& m, const std::filesystem::path& path) {
+template <std::size_t K, std::size_t G, class Scale, class Word>
+void save(const BitPlaneMatrix<K, G, Scale, Word>& m, const std::filesystem::path& path) {
     write_file_atomically(path, [&](std::ostream& out) { save(m, out); });
 }
 

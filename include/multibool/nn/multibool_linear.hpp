@@ -1,6 +1,6 @@
 #pragma once
 // MultiBoolLinear: a linear layer whose weight is a BitPlaneMatrix, computed by a
-// PopcountBackend straight from the packed planes, or, for a PrepackingBackend, from the
+// ProductBackend straight from the packed planes, or, for a PrepackingBackend, from the
 // backend's packed copy (rebuilt by set_weights).
 #include <cstddef>
 #include <cstdint>
@@ -9,14 +9,14 @@
 
 #include "multibool/core/bit_plane_matrix.hpp"
 #include "multibool/core/matrix_view.hpp"
-#include "multibool/kernels/default_backend.hpp"
-#include "multibool/kernels/popcount_backend.hpp"
-#include "multibool/kernels/prepacking_backend.hpp"
+#include "multibool/backends/default_backend.hpp"
+#include "multibool/backends/product_backend.hpp"
+#include "multibool/backends/prepacking_backend.hpp"
 #include "multibool/solvers/greedy_residual.hpp"
 
 namespace multibool {
 
-namespace multibool_linear_detail {
+namespace detail {
 struct NoPackedCopy {};
 template <class B, class M>
 struct packed_copy {
@@ -27,16 +27,16 @@ template <class B, class M>
 struct packed_copy<B, M> {
     using type = typename B::template packed_type<M>;
 };
-}  // namespace multibool_linear_detail
+}  // namespace detail
 
 // Scale is the storage type of the scales: float for training, half or bfloat16 for deployment.
-template <std::size_t K, std::size_t G, class Word = std::uint64_t, class Backend = DefaultBackend, class Scale = float>
+template <std::size_t K, std::size_t G, class Scale = float, class Word = std::uint64_t, class Backend = DefaultBackend>
 class MultiBoolLinear {
 public:
-    using matrix_type = BitPlaneMatrix<K, G, Word, Scale>;
+    using matrix_type = BitPlaneMatrix<K, G, Scale, Word>;
     using backend_type = Backend;
-    static_assert(PopcountBackend<Backend, matrix_type>,
-                  "MultiBoolLinear: Backend does not provide every product of the PopcountBackend concept");
+    static_assert(ProductBackend<Backend, matrix_type>,
+                  "MultiBoolLinear: Backend does not provide every product of the ProductBackend concept");
 
     MultiBoolLinear() = default;
     explicit MultiBoolLinear(matrix_type weights, Backend backend = {})
@@ -80,7 +80,7 @@ public:
 
 private:
     static constexpr bool prepacked = PrepackingBackend<Backend, matrix_type>;
-    using packed_type = typename multibool_linear_detail::packed_copy<Backend, matrix_type>::type;
+    using packed_type = typename detail::packed_copy<Backend, matrix_type>::type;
 
     static packed_type pack(const matrix_type& weights, const Backend& backend) {
         if constexpr (prepacked) {

@@ -1,6 +1,6 @@
 #pragma once
 // RowColumnLinear: a linear layer whose weight is a RowColumnMatrix (row x column scales),
-// computed kernel by kernel through a PopcountBackend's products on the packed planes:
+// computed kernel by kernel through a ProductBackend's products on the packed planes:
 //   y = sum_k s_out,k (.) (B_k (s_in,k (.) x)),   dx = sum_k s_in,k (.) (B_k^T (s_out,k (.) dy)).
 // Nothing is dequantized; the row scales ride along as the per-row scales of each kernel view.
 #include <algorithm>
@@ -13,8 +13,8 @@
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/core/row_column_matrix.hpp"
 #include "multibool/core/shape.hpp"
-#include "multibool/kernels/default_backend.hpp"
-#include "multibool/kernels/popcount_backend.hpp"
+#include "multibool/backends/default_backend.hpp"
+#include "multibool/backends/product_backend.hpp"
 #include "multibool/solvers/svid.hpp"
 
 namespace multibool {
@@ -22,10 +22,10 @@ namespace multibool {
 template <std::size_t K, class Word = std::uint64_t, class Backend = DefaultBackend>
 class RowColumnLinear {
 public:
-    using matrix_type = RowColumnMatrix<K, Word, float>;
+    using matrix_type = RowColumnMatrix<K, float, Word>;
     using backend_type = Backend;
-    static_assert(PopcountBackend<Backend, typename matrix_type::kernel_view_type>,
-                  "RowColumnLinear: Backend does not provide every product of the PopcountBackend concept");
+    static_assert(ProductBackend<Backend, typename matrix_type::kernel_view_type>,
+                  "RowColumnLinear: Backend does not provide every product of the ProductBackend concept");
 
     RowColumnLinear() = default;
     explicit RowColumnLinear(matrix_type weights, Backend backend = {})

@@ -11,34 +11,34 @@
 #include <variant>
 
 #include "multibool/core/matrix_view.hpp"
-#include "multibool/kernels/default_backend.hpp"
+#include "multibool/backends/default_backend.hpp"
 #include "multibool/nn/multibool_linear.hpp"
 
 namespace multibool {
 
 namespace detail {
 
-template <std::size_t G, class Word, class Backend, class Scale, class Ks>
+template <std::size_t G, class Scale, class Word, class Backend, class Ks>
 struct KernelCountVariant;
 
-template <std::size_t G, class Word, class Backend, class Scale, std::size_t... Ks>
-struct KernelCountVariant<G, Word, Backend, Scale, std::index_sequence<Ks...>> {
-    using type = std::variant<MultiBoolLinear<Ks + 1, G, Word, Backend, Scale>...>;
+template <std::size_t G, class Scale, class Word, class Backend, std::size_t... Ks>
+struct KernelCountVariant<G, Scale, Word, Backend, std::index_sequence<Ks...>> {
+    using type = std::variant<MultiBoolLinear<Ks + 1, G, Scale, Word, Backend>...>;
 };
 
 }  // namespace detail
 
-template <std::size_t G, std::size_t MaxK = 4, class Word = std::uint64_t, class Backend = DefaultBackend,
-          class Scale = float>
+template <std::size_t G, std::size_t MaxK = 4, class Scale = float, class Word = std::uint64_t,
+          class Backend = DefaultBackend>
 class VariableKernelLinear {
 public:
     using layer_variant =
-        typename detail::KernelCountVariant<G, Word, Backend, Scale, std::make_index_sequence<MaxK>>::type;
+        typename detail::KernelCountVariant<G, Scale, Word, Backend, std::make_index_sequence<MaxK>>::type;
     static constexpr std::size_t max_kernels = MaxK;
 
     VariableKernelLinear() = default;
     template <std::size_t K>
-    explicit VariableKernelLinear(MultiBoolLinear<K, G, Word, Backend, Scale> layer) : layer_(std::move(layer)) {}
+    explicit VariableKernelLinear(MultiBoolLinear<K, G, Scale, Word, Backend> layer) : layer_(std::move(layer)) {}
 
     // The layer make.template operator()<K>() returns, for K = k given at run time.
     template <class F>

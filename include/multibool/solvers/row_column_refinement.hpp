@@ -157,10 +157,10 @@ void assign_nearest_bits(Matrix& m, MatrixView<const float> w) {
 // dense out x in weights w. Returns ||W - W_hat||_F^2 before the first step and after each step
 // (1 + 3 * iterations values), never increasing: a step whose result rounded (scales are
 // stored as Scale) to a larger objective is undone.
-template <std::size_t K, class Word, class Scale>
-std::vector<double> refine_row_column(RowColumnMatrix<K, Word, Scale>& m, MatrixView<const float> w,
+template <std::size_t K, class Scale, class Word>
+std::vector<double> refine_row_column(RowColumnMatrix<K, Scale, Word>& m, MatrixView<const float> w,
                                       std::size_t iterations) {
-    using Matrix = RowColumnMatrix<K, Word, Scale>;
+    using Matrix = RowColumnMatrix<K, Scale, Word>;
     if (w.rows() != m.rows() || w.cols() != m.cols()) {
         throw std::invalid_argument("refine_row_column: weights are " + std::to_string(w.rows()) + "x" +
                                     std::to_string(w.cols()) + ", the matrix is " + std::to_string(m.rows()) + "x" +

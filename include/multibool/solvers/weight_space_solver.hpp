@@ -11,7 +11,7 @@
 
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/matrix_view.hpp"
-#include "multibool/kernels/packed_columns.hpp"
+#include "multibool/backends/packed_columns.hpp"
 #include "multibool/solvers/alpha_solver.hpp"
 #include "multibool/solvers/least_squares.hpp"
 

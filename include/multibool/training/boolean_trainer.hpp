@@ -13,7 +13,7 @@
 
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/matrix_view.hpp"
-#include "multibool/kernels/popcount_backend.hpp"
+#include "multibool/backends/product_backend.hpp"
 #include "multibool/training/flip_optimizer.hpp"
 #include "multibool/training/multibool_backward.hpp"
 #include "multibool/training/scale_gradient.hpp"
@@ -29,7 +29,7 @@ struct TrainStepReport {
 };
 
 template <BitPlaneStorage Matrix, FlipOptimizer<Matrix> Policy, class Backend>
-    requires PopcountBackend<Backend, Matrix>
+    requires ProductBackend<Backend, Matrix>
 class BooleanTrainer {
 public:
     BooleanTrainer(Matrix matrix, Policy policy, Backend backend = {}, GradientTiling tiling = {})

@@ -11,7 +11,7 @@
 
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/matrix_view.hpp"
-#include "multibool/kernels/popcount_backend.hpp"
+#include "multibool/backends/product_backend.hpp"
 #include "multibool/nn/multibool_linear.hpp"
 #include "multibool/training/scale_gradient.hpp"
 #include "multibool/training/weight_gradient.hpp"
@@ -24,7 +24,7 @@ struct BackwardReport {
     std::size_t peak_extra_bytes = 0;
 };
 
-namespace training_detail {
+namespace detail {
 
 // Everything is checked before dX is written, so a refused call changes nothing.
 template <BitPlaneStorage M, std::size_t K>
@@ -49,7 +49,7 @@ void check_backward_shapes(const M& m, MatrixView<const float> x, MatrixView<con
     }
 }
 
-}  // namespace training_detail
+}  // namespace detail
 
 // For X (T x n, the layer's input) and dY (T x m, the gradient of its output): writes dX = dY W_hat,
 // adds dL/dalpha to scale_gradient, and calls on_tile(first_row, tile) for every row tile of
@@ -57,11 +57,11 @@ void check_backward_shapes(const M& m, MatrixView<const float> x, MatrixView<con
 // gradient are computed before on_tile sees the tile, so on_tile may flip bits of the tile's rows
 // in m itself.
 template <class Backend, BitPlaneStorage M, class OnTile, class Allocator = std::allocator<float>>
-    requires PopcountBackend<Backend, M>
+    requires ProductBackend<Backend, M>
 BackwardReport backward(const Backend& backend, const M& m, MatrixView<const float> x, MatrixView<const float> dy,
                         MatrixView<float> dx, ScaleGradient<M::kernels>& scale_gradient, GradientTiling tiling,
                         OnTile&& on_tile, const Allocator& allocator = {}) {
-    training_detail::check_backward_shapes(m, x, dy, dx, scale_gradient, tiling);
+    detail::check_backward_shapes(m, x, dy, dx, scale_gradient, tiling);
     backend.gemm_transposed(m, dy, dx);
     for_each_gradient_tile(
         x, dy, tiling,
@@ -76,9 +76,9 @@ BackwardReport backward(const Backend& backend, const M& m, MatrixView<const flo
 // The same for a MultiBoolLinear layer, through its backend and weights. The layer's weights are
 // read-only here: on_tile must not flip them; flip a copy (or use BooleanTrainer) and hand the
 // result to layer.set_weights, which also refreshes the backend's packed copy.
-template <std::size_t K, std::size_t G, class Word, class Backend, class Scale, class OnTile,
+template <std::size_t K, std::size_t G, class Scale, class Word, class Backend, class OnTile,
           class Allocator = std::allocator<float>>
-BackwardReport backward(const MultiBoolLinear<K, G, Word, Backend, Scale>& layer, MatrixView<const float> x,
+BackwardReport backward(const MultiBoolLinear<K, G, Scale, Word, Backend>& layer, MatrixView<const float> x,
                         MatrixView<const float> dy, MatrixView<float> dx, ScaleGradient<K>& scale_gradient,
                         GradientTiling tiling, OnTile&& on_tile, const Allocator& allocator = {}) {
     return backward(layer.backend(), layer.weights(), x, dy, dx, scale_gradient, tiling,

@@ -13,7 +13,7 @@
 
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/core/shape.hpp"
-#include "multibool/kernels/thread_pool.hpp"
+#include "multibool/backends/thread_pool.hpp"
 
 namespace multibool {
 
@@ -22,7 +22,7 @@ struct GradientTiling {
     std::size_t threads = 1;     // 0 counts as 1
 };
 
-namespace training_detail {
+namespace detail {
 
 template <class T>
 std::string shape_of(MatrixView<T> v) {
@@ -99,7 +99,7 @@ inline void gradient_rows(MatrixView<const float> x, MatrixView<const float> dy,
     }
 }
 
-}  // namespace training_detail
+}  // namespace detail
 
 // The exact extra bytes for_each_gradient_tile allocates (all at once, so also its peak):
 //   workers * (min(tile_rows, m) * n * sizeof(float) + sizeof(float*)),
@@ -107,7 +107,7 @@ inline void gradient_rows(MatrixView<const float> x, MatrixView<const float> dy,
 // and 0 when m or n is 0 (nothing to compute).
 constexpr std::size_t gradient_workspace_bytes(std::size_t n, std::size_t m, GradientTiling tiling) noexcept {
     if (m == 0 || n == 0 || tiling.tile_rows == 0) return 0;
-    return training_detail::gradient_workers(m, tiling) *
+    return detail::gradient_workers(m, tiling) *
            (std::min(tiling.tile_rows, m) * n * sizeof(float) + sizeof(float*));
 }
 
@@ -118,23 +118,23 @@ template <class Consume, class Allocator = std::allocator<float>>
 void for_each_gradient_tile(MatrixView<const float> x, MatrixView<const float> dy, GradientTiling tiling,
                             Consume&& consume, const Allocator& allocator = {}) {
     if (x.rows() != dy.rows()) {
-        throw std::invalid_argument("for_each_gradient_tile: X is " + training_detail::shape_of(x) + " and dY is " +
-                                    training_detail::shape_of(dy) +
+        throw std::invalid_argument("for_each_gradient_tile: X is " + detail::shape_of(x) + " and dY is " +
+                                    detail::shape_of(dy) +
                                     "; they need the same number of rows (tokens)");
     }
     if (tiling.tile_rows == 0) throw std::invalid_argument("for_each_gradient_tile: tile_rows must be at least 1");
     const std::size_t n = x.cols(), m = dy.cols();
     if (m == 0 || n == 0) return;
     const std::size_t tile_rows = tiling.tile_rows;
-    const std::size_t workers = training_detail::gradient_workers(m, tiling);
-    training_detail::TileBuffers<Allocator> buffers(
+    const std::size_t workers = detail::gradient_workers(m, tiling);
+    detail::TileBuffers<Allocator> buffers(
         allocator, workers, checked_product("for_each_gradient_tile tile buffer", std::min(tile_rows, m), n));
     parallel_for(workers, m, tile_rows, [&](std::size_t begin, std::size_t end) {
         const std::span<float> buffer = buffers.claim();
         for (std::size_t i0 = begin; i0 < end; i0 += tile_rows) {
             const std::size_t rows = std::min(tile_rows, end - i0);
             const MatrixView<float> tile(buffer.first(rows * n), rows, n);
-            training_detail::gradient_rows(x, dy, i0, tile);
+            detail::gradient_rows(x, dy, i0, tile);
             consume(i0, MatrixView<const float>(tile));
         }
     });

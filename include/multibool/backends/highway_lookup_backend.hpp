@@ -9,9 +9,9 @@
 
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/matrix_view.hpp"
-#include "multibool/kernels/highway_backend.hpp"
-#include "multibool/kernels/lookup_table_gemv.hpp"
-#include "multibool/kernels/lookup_table_matrix.hpp"
+#include "multibool/backends/highway_backend.hpp"
+#include "multibool/backends/lookup_table_gemv.hpp"
+#include "multibool/backends/lookup_table_matrix.hpp"
 
 namespace multibool {
 

@@ -30,8 +30,8 @@
 
 #include "multibool/core/half.hpp"
 #include "multibool/core/matrix_view.hpp"
-#include "multibool/kernels/lookup_table_common.hpp"
-#include "multibool/kernels/lookup_table_matrix.hpp"
+#include "multibool/backends/lookup_table_common.hpp"
+#include "multibool/backends/lookup_table_matrix.hpp"
 
 HWY_BEFORE_NAMESPACE();
 namespace multibool {

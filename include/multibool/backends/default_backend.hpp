@@ -9,17 +9,17 @@
 #endif
 
 #if MULTIBOOL_HAS_HIGHWAY && HWY_STATIC_TARGET != HWY_SCALAR && HWY_STATIC_TARGET != HWY_EMU128
-#include "multibool/kernels/highway_lookup_backend.hpp"
+#include "multibool/backends/highway_lookup_backend.hpp"
 namespace multibool {
 using DefaultBackend = HighwayLookupBackend;
 }  // namespace multibool
 #elif MULTIBOOL_HAS_XSIMD
-#include "multibool/kernels/xsimd_backend.hpp"
+#include "multibool/backends/xsimd_backend.hpp"
 namespace multibool {
 using DefaultBackend = XsimdBackend;
 }  // namespace multibool
 #else
-#include "multibool/kernels/scalar_backend.hpp"
+#include "multibool/backends/scalar_backend.hpp"
 namespace multibool {
 using DefaultBackend = ScalarBackend;
 }  // namespace multibool

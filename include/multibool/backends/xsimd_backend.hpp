@@ -23,9 +23,9 @@
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/core/packed_bits.hpp"
 #include "multibool/core/shape.hpp"
-#include "multibool/kernels/boolean_activations.hpp"
-#include "multibool/kernels/int8_activations.hpp"
-#include "multibool/kernels/thread_pool.hpp"
+#include "multibool/backends/boolean_activations.hpp"
+#include "multibool/backends/int8_activations.hpp"
+#include "multibool/backends/thread_pool.hpp"
 
 namespace multibool {
 

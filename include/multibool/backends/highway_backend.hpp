@@ -1,5 +1,5 @@
 #pragma once
-// The Highway backend: the PopcountBackend products with Highway's portable SIMD, compiled for the
+// The Highway backend: the ProductBackend products with Highway's portable SIMD, compiled for the
 // one target the build flags select (static dispatch; target() names it). With -march=native,
 // Highway 1.0.3 needs HWY_COMPILE_ONLY_STATIC=1 (see DEPENDENCIES.md); without -march flags the
 // same code compiles for Highway's scalar target.
@@ -33,10 +33,10 @@
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/core/packed_bits.hpp"
 #include "multibool/core/shape.hpp"
-#include "multibool/kernels/boolean_activations.hpp"
-#include "multibool/kernels/int8_activations.hpp"
-#include "multibool/kernels/packed_columns.hpp"
-#include "multibool/kernels/thread_pool.hpp"
+#include "multibool/backends/boolean_activations.hpp"
+#include "multibool/backends/int8_activations.hpp"
+#include "multibool/backends/packed_columns.hpp"
+#include "multibool/backends/thread_pool.hpp"
 
 namespace multibool {
 namespace highway_detail {

@@ -21,11 +21,11 @@
 
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/core/shape.hpp"
-#include "multibool/kernels/lookup_table_common.hpp"
-#include "multibool/kernels/lookup_table_matrix.hpp"
+#include "multibool/backends/lookup_table_common.hpp"
+#include "multibool/backends/lookup_table_matrix.hpp"
 
 // The kernels, once, for the static target.
-#include "multibool/kernels/lookup_table_kernels-inl.hpp"
+#include "multibool/backends/lookup_table_kernels-inl.hpp"
 
 namespace multibool {
 

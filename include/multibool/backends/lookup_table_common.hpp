@@ -17,8 +17,8 @@
 
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/core/shape.hpp"
-#include "multibool/kernels/lookup_table_matrix.hpp"
-#include "multibool/kernels/thread_pool.hpp"
+#include "multibool/backends/lookup_table_matrix.hpp"
+#include "multibool/backends/thread_pool.hpp"
 
 namespace multibool {
 

@@ -1,5 +1,5 @@
 #pragma once
-// The PrepackingBackend concept: a PopcountBackend that reorders a matrix once into a layout of
+// The PrepackingBackend concept: a ProductBackend that reorders a matrix once into a layout of
 // its own (like oneDNN's reorder or XNNPACK's packed weights) and runs the forward products on
 // that copy. The BitPlaneStorage stays the storage of record; the packed copy is rebuilt from it
 // whenever it changes.
@@ -7,12 +7,12 @@
 #include <span>
 
 #include "multibool/core/matrix_view.hpp"
-#include "multibool/kernels/popcount_backend.hpp"
+#include "multibool/backends/product_backend.hpp"
 
 namespace multibool {
 
 template <class B, class M>
-concept PrepackingBackend = PopcountBackend<B, M> && requires(const B& backend, const M& m) {
+concept PrepackingBackend = ProductBackend<B, M> && requires(const B& backend, const M& m) {
     typename B::template packed_type<M>;
     { backend.pack(m) } -> std::same_as<typename B::template packed_type<M>>;
 } && requires(const B& backend, const typename B::template packed_type<M>& packed, std::span<const float> x,

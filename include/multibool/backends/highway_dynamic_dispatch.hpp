@@ -24,8 +24,8 @@
 #include "multibool/core/half.hpp"
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/core/shape.hpp"
-#include "multibool/kernels/lookup_table_matrix.hpp"
-#include "multibool/kernels/scalar_backend.hpp"
+#include "multibool/backends/lookup_table_matrix.hpp"
+#include "multibool/backends/scalar_backend.hpp"
 
 namespace multibool {
 

@@ -13,9 +13,9 @@
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/core/shape.hpp"
-#include "multibool/kernels/boolean_activations.hpp"
-#include "multibool/kernels/int8_activations.hpp"
-#include "multibool/kernels/packed_columns.hpp"
+#include "multibool/backends/boolean_activations.hpp"
+#include "multibool/backends/int8_activations.hpp"
+#include "multibool/backends/packed_columns.hpp"
 
 namespace multibool {
 

@@ -15,7 +15,7 @@
 #endif
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "multibool/kernels/highway_dynamic_dispatch.cpp"
+#define HWY_TARGET_INCLUDE "multibool/backends/highway_dynamic_dispatch.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
@@ -25,10 +25,10 @@
 
 #include "multibool/core/half.hpp"
 #include "multibool/core/matrix_view.hpp"
-#include "multibool/kernels/highway_dynamic_dispatch.hpp"
-#include "multibool/kernels/lookup_table_matrix.hpp"
+#include "multibool/backends/highway_dynamic_dispatch.hpp"
+#include "multibool/backends/lookup_table_matrix.hpp"
 
-#include "multibool/kernels/lookup_table_kernels-inl.hpp"
+#include "multibool/backends/lookup_table_kernels-inl.hpp"
 
 // The entry points of one target: plain (non-template) functions, as HWY_EXPORT needs.
 HWY_BEFORE_NAMESPACE();

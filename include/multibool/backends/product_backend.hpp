@@ -1,5 +1,5 @@
 #pragma once
-// The PopcountBackend concept: every product a backend computes straight from the packed
+// The ProductBackend concept: every product a backend computes straight from the packed
 // planes of a BitPlaneStorage (SPEC §2). Backends are interchangeable; the scalar one is the
 // reference the others are tested against.
 #include <concepts>
@@ -8,13 +8,13 @@
 
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/matrix_view.hpp"
-#include "multibool/kernels/boolean_activations.hpp"
-#include "multibool/kernels/int8_activations.hpp"
+#include "multibool/backends/boolean_activations.hpp"
+#include "multibool/backends/int8_activations.hpp"
 
 namespace multibool {
 
 template <class B, class M>
-concept PopcountBackend = BitPlaneStorage<M> &&
+concept ProductBackend = BitPlaneStorage<M> &&
     requires(const B& backend, const M& m, std::span<const float> x, std::span<float> y, MatrixView<const float> xs,
              MatrixView<float> ys, const Int8Activations<typename M::word_type>& xq,
              const BooleanActivations<typename M::word_type>& xb, std::span<const float> dy, std::span<float> dx,
