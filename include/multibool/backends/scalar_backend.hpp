@@ -22,6 +22,12 @@ namespace multibool {
 struct ScalarBackend {
     static constexpr std::string_view name = "scalar";
 
+    // Takes a thread count like every backend, so backends are interchangeable; the reference
+    // itself runs on the caller's thread.
+    ScalarBackend() noexcept = default;
+    explicit ScalarBackend(std::size_t /*threads*/) noexcept {}
+    [[nodiscard]] static constexpr std::size_t threads() noexcept { return 1; }
+
     template <BitPlaneStorage M>
     void gemv(const M& m, std::span<const float> x, std::span<float> y) const {
         using Word = typename M::word_type;
