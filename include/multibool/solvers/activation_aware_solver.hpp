@@ -1,18 +1,17 @@
 #pragma once
 // ActivationAwareSolver: the exact scales of each (row, group) for
-// min (w_g - w_hat_g)^T H_g (w_g - w_hat_g), H = E[x x^T] from calibration inputs (SPEC §4):
+// min (w_g - w_hat_g)^T H_g (w_g - w_hat_g), H = E[x x^T] from calibration inputs (docs/METHOD.md §4):
 // the error weighted by how strongly each input is driven, so that columns fed by large
 // activations weigh more. H_g is the diagonal of H on the group or its full G x G block.
-#include <array>
 #include <cmath>
 #include <cstddef>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/solvers/alpha_solver.hpp"
-#include "multibool/solvers/least_squares.hpp"
 #include "multibool/solvers/second_moment.hpp"
 
 namespace multibool {
@@ -30,56 +29,17 @@ public:
 
     template <BitPlaneStorage M>
     AlphaSolveReport solve(M& m, MatrixView<const float> target) const {
-        using Scale = typename M::scale_type;
-        constexpr std::size_t K = M::kernels;
         check_inputs(m, target);
-        const std::vector<double> blocks = hessian_blocks(m);
-        AlphaSolveReport report;
-        Workspace<K> work(block_, m.group_size());
-        std::array<double, K * K> normal{};
-        std::array<double, K> solution{};
-        std::array<double, K> current{};
-        for (std::size_t i = 0; i < m.rows(); ++i) {
-            double row_before = 0.0;
-            double row_after = 0.0;
-            for (std::size_t g = 0; g < m.groups_per_row(); ++g) {
-                const std::size_t begin = m.group_begin(g);
-                work.load(m, i, begin, m.group_end(g), target.row(i), group_hessian(m, blocks, g));
-                work.normal_equations(normal, solution);
-                for (std::size_t k = 0; k < K; ++k) current[k] = static_cast<double>(m.scales(k, i)[g]);
-                const double before = work.error(current);
-                const double after = detail::solve_keeping_better<Scale>(
-                    normal, solution, before, [&](std::span<const double> alphas) { return work.error(alphas); },
-                    [&](std::span<const double> alphas) {
-                        for (std::size_t k = 0; k < K; ++k) m.set_scale(k, i, g, static_cast<Scale>(alphas[k]));
-                    },
-                    report);
-                row_before += before;
-                row_after += after;
-            }
-            report.error_before += row_before;
-            report.error_after += row_after;
-        }
-        return report;
+        GroupSystem<M> system(m, block_, hessian_blocks(m));
+        return detail::solve_systems(m, target, 1, system);
     }
 
     // sum_g (w_g - w_hat_g)^T H_g (w_g - w_hat_g) per row.
     template <BitPlaneStorage M>
     std::vector<double> row_objectives(const M& m, MatrixView<const float> target) const {
-        constexpr std::size_t K = M::kernels;
         check_inputs(m, target);
-        const std::vector<double> blocks = hessian_blocks(m);
-        Workspace<K> work(block_, m.group_size());
-        std::array<double, K> current{};
-        std::vector<double> rows(m.rows(), 0.0);
-        for (std::size_t i = 0; i < m.rows(); ++i) {
-            for (std::size_t g = 0; g < m.groups_per_row(); ++g) {
-                work.load(m, i, m.group_begin(g), m.group_end(g), target.row(i), group_hessian(m, blocks, g));
-                for (std::size_t k = 0; k < K; ++k) current[k] = static_cast<double>(m.scales(k, i)[g]);
-                rows[i] += work.error(current);
-            }
-        }
-        return rows;
+        GroupSystem<M> system(m, block_, hessian_blocks(m));
+        return detail::system_row_objectives(m, target, 1, system);
     }
 
 private:
@@ -111,38 +71,33 @@ private:
         return blocks;
     }
 
-    // H_g of group g within hessian_blocks.
-    template <BitPlaneStorage M>
-    std::span<const double> group_hessian(const M& m, const std::vector<double>& blocks, std::size_t g) const {
-        const std::size_t size = m.group_end(g) - m.group_begin(g);
-        if (block_ == HessianBlock::diagonal) return std::span<const double>(blocks).subspan(m.group_begin(g), size);
-        return std::span<const double>(blocks).subspan(g * m.group_size() * m.group_size(), size * size);
-    }
-
     // One (row, group) system: its decoded signs, target slice and H_g; normal equations and the
     // one error formula both solve and row_objectives use.
-    template <std::size_t K>
-    struct Workspace {
-        Workspace(HessianBlock hessian_block, std::size_t group_size)
-            : full_block(hessian_block == HessianBlock::group),
-              signs(K * group_size),
-              w(group_size),
-              residual(group_size),
-              product(group_size) {}
+    template <BitPlaneStorage M>
+    struct GroupSystem {
+        static constexpr std::size_t K = M::kernels;
 
-        template <BitPlaneStorage M>
-        void load(const M& m, std::size_t i, std::size_t begin, std::size_t end, std::span<const float> row,
-                  std::span<const double> group_hessian) {
-            size = end - begin;
-            hessian = group_hessian;
-            for (std::size_t k = 0; k < K; ++k) {
-                detail::decode_signs(m, k, i, begin, end, std::span<double>(signs).subspan(k * size, size));
-            }
-            for (std::size_t j = 0; j < size; ++j) w[j] = row[begin + j];
+        GroupSystem(const M& matrix, HessianBlock hessian_block, std::vector<double> hessian_blocks)
+            : m(matrix),
+              full_block(hessian_block == HessianBlock::group),
+              blocks(std::move(hessian_blocks)),
+              signs(K * m.group_size()),
+              w(m.group_size()),
+              residual(m.group_size()),
+              product(m.group_size()) {}
+
+        void load(std::size_t i, std::size_t g, std::span<const float> target_row) noexcept {
+            const std::size_t begin = m.group_begin(g);
+            size = m.group_end(g) - begin;
+            hessian = full_block
+                          ? std::span<const double>(blocks).subspan(g * m.group_size() * m.group_size(), size * size)
+                          : std::span<const double>(blocks).subspan(begin, size);
+            detail::decode_kernel_signs(m, i, begin, begin + size, signs);
+            for (std::size_t j = 0; j < size; ++j) w[j] = target_row[begin + j];
         }
 
         // N = B^T H_g B and r = B^T H_g w.
-        void normal_equations(std::span<double> normal, std::span<double> rhs) {
+        void normal_equations(std::span<double> normal, std::span<double> rhs) noexcept {
             if (!full_block) {
                 for (std::size_t k = 0; k < K; ++k) {
                     const double* const sk = &signs[k * size];
@@ -167,7 +122,7 @@ private:
         }
 
         // (w - w_hat)^T H_g (w - w_hat) for the given scales.
-        double error(std::span<const double> alphas) {
+        double error(std::span<const double> alphas) noexcept {
             const std::span<double> e = std::span<double>(residual).first(size);
             detail::reconstruct<K>(std::span<const double>(signs).first(K * size), alphas, e);
             for (std::size_t j = 0; j < size; ++j) e[j] = w[j] - e[j];
@@ -181,7 +136,7 @@ private:
         }
 
         // product = H_g v, as a sum of H_g's rows (H_g is symmetric) so the inner loop vectorizes.
-        void multiply_block(std::span<const double> v) {
+        void multiply_block(std::span<const double> v) noexcept {
             for (std::size_t j = 0; j < size; ++j) product[j] = 0.0;
             for (std::size_t a = 0; a < size; ++a) {
                 const double va = v[a];
@@ -189,13 +144,15 @@ private:
                 for (std::size_t j = 0; j < size; ++j) product[j] = std::fma(va, h_row[j], product[j]);
             }
         }
-        double dot(const double* v) const {
+        double dot(const double* v) const noexcept {
             double sum = 0.0;
             for (std::size_t j = 0; j < size; ++j) sum = std::fma(v[j], product[j], sum);
             return sum;
         }
 
+        const M& m;
         bool full_block;
+        std::vector<double> blocks;  // hessian_blocks: H's diagonal, or every group's block
         std::size_t size = 0;
         std::span<const double> hessian;  // H_g: its diagonal, or the block row-major
         std::vector<double> signs;

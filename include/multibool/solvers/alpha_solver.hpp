@@ -1,5 +1,5 @@
 #pragma once
-// The AlphaSolver concept (SPEC §4): with the planes fixed, W_hat is linear in the scales, so a
+// The AlphaSolver concept (docs/METHOD.md §4): with the planes fixed, W_hat is linear in the scales, so a
 // solver sets them in closed form to minimise its objective against a target, one small system
 // at a time (a (row, group) or a whole row). Every objective is a sum over rows, which lets
 // alternating refinement keep or revert a bit step row by row.
@@ -74,12 +74,17 @@ namespace detail {
 template <BitPlaneStorage M>
 void decode_signs(const M& m, std::size_t k, std::size_t i, std::size_t begin, std::size_t end,
                   std::span<double> signs) {
-    using Word = typename M::word_type;
-    const auto plane = m.plane_row(k, i);
-    // Arithmetic rather than a branch: the bits are random, a branch would mispredict half the time.
-    for (std::size_t j = begin; j < end; ++j) {
-        const auto bit = int(Word(plane[j / M::word_bits] >> (j % M::word_bits)) & 1);
-        signs[j - begin] = double(2 * bit - 1);
+    multibool::decode_signs(m.plane_row(k, i), begin, end, signs);
+}
+
+// All K planes of row i over columns [begin, end): kernel k's signs start at k * (end - begin).
+// Any matrix with plane_row(k, i), the row x column layout too.
+template <class M>
+void decode_kernel_signs(const M& m, std::size_t i, std::size_t begin, std::size_t end,
+                         std::span<double> signs) noexcept {
+    const std::size_t size = end - begin;
+    for (std::size_t k = 0; k < M::kernels; ++k) {
+        multibool::decode_signs(m.plane_row(k, i), begin, end, signs.subspan(k * size, size));
     }
 }
 
@@ -126,6 +131,69 @@ double solve_keeping_better(std::span<double> normal, std::span<double> solution
     if (!(after < before)) return before;
     store(solution);
     return after;
+}
+
+// The scales of the system of row i that starts at group `first`, laid out as its unknowns:
+// alphas[(g - first) * K + k] = alpha_k[i, g].
+template <BitPlaneStorage M>
+void read_system_scales(const M& m, std::size_t i, std::size_t first, std::span<double> alphas) noexcept {
+    for (std::size_t u = 0; u < alphas.size(); ++u) {
+        alphas[u] = static_cast<double>(m.scales(u % M::kernels, i)[first + u / M::kernels]);
+    }
+}
+
+// The loops every solver runs. Each row's scales are solved as systems of `groups_per_system`
+// consecutive groups (one group, or the whole row), unknowns laid out as read_system_scales does.
+// The solver's `system` provides load(i, first, target_row) (the system of row i from group
+// `first`), normal_equations(normal, rhs) and error(alphas), its objective for given scales.
+// Errors are summed within a row first, so the report's totals add up the rows as objective() does.
+template <BitPlaneStorage M, class System>
+AlphaSolveReport solve_systems(M& m, MatrixView<const float> target, std::size_t groups_per_system, System& system) {
+    using Scale = typename M::scale_type;
+    const std::size_t unknowns = M::kernels * groups_per_system;
+    std::vector<double> normal(unknowns * unknowns);
+    std::vector<double> solution(unknowns);
+    std::vector<double> current(unknowns);
+    AlphaSolveReport report;
+    for (std::size_t i = 0; i < m.rows(); ++i) {
+        double row_before = 0.0;
+        double row_after = 0.0;
+        for (std::size_t first = 0; first < m.groups_per_row(); first += groups_per_system) {
+            system.load(i, first, target.row(i));
+            system.normal_equations(normal, solution);
+            read_system_scales(m, i, first, current);
+            const double before = system.error(current);
+            const double after = solve_keeping_better<Scale>(
+                normal, solution, before, [&](std::span<const double> alphas) { return system.error(alphas); },
+                [&](std::span<const double> alphas) {
+                    for (std::size_t u = 0; u < unknowns; ++u) {
+                        m.set_scale(u % M::kernels, i, first + u / M::kernels, static_cast<Scale>(alphas[u]));
+                    }
+                },
+                report);
+            row_before += before;
+            row_after += after;
+        }
+        report.error_before += row_before;
+        report.error_after += row_after;
+    }
+    return report;
+}
+
+// Each row's objective under m's current scales: the errors of its systems, as solve_systems sums them.
+template <BitPlaneStorage M, class System>
+std::vector<double> system_row_objectives(const M& m, MatrixView<const float> target, std::size_t groups_per_system,
+                                          System& system) {
+    std::vector<double> current(M::kernels * groups_per_system);
+    std::vector<double> rows(m.rows(), 0.0);
+    for (std::size_t i = 0; i < m.rows(); ++i) {
+        for (std::size_t first = 0; first < m.groups_per_row(); first += groups_per_system) {
+            system.load(i, first, target.row(i));
+            read_system_scales(m, i, first, current);
+            rows[i] += system.error(current);
+        }
+    }
+    return rows;
 }
 
 }  // namespace detail

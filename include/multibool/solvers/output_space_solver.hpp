@@ -1,6 +1,6 @@
 #pragma once
 // OutputSpaceSolver: per row, all K * groups scales at once for
-// min (w - w_hat)^T H (w - w_hat) = E ||(W - W_hat) x||^2 with H = E[x x^T] (SPEC §4): the
+// min (w - w_hat)^T H (w - w_hat) = E ||(W - W_hat) x||^2 with H = E[x x^T] (docs/METHOD.md §4): the
 // output-space (distillation) objective ||Y_teacher - W_hat X||^2 / T of calibration inputs X,
 // Y_teacher = W X. Unlike the per-group objectives it couples every group of a row through H.
 #include <cmath>
@@ -27,30 +27,9 @@ public:
 
     template <BitPlaneStorage M>
     AlphaSolveReport solve(M& m, MatrixView<const float> target) const {
-        using Scale = typename M::scale_type;
-        constexpr std::size_t K = M::kernels;
         check_inputs(m, target);
         RowSystem<M> row(m, hessian_);
-        const std::size_t unknowns = K * m.groups_per_row();
-        std::vector<double> normal(unknowns * unknowns);
-        std::vector<double> solution(unknowns);
-        AlphaSolveReport report;
-        for (std::size_t i = 0; i < m.rows(); ++i) {
-            row.load(i, target.row(i));
-            row.normal_equations(normal, solution);
-            const double before = row.error(row.current_scales(i));
-            const double after = detail::solve_keeping_better<Scale>(
-                normal, solution, before, [&](std::span<const double> alphas) { return row.error(alphas); },
-                [&](std::span<const double> alphas) {
-                    for (std::size_t g = 0; g < m.groups_per_row(); ++g) {
-                        for (std::size_t k = 0; k < K; ++k) m.set_scale(k, i, g, static_cast<Scale>(alphas[g * K + k]));
-                    }
-                },
-                report);
-            report.error_before += before;
-            report.error_after += after;
-        }
-        return report;
+        return detail::solve_systems(m, target, m.groups_per_row(), row);
     }
 
     // (w_i - w_hat_i)^T H (w_i - w_hat_i) per row.
@@ -58,12 +37,7 @@ public:
     std::vector<double> row_objectives(const M& m, MatrixView<const float> target) const {
         check_inputs(m, target);
         RowSystem<M> row(m, hessian_);
-        std::vector<double> rows(m.rows());
-        for (std::size_t i = 0; i < m.rows(); ++i) {
-            row.load(i, target.row(i));
-            rows[i] = row.error(row.current_scales(i));
-        }
-        return rows;
+        return detail::system_row_objectives(m, target, m.groups_per_row(), row);
     }
 
 private:
@@ -81,25 +55,12 @@ private:
         RowSystem(const M& m, std::span<const double> h)
             : m_(m), h_(h), n_(m.cols()), signs_(M::kernels * n_), w_(n_), column_(n_), residual_(n_), product_(n_) {}
 
-        void load(std::size_t i, std::span<const float> row) {
+        // A row is one system, so the system's first group is always 0.
+        void load(std::size_t i, std::size_t, std::span<const float> row) noexcept {
             for (std::size_t g = 0; g < m_.groups_per_row(); ++g) {
-                const std::size_t begin = m_.group_begin(g);
-                const std::size_t end = m_.group_end(g);
-                for (std::size_t k = 0; k < M::kernels; ++k) {
-                    detail::decode_signs(m_, k, i, begin, end, group_signs(g).subspan(k * (end - begin), end - begin));
-                }
+                detail::decode_kernel_signs(m_, i, m_.group_begin(g), m_.group_end(g), group_signs(g));
             }
             for (std::size_t j = 0; j < n_; ++j) w_[j] = row[j];
-        }
-
-        [[nodiscard]] std::vector<double> current_scales(std::size_t i) const {
-            std::vector<double> alphas(M::kernels * m_.groups_per_row());
-            for (std::size_t g = 0; g < m_.groups_per_row(); ++g) {
-                for (std::size_t k = 0; k < M::kernels; ++k) {
-                    alphas[g * M::kernels + k] = static_cast<double>(m_.scales(k, i)[g]);
-                }
-            }
-            return alphas;
         }
 
         // N = D^T H D (lower triangle computed, mirrored) and r = D^T H w.

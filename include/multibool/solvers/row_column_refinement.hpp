@@ -1,6 +1,6 @@
 #pragma once
 // Closed-form alternating refinement of a RowColumnMatrix under the weight-space objective
-// ||W - W_hat||_F^2 (SPEC §3, §4 for the row x column layout). With the bits fixed, W_hat is
+// ||W - W_hat||_F^2 (docs/METHOD.md §3, §4 for the row x column layout). With the bits fixed, W_hat is
 // linear in the row scales of one row (or the column scales of one column), so each is an
 // exact K x K least-squares problem; with the scales fixed, each element independently takes
 // the nearest of its 2^K levels. Every step is exact coordinate descent. Singular systems (a
@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "multibool/core/matrix_view.hpp"
-#include "multibool/core/packed_bits.hpp"
 #include "multibool/core/row_column_matrix.hpp"
+#include "multibool/solvers/alpha_solver.hpp"
 #include "multibool/solvers/least_squares.hpp"
 
 namespace multibool {
@@ -43,30 +43,39 @@ struct ScalesAsDouble {
     std::vector<double> column;
 };
 
-// The K sign rows of row i as doubles: signs[k * cols + j] = b_kij.
-template <class Matrix>
-void decode_signs(const Matrix& m, std::size_t i, std::vector<double>& signs) {
-    for (std::size_t k = 0; k < Matrix::kernels; ++k) {
-        const auto plane = m.plane_row(k, i);
-        for (std::size_t j = 0; j < m.cols(); ++j) signs[k * m.cols() + j] = column_is_set(plane, j) ? 1.0 : -1.0;
+// Calls row(i, signs) for every row of m with its K sign rows as doubles: signs[k * cols + j] = b_kij.
+template <class Matrix, class Row>
+void for_each_decoded_row(const Matrix& m, Row&& row) {
+    std::vector<double> signs(Matrix::kernels * m.cols());
+    for (std::size_t i = 0; i < m.rows(); ++i) {
+        decode_kernel_signs(m, i, 0, m.cols(), signs);
+        row(i, std::span<const double>(signs));
     }
 }
 
 template <class Matrix>
 double weight_space_objective(const Matrix& m, MatrixView<const float> w) {
     const ScalesAsDouble<Matrix> a(m);
-    std::vector<double> signs(Matrix::kernels * m.cols());
     double objective = 0.0;
-    for (std::size_t i = 0; i < m.rows(); ++i) {
-        decode_signs(m, i, signs);
+    for_each_decoded_row(m, [&](std::size_t i, std::span<const double> signs) {
         for (std::size_t j = 0; j < m.cols(); ++j) {
             double w_hat = 0.0;
             for (std::size_t k = 0; k < Matrix::kernels; ++k) w_hat += a.product(k, i, j) * signs[k * m.cols() + j];
             const double e = double(w(i, j)) - w_hat;
             objective += e * e;
         }
-    }
+    });
     return objective;
+}
+
+// One term of a K x K least-squares problem in the scales: gram += z z^T, rhs += w z.
+template <std::size_t K>
+void add_term(double w, const std::array<double, K>& z, std::array<double, K * K>& gram,
+              std::array<double, K>& rhs) noexcept {
+    for (std::size_t k = 0; k < K; ++k) {
+        rhs[k] += w * z[k];
+        for (std::size_t l = 0; l < K; ++l) gram[k * K + l] += z[k] * z[l];
+    }
 }
 
 // Per row i: min over s_out,.[i] of sum_j (w_ij - sum_k s_out,k[i] z_kj)^2 with z_kj = s_in,k[j] b_kij.
@@ -75,22 +84,17 @@ void solve_row_scales(Matrix& m, MatrixView<const float> w) {
     constexpr std::size_t K = Matrix::kernels;
     using Scale = typename Matrix::scale_type;
     const ScalesAsDouble<Matrix> a(m);
-    std::vector<double> signs(K * m.cols());
-    for (std::size_t i = 0; i < m.rows(); ++i) {
-        decode_signs(m, i, signs);
+    for_each_decoded_row(m, [&](std::size_t i, std::span<const double> signs) {
         std::array<double, K * K> gram{};
         std::array<double, K> rhs{};
         std::array<double, K> z{};
         for (std::size_t j = 0; j < m.cols(); ++j) {
             for (std::size_t k = 0; k < K; ++k) z[k] = a.column[k * m.cols() + j] * signs[k * m.cols() + j];
-            for (std::size_t k = 0; k < K; ++k) {
-                rhs[k] += double(w(i, j)) * z[k];
-                for (std::size_t l = 0; l < K; ++l) gram[k * K + l] += z[k] * z[l];
-            }
+            add_term<K>(double(w(i, j)), z, gram, rhs);
         }
         solve_positive_semidefinite(gram, rhs);  // rhs becomes the solution
         for (std::size_t k = 0; k < K; ++k) m.set_row_scale(k, i, static_cast<Scale>(rhs[k]));
-    }
+    });
 }
 
 // Per column j, symmetrically, with z_ki = s_out,k[i] b_kij; the Gram matrices of all columns
@@ -100,20 +104,15 @@ void solve_column_scales(Matrix& m, MatrixView<const float> w) {
     constexpr std::size_t K = Matrix::kernels;
     using Scale = typename Matrix::scale_type;
     const ScalesAsDouble<Matrix> a(m);
-    std::vector<double> signs(K * m.cols());
     std::vector<std::array<double, K * K>> gram(m.cols());
     std::vector<std::array<double, K>> rhs(m.cols());
-    for (std::size_t i = 0; i < m.rows(); ++i) {
-        decode_signs(m, i, signs);
+    for_each_decoded_row(m, [&](std::size_t i, std::span<const double> signs) {
         for (std::size_t j = 0; j < m.cols(); ++j) {
             std::array<double, K> z{};
             for (std::size_t k = 0; k < K; ++k) z[k] = a.row[k * m.rows() + i] * signs[k * m.cols() + j];
-            for (std::size_t k = 0; k < K; ++k) {
-                rhs[j][k] += double(w(i, j)) * z[k];
-                for (std::size_t l = 0; l < K; ++l) gram[j][k * K + l] += z[k] * z[l];
-            }
+            add_term<K>(double(w(i, j)), z, gram[j], rhs[j]);
         }
-    }
+    });
     for (std::size_t j = 0; j < m.cols(); ++j) {
         solve_positive_semidefinite(gram[j], rhs[j]);
         for (std::size_t k = 0; k < K; ++k) m.set_column_scale(k, j, static_cast<Scale>(rhs[j][k]));
@@ -126,9 +125,7 @@ template <class Matrix>
 void assign_nearest_bits(Matrix& m, MatrixView<const float> w) {
     constexpr std::size_t K = Matrix::kernels;
     const ScalesAsDouble<Matrix> a(m);
-    std::vector<double> signs(K * m.cols());
-    for (std::size_t i = 0; i < m.rows(); ++i) {
-        decode_signs(m, i, signs);
+    for_each_decoded_row(m, [&](std::size_t i, std::span<const double> signs) {
         for (std::size_t j = 0; j < m.cols(); ++j) {
             auto error_of = [&](auto sign_of_kernel) {
                 double level = 0.0;
@@ -148,7 +145,7 @@ void assign_nearest_bits(Matrix& m, MatrixView<const float> w) {
             if (best_pattern == std::size_t{1} << K) continue;
             for (std::size_t k = 0; k < K; ++k) m.set_sign(k, i, j, (best_pattern >> k) & 1 ? 1 : -1);
         }
-    }
+    });
 }
 
 }  // namespace detail
