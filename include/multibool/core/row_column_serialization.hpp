@@ -22,17 +22,24 @@ namespace multibool {
 inline constexpr std::array<char, 8> row_column_matrix_magic{'M', 'B', 'O', 'O', 'L', 'R', 'C', 'M'};
 inline constexpr std::uint32_t row_column_matrix_format_version = 1;
 
+namespace detail {
+
+// MBOOLRCM's type fields: kernels, word_bits, scale_type (no group size: scales are per row and column).
+template <class Matrix>
+constexpr std::array<TypeField, 3> row_column_matrix_type_fields() noexcept {
+    return {{{"kernels", static_cast<std::uint32_t>(Matrix::kernels)},
+             {"word_bits", static_cast<std::uint32_t>(Matrix::word_bits)},
+             {"scale_type", scale_type_code<typename Matrix::scale_type>()}}};
+}
+
+}  // namespace detail
+
 template <std::size_t K, class Scale, class Word>
 void save(const RowColumnMatrix<K, Scale, Word>& m, std::ostream& out) {
     BinaryWriter w(out);
-    w.write(std::span<const char>(row_column_matrix_magic));
-    w.write(row_column_matrix_format_version);
-    w.write(std::uint32_t{K});
-    w.write(static_cast<std::uint32_t>(m.word_bits));
-    w.write(scale_type_code<Scale>());
-    w.write(std::uint64_t{m.rows()});
-    w.write(std::uint64_t{m.cols()});
-    w.write(std::uint64_t{m.storage_bytes()});
+    detail::write_record_header(w, row_column_matrix_magic, row_column_matrix_format_version,
+                                detail::row_column_matrix_type_fields<RowColumnMatrix<K, Scale, Word>>(), m.rows(),
+                                m.cols(), m.storage_bytes());
     w.write(m.words());
     w.write(m.row_scale_data());
     w.write(m.column_scale_data());
@@ -51,12 +58,8 @@ Matrix load(std::istream& in, const std::string& source) requires is_row_column_
     using Word = typename Matrix::word_type;
     using Scale = typename Matrix::scale_type;
     BinaryReader r(in, source);
-    r.expect_magic(row_column_matrix_magic);
-    r.expect("version", r.read<std::uint32_t>("version"), row_column_matrix_format_version);
-    r.expect("kernels", r.read<std::uint32_t>("kernels"), static_cast<std::uint32_t>(Matrix::kernels));
-    r.expect("word_bits", r.read<std::uint32_t>("word_bits"), static_cast<std::uint32_t>(Matrix::word_bits));
-    r.expect("scale_type", r.read<std::uint32_t>("scale_type"), scale_type_code<Scale>());
-    const detail::RecordShape shape = detail::read_record_shape(r);
+    const detail::RecordShape shape = detail::read_record_header(
+        r, row_column_matrix_magic, row_column_matrix_format_version, detail::row_column_matrix_type_fields<Matrix>());
     const auto [word_count, row_scale_count, column_scale_count] =
         detail::as_format_error<std::length_error>(source, "rows, cols", "a shape whose storage fits in memory", [&] {
             return std::tuple{Matrix::word_count(shape.rows, shape.cols), Matrix::row_scale_count(shape.rows),

@@ -38,19 +38,48 @@ constexpr std::uint32_t scale_type_code() {
     }
 }
 
+namespace detail {
+
+// One u32 field of a record's header that fixes the matrix type: its name in errors and the value
+// for the type being written or read.
+struct TypeField {
+    const char* name;
+    std::uint32_t value;
+};
+
+// The header of every matrix record, from one list of type fields per format so that writer and
+// reader cannot disagree: magic | u32 version | u32 type fields | u64 rows | u64 cols | u64 payload_bytes.
+template <std::size_t N>
+void write_record_header(BinaryWriter& w, const std::array<char, 8>& magic, std::uint32_t version,
+                         const std::array<TypeField, N>& type, std::size_t rows, std::size_t cols,
+                         std::size_t payload_bytes) {
+    w.write(std::span<const char>(magic));
+    w.write(version);
+    for (const TypeField& field : type) w.write(field.value);
+    w.write(std::uint64_t{rows});
+    w.write(std::uint64_t{cols});
+    w.write(std::uint64_t{payload_bytes});
+}
+
+// MBOOLBPM's type fields: kernels, group_size (0 = per row), word_bits, scale_type.
+template <class Matrix>
+constexpr std::array<TypeField, 4> bit_plane_matrix_type_fields() noexcept {
+    static_assert(Matrix::group_size_parameter <= std::numeric_limits<std::uint32_t>::max(),
+                  "multibool files store group sizes below 2^32");
+    return {{{"kernels", static_cast<std::uint32_t>(Matrix::kernels)},
+             {"group_size", static_cast<std::uint32_t>(Matrix::group_size_parameter)},
+             {"word_bits", static_cast<std::uint32_t>(Matrix::word_bits)},
+             {"scale_type", scale_type_code<typename Matrix::scale_type>()}}};
+}
+
+}  // namespace detail
+
 template <std::size_t K, std::size_t G, class Scale, class Word>
 void save(const BitPlaneMatrix<K, G, Scale, Word>& m, std::ostream& out) {
-    static_assert(G <= std::numeric_limits<std::uint32_t>::max(), "multibool files store group sizes below 2^32");
     BinaryWriter w(out);
-    w.write(std::span<const char>(bit_plane_matrix_magic));
-    w.write(bit_plane_matrix_format_version);
-    w.write(std::uint32_t{K});
-    w.write(static_cast<std::uint32_t>(G));
-    w.write(static_cast<std::uint32_t>(m.word_bits));
-    w.write(scale_type_code<Scale>());
-    w.write(std::uint64_t{m.rows()});
-    w.write(std::uint64_t{m.cols()});
-    w.write(std::uint64_t{m.storage_bytes()});
+    detail::write_record_header(w, bit_plane_matrix_magic, bit_plane_matrix_format_version,
+                                detail::bit_plane_matrix_type_fields<BitPlaneMatrix<K, G, Scale, Word>>(), m.rows(),
+                                m.cols(), m.storage_bytes());
     w.write(m.words());
     w.write(m.scale_data());
     w.write_checksum();
@@ -71,7 +100,14 @@ struct RecordShape {
     std::size_t cols;
 };
 
-inline RecordShape read_record_shape(BinaryReader& r) {
+// Reads a header written by write_record_header up to the shape, refusing (FormatError, on the
+// field's name) another magic, version or type.
+template <std::size_t N>
+RecordShape read_record_header(BinaryReader& r, const std::array<char, 8>& magic, std::uint32_t version,
+                               const std::array<TypeField, N>& type) {
+    r.expect_magic(magic);
+    r.expect("version", r.read<std::uint32_t>("version"), version);
+    for (const TypeField& field : type) r.expect(field.name, r.read<std::uint32_t>(field.name), field.value);
     constexpr std::uint64_t max_dim = std::uint64_t{1} << 31;
     const auto rows = r.read<std::uint64_t>("rows");
     const auto cols = r.read<std::uint64_t>("cols");
@@ -114,14 +150,8 @@ Matrix load(std::istream& in, const std::string& source) {
     using Word = typename Matrix::word_type;
     using Scale = typename Matrix::scale_type;
     BinaryReader r(in, source);
-    r.expect_magic(bit_plane_matrix_magic);
-    r.expect("version", r.read<std::uint32_t>("version"), bit_plane_matrix_format_version);
-    r.expect("kernels", r.read<std::uint32_t>("kernels"), static_cast<std::uint32_t>(Matrix::kernels));
-    r.expect("group_size", r.read<std::uint32_t>("group_size"),
-             static_cast<std::uint32_t>(Matrix::group_size_parameter));
-    r.expect("word_bits", r.read<std::uint32_t>("word_bits"), static_cast<std::uint32_t>(Matrix::word_bits));
-    r.expect("scale_type", r.read<std::uint32_t>("scale_type"), scale_type_code<Scale>());
-    const detail::RecordShape shape = detail::read_record_shape(r);
+    const detail::RecordShape shape = detail::read_record_header(
+        r, bit_plane_matrix_magic, bit_plane_matrix_format_version, detail::bit_plane_matrix_type_fields<Matrix>());
     const auto [word_count, scale_count] =
         detail::as_format_error<std::length_error>(source, "rows, cols", "a shape whose storage fits in memory", [&] {
             return std::pair{Matrix::word_count(shape.rows, shape.cols), Matrix::scale_count(shape.rows, shape.cols)};
@@ -131,8 +161,9 @@ Matrix load(std::istream& in, const std::string& source) {
     auto words = r.read_vector<Word>(word_count, "payload (plane words)");
     auto scales = r.read_vector<Scale>(scale_count, "payload (scales)");
     r.verify_checksum();
-    return detail::as_format_error<std::invalid_argument>(
-        source, "payload", "a valid matrix", [&] { return Matrix(shape.rows, shape.cols, std::move(words), std::move(scales)); });
+    return detail::as_format_error<std::invalid_argument>(source, "payload", "a valid matrix", [&] {
+        return Matrix(shape.rows, shape.cols, std::move(words), std::move(scales));
+    });
 }
 
 template <class Matrix>
