@@ -6,6 +6,7 @@
 // State (write_state / read_state), little-endian through BinaryWriter / BinaryReader:
 //   u64 steps, u64 count, f32[count] first moments, u64 count, f32[count] second moments.
 // Options are not state: the reader's own apply.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -34,9 +35,8 @@ namespace detail {
 // `who`: the class named in the message.
 inline void check_adamw_options(const AdamWOptions& options, const std::string& who) {
     const bool valid = std::isfinite(options.learning_rate) && options.learning_rate >= 0 && options.beta1 >= 0 &&
-                       options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1 &&
-                       std::isfinite(options.epsilon) && options.epsilon > 0 && std::isfinite(options.weight_decay) &&
-                       options.weight_decay >= 0;
+                       options.beta1 < 1 && options.beta2 >= 0 && options.beta2 < 1 && std::isfinite(options.epsilon) &&
+                       options.epsilon > 0 && std::isfinite(options.weight_decay) && options.weight_decay >= 0;
     if (!valid) {
         throw std::invalid_argument(
             who +
@@ -83,28 +83,59 @@ private:
     double second_correction_;
 };
 
-// The moments block of the state, shared by AdamW and ScaleAdamW.
-inline void write_adamw_moments(BinaryWriter& writer, std::size_t steps, std::span<const float> first,
-                                std::span<const float> second) {
-    writer.write(std::uint64_t{steps});
-    writer.write_counted(first);
-    writer.write_counted(second);
-}
-
+// The state AdamW and ScaleAdamW share: the step count and two float moments per element.
 struct AdamWMoments {
-    std::size_t steps;
-    std::vector<float> first;
-    std::vector<float> second;
+    explicit AdamWMoments(std::size_t count) : first(count, 0.0f), second(count, 0.0f) {}
+    AdamWMoments(std::size_t step_count, std::vector<float> first_moments, std::vector<float> second_moments) noexcept
+        : steps(step_count), first(std::move(first_moments)), second(std::move(second_moments)) {}
+
+    // The per-element update of the next step.
+    [[nodiscard]] AdamWStep next_step(const AdamWOptions& options) const { return AdamWStep(options, steps + 1); }
+    // Takes that step's moments for every element and counts the step: called once every new
+    // value has been formed and checked, so that a refused step changes nothing.
+    void advance(const AdamWStep& update, std::span<const float> gradient) noexcept {
+        for (std::size_t e = 0; e < first.size(); ++e) {
+            std::tie(first[e], second[e]) = update.moments(first[e], second[e], gradient[e]);
+        }
+        ++steps;
+    }
+    // 8 bytes per element.
+    [[nodiscard]] std::size_t bytes() const noexcept { return (first.size() + second.size()) * sizeof(float); }
+
+    // The moments block of the state (format: top of this header).
+    void write(BinaryWriter& writer) const {
+        writer.write(std::uint64_t{steps});
+        writer.write_counted(std::span<const float>(first));
+        writer.write_counted(std::span<const float>(second));
+    }
+
+    std::size_t steps = 0;
+    std::vector<float> first;   // m: running mean of the gradient
+    std::vector<float> second;  // v: running mean of its square
 };
+
+// Refuses (std::invalid_argument) a gradient with a non-finite element; describe(e) names element e
+// after `who`'s ": the gradient of ".
+template <class Describe>
+void check_finite_gradient(const char* who, std::span<const float> gradient, Describe&& describe) {
+    for (std::size_t e = 0; e < gradient.size(); ++e) {
+        if (!std::isfinite(gradient[e])) {
+            throw std::invalid_argument(std::string(who) + ": the gradient of " + describe(e) + " is " +
+                                        std::to_string(gradient[e]) + ", not a finite number");
+        }
+    }
+}
 
 // Reads and validates a moments block for `count` elements; FormatErrors name `who`'s field.
 inline AdamWMoments read_adamw_moments(BinaryReader& reader, const std::string& who, std::size_t count) {
     const auto steps = reader.read<std::uint64_t>(who + " steps");
     // steps + 1 is the next step's t: it must not wrap.
     if (steps >= std::numeric_limits<std::size_t>::max()) {
-        throw FormatError(reader.source(), who + " steps", "a count below " + std::to_string(std::numeric_limits<std::size_t>::max()),
+        throw FormatError(reader.source(), who + " steps",
+                          "a count below " + std::to_string(std::numeric_limits<std::size_t>::max()),
                           std::to_string(steps));
     }
+    // Braces: the two blocks are read in the order written.
     AdamWMoments state{static_cast<std::size_t>(steps), reader.read_counted<float>(count, who + " first moment"),
                        reader.read_counted<float>(count, who + " second moment")};
     for (std::size_t e = 0; e < count; ++e) {
@@ -132,67 +163,54 @@ inline AdamWMoments read_adamw_moments(BinaryReader& reader, const std::string& 
 class AdamW {
 public:
     // Zero moments for `parameters` parameters.
-    AdamW(std::size_t parameters, AdamWOptions options)
-        : options_(options), first_(parameters, 0.0f), second_(parameters, 0.0f) {
+    AdamW(std::size_t parameters, AdamWOptions options) : options_(options), moments_(parameters) {
         detail::check_adamw_options(options, "AdamW");
     }
 
     // One AdamW step on every parameter, each rounded to float. All or nothing: a size mismatch,
     // a non-finite gradient or a non-finite new value is refused before anything changes.
     void step(std::span<float> parameters, std::span<const float> gradient) {
-        const std::size_t n = first_.size();
+        const std::size_t n = moments_.first.size();
         if (parameters.size() != n || gradient.size() != n) {
             throw std::invalid_argument("AdamW::step: the optimizer holds moments for " + std::to_string(n) +
                                         " parameters, got " + std::to_string(parameters.size()) +
                                         " parameters and a gradient of " + std::to_string(gradient.size()));
         }
-        for (std::size_t e = 0; e < n; ++e) {
-            if (!std::isfinite(gradient[e])) {
-                throw std::invalid_argument("AdamW::step: the gradient of parameter " + std::to_string(e) + " is " +
-                                            std::to_string(gradient[e]) + ", not a finite number");
-            }
-        }
-        const std::size_t t = steps_ + 1;
-        const detail::AdamWStep update(options_, t);
+        detail::check_finite_gradient("AdamW::step", gradient,
+                                      [](std::size_t e) { return "parameter " + std::to_string(e); });
+        const detail::AdamWStep update = moments_.next_step(options_);
         // Every new value is formed and checked first, then everything is stored.
         std::vector<float> updated(n);
         for (std::size_t e = 0; e < n; ++e) {
-            updated[e] = static_cast<float>(update(first_[e], second_[e], parameters[e], gradient[e]).value);
+            updated[e] =
+                static_cast<float>(update(moments_.first[e], moments_.second[e], parameters[e], gradient[e]).value);
             if (!std::isfinite(updated[e])) {
                 throw std::invalid_argument("AdamW::step: the new value of parameter " + std::to_string(e) + " is " +
                                             std::to_string(updated[e]) + " (from " + std::to_string(parameters[e]) +
                                             "), not a finite float");
             }
         }
-        for (std::size_t e = 0; e < n; ++e) {
-            std::tie(first_[e], second_[e]) = update.moments(first_[e], second_[e], gradient[e]);
-            parameters[e] = updated[e];
-        }
-        steps_ = t;
+        moments_.advance(update, gradient);
+        std::copy(updated.begin(), updated.end(), parameters.begin());
     }
 
     // Everything a later step depends on besides the options (format: top of this header).
-    void write_state(BinaryWriter& writer) const { detail::write_adamw_moments(writer, steps_, first_, second_); }
+    void write_state(BinaryWriter& writer) const { moments_.write(writer); }
     // Refuses (FormatError) a state for another parameter count, non-finite moments or a bad step
     // count, before changing anything.
     void read_state(BinaryReader& reader) {
-        auto state = detail::read_adamw_moments(reader, "AdamW", first_.size());
-        first_ = std::move(state.first);
-        second_ = std::move(state.second);
-        steps_ = state.steps;
+        moments_ = detail::read_adamw_moments(reader, "AdamW", moments_.first.size());
     }
 
     // The moments' bytes: 8 per parameter.
-    [[nodiscard]] std::size_t state_bytes() const noexcept { return (first_.size() + second_.size()) * sizeof(float); }
-    [[nodiscard]] std::size_t steps() const noexcept { return steps_; }
-    [[nodiscard]] std::size_t parameters() const noexcept { return first_.size(); }
+    [[nodiscard]] std::size_t state_bytes() const noexcept { return moments_.bytes(); }
+    [[nodiscard]] std::size_t steps() const noexcept { return moments_.steps; }
+    [[nodiscard]] std::size_t parameters() const noexcept { return moments_.first.size(); }
     [[nodiscard]] const AdamWOptions& options() const noexcept { return options_; }
 
 private:
     AdamWOptions options_;
-    std::vector<float> first_;   // m: running mean of the gradient
-    std::vector<float> second_;  // v: running mean of its square
-    std::size_t steps_ = 0;
+    detail::AdamWMoments moments_;
 };
 
 }  // namespace multibool

@@ -1,5 +1,5 @@
 #pragma once
-// ScaleAdamW: the published recipe's gradient step on the scales (SPEC §5), AdamW (Loshchilov &
+// ScaleAdamW: the published recipe's gradient step on the scales (docs/METHOD.md §5), AdamW (Loshchilov &
 // Hutter) with bias correction and decoupled weight decay, on dL/dalpha from ScaleGradient. Its
 // state is two float moments per scale, K * rows * groups_per_row of them, far fewer than weights.
 // The per-element update is adamw.hpp's, shared with the generic AdamW.
@@ -11,13 +11,10 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
-#include <tuple>
-#include <utility>
 #include <vector>
 
 #include "multibool/core/binary_io.hpp"
 #include "multibool/core/bit_plane_storage.hpp"
-#include "multibool/core/shape.hpp"
 #include "multibool/training/adamw.hpp"
 #include "multibool/training/scale_gradient.hpp"
 
@@ -33,8 +30,7 @@ public:
         : options_(options),
           rows_(rows),
           groups_(groups_per_row),
-          first_(checked_product("ScaleAdamW", checked_product("ScaleAdamW", K, rows), groups_per_row), 0.0f),
-          second_(first_.size(), 0.0f) {
+          moments_(detail::per_scale_count("ScaleAdamW", K, rows, groups_per_row)) {
         detail::check_adamw_options(options, "ScaleAdamW");
     }
     template <BitPlaneStorage M>
@@ -50,29 +46,24 @@ public:
         using Scale = typename M::scale_type;
         check_shapes(m, gradient);
         const auto values = gradient.data();
-        for (std::size_t e = 0; e < values.size(); ++e) {
-            if (!std::isfinite(values[e])) {
-                throw std::invalid_argument("ScaleAdamW::step: the gradient of " + describe(e) + " is " +
-                                            std::to_string(values[e]) + ", not a finite number");
-            }
-        }
-        const std::size_t t = steps_ + 1;
-        const detail::AdamWStep update(options_, t);
+        detail::check_finite_gradient("ScaleAdamW::step", values, [&](std::size_t e) { return describe(e); });
+        const detail::AdamWStep update = moments_.next_step(options_);
         // Every new scale is formed and checked first, then everything is stored.
         std::vector<Scale> updated(values.size());
         for (std::size_t e = 0; e < values.size(); ++e) {
-            const double alpha = static_cast<double>(m.scales(e / (rows_ * groups_), e / groups_ % rows_)[e % groups_]);
-            updated[e] = static_cast<Scale>(update(first_[e], second_[e], alpha, values[e]).value);
+            const detail::ScaleIndex at = detail::scale_index(e, rows_, groups_);
+            const double alpha = static_cast<double>(m.scales(at.kernel, at.row)[at.group]);
+            updated[e] = static_cast<Scale>(update(moments_.first[e], moments_.second[e], alpha, values[e]).value);
             if (!std::isfinite(static_cast<double>(updated[e]))) {
                 throw std::invalid_argument("ScaleAdamW::step: the new value of " + describe(e) +
                                             " does not fit the scale type");
             }
         }
         for (std::size_t e = 0; e < values.size(); ++e) {
-            std::tie(first_[e], second_[e]) = update.moments(first_[e], second_[e], values[e]);
-            m.set_scale(e / (rows_ * groups_), e / groups_ % rows_, e % groups_, updated[e]);
+            const detail::ScaleIndex at = detail::scale_index(e, rows_, groups_);
+            m.set_scale(at.kernel, at.row, at.group, updated[e]);
         }
-        steps_ = t;
+        moments_.advance(update, values);
     }
 
     // Everything a later step depends on besides the options (format: top of this header).
@@ -80,7 +71,7 @@ public:
         writer.write(std::uint64_t{K});
         writer.write(std::uint64_t{rows_});
         writer.write(std::uint64_t{groups_});
-        detail::write_adamw_moments(writer, steps_, first_, second_);
+        moments_.write(writer);
     }
     // Refuses (FormatError) a state for another K, rows or groups per row, non-finite moments or a
     // bad step count, before changing anything.
@@ -89,15 +80,12 @@ public:
         reader.expect("ScaleAdamW rows", reader.read<std::uint64_t>("ScaleAdamW rows"), std::uint64_t{rows_});
         reader.expect("ScaleAdamW groups_per_row", reader.read<std::uint64_t>("ScaleAdamW groups_per_row"),
                       std::uint64_t{groups_});
-        auto state = detail::read_adamw_moments(reader, "ScaleAdamW", first_.size());
-        first_ = std::move(state.first);
-        second_ = std::move(state.second);
-        steps_ = state.steps;
+        moments_ = detail::read_adamw_moments(reader, "ScaleAdamW", moments_.first.size());
     }
 
     // The moments' bytes: 8 per scale.
-    [[nodiscard]] std::size_t state_bytes() const noexcept { return (first_.size() + second_.size()) * sizeof(float); }
-    [[nodiscard]] std::size_t steps() const noexcept { return steps_; }
+    [[nodiscard]] std::size_t state_bytes() const noexcept { return moments_.bytes(); }
+    [[nodiscard]] std::size_t steps() const noexcept { return moments_.steps; }
     [[nodiscard]] std::size_t rows() const noexcept { return rows_; }
     [[nodiscard]] std::size_t groups_per_row() const noexcept { return groups_; }
     [[nodiscard]] const AdamWOptions& options() const noexcept { return options_; }
@@ -119,16 +107,15 @@ private:
     }
 
     [[nodiscard]] std::string describe(std::size_t e) const {
-        return "scale (kernel " + std::to_string(e / (rows_ * groups_)) + ", row " +
-               std::to_string(e / groups_ % rows_) + ", group " + std::to_string(e % groups_) + ")";
+        const detail::ScaleIndex at = detail::scale_index(e, rows_, groups_);
+        return "scale (kernel " + std::to_string(at.kernel) + ", row " + std::to_string(at.row) + ", group " +
+               std::to_string(at.group) + ")";
     }
 
     AdamWOptions options_;
     std::size_t rows_;
     std::size_t groups_;
-    std::vector<float> first_;   // m: running mean of the gradient
-    std::vector<float> second_;  // v: running mean of its square
-    std::size_t steps_ = 0;
+    detail::AdamWMoments moments_;
 };
 
 template <BitPlaneStorage M>

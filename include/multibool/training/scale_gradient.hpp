@@ -1,6 +1,6 @@
 #pragma once
 // ScaleGradient: dL/dalpha_k[i, g] = sum_{j in g} Gr_ij * b_kij, accumulated from tiles of the
-// weight gradient Gr as they are formed (SPEC §5). Same [kernel][row][group] layout as the scales
+// weight gradient Gr as they are formed (docs/METHOD.md §5). Same [kernel][row][group] layout as the scales
 // of a BitPlaneMatrix, in float whatever the matrix's scale storage type.
 #include <algorithm>
 #include <array>
@@ -19,6 +19,26 @@
 
 namespace multibool {
 
+namespace detail {
+
+// How many values a [kernel][row][group] array of per-scale values holds, or std::length_error
+// naming `who` when that does not fit in size_t.
+inline std::size_t per_scale_count(const char* who, std::size_t kernels, std::size_t rows, std::size_t groups_per_row) {
+    return checked_product(who, checked_product(who, kernels, rows), groups_per_row);
+}
+
+// Where element e of a [kernel][row][group] array of per-scale values sits.
+struct ScaleIndex {
+    std::size_t kernel;
+    std::size_t row;
+    std::size_t group;
+};
+constexpr ScaleIndex scale_index(std::size_t e, std::size_t rows, std::size_t groups_per_row) noexcept {
+    return {e / (rows * groups_per_row), e / groups_per_row % rows, e % groups_per_row};
+}
+
+}  // namespace detail
+
 template <std::size_t K>
 class ScaleGradient {
 public:
@@ -29,7 +49,7 @@ public:
     ScaleGradient(std::size_t rows, std::size_t groups_per_row)
         : rows_(rows),
           groups_(groups_per_row),
-          values_(checked_product("ScaleGradient", checked_product("ScaleGradient", K, rows), groups_per_row), 0.0f) {}
+          values_(detail::per_scale_count("ScaleGradient", K, rows, groups_per_row), 0.0f) {}
     template <BitPlaneStorage M>
         requires(M::kernels == K)
     explicit ScaleGradient(const M& m) : ScaleGradient(m.rows(), m.groups_per_row()) {}
@@ -71,7 +91,8 @@ public:
             for (std::size_t k = 0; k < K; ++k) {
                 const std::span<const Word> plane = m.plane_row(k, i);
                 float* out = values_.data() + (k * rows_ + i) * groups_;
-                for (std::size_t g = 0; g < groups_; ++g) out[g] += signed_sum(plane, gr, m.group_begin(g), m.group_end(g));
+                for (std::size_t g = 0; g < groups_; ++g)
+                    out[g] += signed_sum(plane, gr, m.group_begin(g), m.group_end(g));
             }
         }
     }
@@ -86,7 +107,7 @@ private:
         std::array<float, lanes> partial{};
         std::size_t j = begin;
         for (; j + lanes <= end; j += lanes) {
-            const std::uint32_t bits = bits_from(plane, j);
+            const auto bits = static_cast<std::uint32_t>(bits_at(plane, j));
             for (std::size_t l = 0; l < lanes; ++l) {
                 const std::uint32_t negate = ((~bits >> l) & 1u) << 31;
                 partial[l] += std::bit_cast<float>(std::bit_cast<std::uint32_t>(gr[j + l]) ^ negate);
@@ -96,22 +117,6 @@ private:
         for (const float p : partial) s += p;
         for (; j < end; ++j) s += column_is_set(plane, j) ? gr[j] : -gr[j];
         return s;
-    }
-
-    // The 16 bits of columns [j, j + 16) of a packed row, column j in bit 0.
-    template <class Word>
-    static std::uint32_t bits_from(std::span<const Word> plane, std::size_t j) noexcept {
-        constexpr std::size_t word_bits = bits_of<Word>;
-        std::uint32_t bits = 0;
-        for (std::size_t taken = 0; taken < 16;) {
-            const std::size_t c = j + taken;
-            const std::size_t offset = c % word_bits;
-            const std::size_t count = std::min<std::size_t>(16 - taken, word_bits - offset);
-            const std::uint64_t chunk = (std::uint64_t(plane[c / word_bits]) >> offset) & ((std::uint64_t{1} << count) - 1);
-            bits |= std::uint32_t(chunk) << taken;
-            taken += count;
-        }
-        return bits;
     }
 
     std::size_t rows_ = 0;
