@@ -7,14 +7,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
+#include "multibool/backends/default_backend.hpp"
+#include "multibool/backends/product_backend.hpp"
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/core/row_column_matrix.hpp"
 #include "multibool/core/shape.hpp"
-#include "multibool/backends/default_backend.hpp"
-#include "multibool/backends/product_backend.hpp"
 #include "multibool/solvers/svid.hpp"
 
 namespace multibool {
@@ -44,46 +45,62 @@ public:
 
     // One vector is a batch of one token: a single code path per direction.
     void forward(std::span<const float> x, std::span<float> y) const {
-        check_length("RowColumnLinear::forward", "x", in_features(), x.size());
-        check_length("RowColumnLinear::forward", "y", out_features(), y.size());
-        forward(MatrixView<const float>(x, 1, x.size()), MatrixView<float>(y, 1, y.size()));
+        const auto xs = one_token("RowColumnLinear::forward", "x", in_features(), x);
+        forward(xs, one_token("RowColumnLinear::forward", "y", out_features(), y));
     }
     void forward(MatrixView<const float> xs, MatrixView<float> ys) const {
-        check_length("RowColumnLinear::forward", "columns of X", in_features(), xs.cols());
-        check_length("RowColumnLinear::forward", "columns of Y", out_features(), ys.cols());
-        check_length("RowColumnLinear::forward", "rows of Y (tokens)", xs.rows(), ys.rows());
+        check_batch("RowColumnLinear::forward", xs, "X", in_features(), ys, "Y", out_features());
         std::vector<float> scaled(xs.data().size());
-        std::vector<float> product(ys.data().size());
         const MatrixView<float> scaled_xs(std::span<float>(scaled), xs.rows(), xs.cols());
-        const MatrixView<float> products(std::span<float>(product), ys.rows(), ys.cols());
-        std::fill(ys.data().begin(), ys.data().end(), 0.0f);
-        for (std::size_t k = 0; k < K; ++k) {
+        sum_over_kernels(ys, [&](std::size_t k, MatrixView<float> products) {
             scale_columns(xs, weights_.column_scales(k), scaled_xs);
             backend_.gemm(weights_.kernel(k), scaled_xs, products);  // s_out,k (.) B_k (s_in,k (.) x)
-            add(products, ys);
-        }
+        });
     }
 
     void backward_input(std::span<const float> dy, std::span<float> dx) const {
-        check_length("RowColumnLinear::backward_input", "dy", out_features(), dy.size());
-        check_length("RowColumnLinear::backward_input", "dx", in_features(), dx.size());
-        backward_input(MatrixView<const float>(dy, 1, dy.size()), MatrixView<float>(dx, 1, dx.size()));
+        const auto dys = one_token("RowColumnLinear::backward_input", "dy", out_features(), dy);
+        backward_input(dys, one_token("RowColumnLinear::backward_input", "dx", in_features(), dx));
     }
     void backward_input(MatrixView<const float> dys, MatrixView<float> dxs) const {
-        check_length("RowColumnLinear::backward_input", "columns of dY", out_features(), dys.cols());
-        check_length("RowColumnLinear::backward_input", "columns of dX", in_features(), dxs.cols());
-        check_length("RowColumnLinear::backward_input", "rows of dX (tokens)", dys.rows(), dxs.rows());
-        std::vector<float> product(dxs.data().size());
-        const MatrixView<float> products(std::span<float>(product), dxs.rows(), dxs.cols());
-        std::fill(dxs.data().begin(), dxs.data().end(), 0.0f);
-        for (std::size_t k = 0; k < K; ++k) {
+        check_batch("RowColumnLinear::backward_input", dys, "dY", out_features(), dxs, "dX", in_features());
+        sum_over_kernels(dxs, [&](std::size_t k, MatrixView<float> products) {
             backend_.gemm_transposed(weights_.kernel(k), dys, products);  // B_k^T (s_out,k (.) dy)
             scale_columns(products, weights_.column_scales(k), products);
-            add(products, dxs);
-        }
+        });
     }
 
 private:
+    // A vector of `width` values as a batch of one token (checked in argument order, so the first
+    // wrong vector is the one named).
+    template <class T>
+    static MatrixView<T> one_token(const char* who, const char* name, std::size_t width, std::span<T> v) {
+        check_length(who, name, width, v.size());
+        return MatrixView<T>(v, 1, v.size());
+    }
+
+    // A batch product's shapes: `in` has in_width columns, `out` out_width, and both a row per token.
+    static void check_batch(const char* who, MatrixView<const float> in, const std::string& in_name,
+                            std::size_t in_width, MatrixView<float> out, const std::string& out_name,
+                            std::size_t out_width) {
+        check_length(who, ("columns of " + in_name).c_str(), in_width, in.cols());
+        check_length(who, ("columns of " + out_name).c_str(), out_width, out.cols());
+        check_length(who, ("rows of " + out_name + " (tokens)").c_str(), in.rows(), out.rows());
+    }
+
+    // out = sum_k of the terms term(k, products) writes, each into one buffer of out's shape, added
+    // in kernel order.
+    template <class Term>
+    static void sum_over_kernels(MatrixView<float> out, Term&& term) {
+        std::vector<float> product(out.data().size());
+        const MatrixView<float> products(std::span<float>(product), out.rows(), out.cols());
+        std::fill(out.data().begin(), out.data().end(), 0.0f);
+        for (std::size_t k = 0; k < K; ++k) {
+            term(k, products);
+            add(products, out);
+        }
+    }
+
     // out[t, j] = in[t, j] * scales[j]; in and out may be the same view.
     static void scale_columns(MatrixView<const float> in, std::span<const float> scales, MatrixView<float> out) {
         for (std::size_t t = 0; t < in.rows(); ++t) {
