@@ -1,4 +1,4 @@
-// multibool-teacher-student: the teacher–student curves of SPEC §5's flip policies, as Markdown.
+// multibool-teacher-student: the teacher–student curves of the flip policies (docs/METHOD.md §5), as Markdown.
 // A 48 x 256 student (K = 2, G = 64) learns a teacher's outputs on fresh random inputs (batch 64)
 // from flips of its last kernel alone, loss 0.5 ||Y_s - Y_t||^2 / batch, no scale step:
 //   * multi-Boolean teacher: the student is the teacher with 10 % of its last-kernel bits flipped;

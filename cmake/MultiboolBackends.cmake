@@ -12,7 +12,7 @@ if(MULTIBOOL_WITH_HIGHWAY)
     endif()
 endif()
 
-# The opt-in dynamic-dispatch translation unit (docs/DYNAMIC_DISPATCH.md): a static library
+# The opt-in dynamic-dispatch unit (docs/DYNAMIC_DISPATCH.md): a static library
 # compiled without -march flags, so Highway builds every x86 target and picks one at run time.
 include(CMakeDependentOption)
 cmake_dependent_option(MULTIBOOL_HIGHWAY_DYNAMIC_DISPATCH
@@ -26,8 +26,10 @@ if(MULTIBOOL_HIGHWAY_DYNAMIC_DISPATCH)
         add_library(multibool_highway_dynamic STATIC EXCLUDE_FROM_ALL)
     endif()
     add_library(multibool::highway_dynamic ALIAS multibool_highway_dynamic)
-    target_sources(multibool_highway_dynamic PRIVATE
-        ${PROJECT_SOURCE_DIR}/include/multibool/backends/highway_dynamic_dispatch.cpp)
+    # The unit is a header (everything under include/ is a header); its one translation unit is this.
+    set(unit_source ${PROJECT_BINARY_DIR}/multibool_highway_dynamic.cpp)
+    file(CONFIGURE OUTPUT ${unit_source} CONTENT "#include <multibool/backends/highway_dynamic_dispatch_unit.hpp>\n")
+    target_sources(multibool_highway_dynamic PRIVATE ${unit_source})
     # No -march flag and no HWY_COMPILE_ONLY_STATIC (multibool_development is not linked on purpose).
     target_link_libraries(multibool_highway_dynamic PUBLIC multibool hwy::hwy)
     set_target_properties(multibool_highway_dynamic PROPERTIES EXPORT_NAME highway_dynamic POSITION_INDEPENDENT_CODE ON)

@@ -15,6 +15,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <multibool/core/bit_plane_matrix.hpp>
@@ -24,6 +25,10 @@
 
 #include "lookup_table_checks.hpp"
 #include "test_support.hpp"
+
+// The conformance suite on the target dispatch picks; every other target is checked below.
+using conforming_backends = std::tuple<multibool::HighwayDynamicLookupBackend>;
+#include "backend_conformance.hpp"
 
 using namespace multibool;
 using multibool::testing::fresh_seed;
@@ -36,10 +41,10 @@ static_assert(PrepackingBackend<HighwayDynamicLookupBackend, BitPlaneMatrix<1, p
 constexpr std::size_t shape_rows[] = {1, 5, 70, 130};
 constexpr std::size_t shape_cols[] = {1, 7, 63, 65, 172, 300, 600};
 
-// Every target highway_dynamic_dispatch.cpp was compiled for that this CPU runs, best first.
+// Every target the dispatch unit was compiled for that this CPU runs, best first.
 std::vector<std::int64_t> runnable_targets() {
     std::vector<std::int64_t> targets;
-    for (std::int64_t bits = highway_dynamic_detail::compiled_targets() & hwy::SupportedTargets(); bits != 0;
+    for (std::int64_t bits = detail::compiled_targets() & hwy::SupportedTargets(); bits != 0;
          bits &= bits - 1) {
         targets.push_back(bits & -bits);
     }
@@ -66,7 +71,7 @@ struct CheckDispatchedProducts {
                 CAPTURE(Matrix::kernels, Matrix::group_size_parameter, rows, cols);
                 const auto m = testing::random_matrix<Matrix>(rows, cols, rng);
                 const auto packed = backend.pack(m);
-                REQUIRE(packed.tile_rows() == highway_dynamic_detail::tile_rows());
+                REQUIRE(packed.tile_rows() == detail::dynamic_tile_rows());
                 testing::check_exact_tables(backend, m, packed, rng);
                 testing::check_error_bound(backend, m, packed, rng);
             }
@@ -87,23 +92,23 @@ TEST_CASE("dynamic dispatch picks the best target this CPU supports", "[dispatch
     const std::string target(HighwayDynamicLookupBackend::target());
     const std::int64_t supported = hwy::SupportedTargets();
     std::cout << "highway_dynamic: dispatched target " << target << ", tile rows "
-              << highway_dynamic_detail::tile_rows() << "; compiled targets:";
-    for (std::int64_t bits = highway_dynamic_detail::compiled_targets(); bits != 0; bits &= bits - 1) {
+              << detail::dynamic_tile_rows() << "; compiled targets:";
+    for (std::int64_t bits = detail::compiled_targets(); bits != 0; bits &= bits - 1) {
         std::cout << ' ' << hwy::TargetName(bits & -bits) << ((bits & -bits & supported) ? "" : "(unsupported)");
     }
     std::cout << '\n';
     WARN("dispatched target: " << target);
-    REQUIRE(highway_dynamic_detail::target() == (highway_dynamic_detail::compiled_targets() & supported & -(highway_dynamic_detail::compiled_targets() & supported)));
-    REQUIRE(target == hwy::TargetName(highway_dynamic_detail::target()));
+    REQUIRE(detail::dynamic_target() == (detail::compiled_targets() & supported & -(detail::compiled_targets() & supported)));
+    REQUIRE(target == hwy::TargetName(detail::dynamic_target()));
     // HWY_WANT_AVX3_DL is defined in the .cpp: AVX3_DL is among the compiled targets.
-    REQUIRE((highway_dynamic_detail::compiled_targets() & HWY_AVX3_DL) != 0);
+    REQUIRE((detail::compiled_targets() & HWY_AVX3_DL) != 0);
     if ((supported & (HWY_AVX3 | HWY_AVX3_DL)) == 0) {
         std::cout << "SKIPPED: this CPU has no AVX-512; the AVX3/AVX3_DL assertion does not apply\n";
         return;
     }
     REQUIRE((target == "AVX3_DL" || target == "AVX3"));
     if (supported & HWY_AVX3_DL) REQUIRE(target == "AVX3_DL");
-    REQUIRE(highway_dynamic_detail::tile_rows() == 64);
+    REQUIRE(detail::dynamic_tile_rows() == 64);
 }
 
 TEST_CASE("dynamically dispatched lookup products: exact tables, error bound, every target", "[dispatch]") {
@@ -113,15 +118,15 @@ TEST_CASE("dynamically dispatched lookup products: exact tables, error bound, ev
     for (const std::int64_t target : runnable_targets()) {
         const ForcedTarget forced(target);
         CAPTURE(hwy::TargetName(target));
-        REQUIRE(highway_dynamic_detail::target() == target);
+        REQUIRE(detail::dynamic_target() == target);
         std::cout << "highway_dynamic: checking " << hwy::TargetName(target) << " (tile rows "
-                  << highway_dynamic_detail::tile_rows() << ")\n";
+                  << detail::dynamic_tile_rows() << ")\n";
         CheckDispatchedProducts check{rng};
         [&]<std::size_t... k>(std::index_sequence<k...>) {
             (for_each_group<std::uint64_t, k + 1>(check), ...);
         }(std::make_index_sequence<4>{});
     }
-    REQUIRE(highway_dynamic_detail::target() == runnable_targets().front());
+    REQUIRE(detail::dynamic_target() == runnable_targets().front());
 }
 
 TEMPLATE_TEST_CASE("dynamically dispatched lookup products read 16-bit and wide scales and any word", "[dispatch]",
@@ -173,15 +178,33 @@ TEST_CASE("dynamically dispatched products refuse bad input, naming it", "[dispa
     std::vector<float> good_x(100, 1.0f);
     for (const std::int64_t target : targets) {
         const ForcedTarget forced(target);
-        if (highway_dynamic_detail::tile_rows() == packed.tile_rows()) continue;
+        if (detail::dynamic_tile_rows() == packed.tile_rows()) continue;
         CAPTURE(hwy::TargetName(target));
         REQUIRE_THROWS_WITH(backend.gemv(packed, good_x, y), Catch::Contains("packed for tiles of"));
     }
 }
 
-TEST_CASE("HighwayDynamicLookupBackend forwards the other products to ScalarBackend", "[dispatch]") {
+TEST_CASE("dynamically dispatched exact products equal the scalar reference on every target", "[dispatch]") {
+    const auto seed = fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    const HighwayDynamicLookupBackend backend(2);
+    for (const std::int64_t target : runnable_targets()) {
+        const ForcedTarget forced(target);
+        CAPTURE(hwy::TargetName(target));
+        testing::conformance::check_shapes<HighwayDynamicLookupBackend, BitPlaneMatrix<3, 128, half>>(backend, rng);
+        testing::conformance::check_shapes<HighwayDynamicLookupBackend, BitPlaneMatrix<1, per_row>>(backend, rng);
+        testing::conformance::check_shapes<HighwayDynamicLookupBackend, BitPlaneMatrix<4, 32, bfloat16>>(backend, rng);
+    }
+}
+
+TEST_CASE("HighwayDynamicLookupBackend runs what the unit does not compile on ScalarBackend", "[dispatch]") {
     std::mt19937_64 rng(fresh_seed());
-    const auto m = testing::random_matrix<BitPlaneMatrix<3, 64>>(37, 150, rng);
+    // Narrower words and K = 5 are not in MULTIBOOL_DYNAMIC_DISPATCH_LIST.
+    static_assert(!detail::is_dispatched<BitPlaneMatrix<3, 64, float, std::uint8_t>>);
+    static_assert(!detail::is_dispatched<BitPlaneMatrix<5, 64>>);
+    static_assert(detail::is_dispatched<BitPlaneMatrix<4, 64, double>>);
+    const auto m = testing::random_matrix<BitPlaneMatrix<5, 64, float, std::uint8_t>>(37, 150, rng);
     const auto x = testing::random_floats(m.cols(), rng);
     const auto dy = testing::random_floats(m.rows(), rng);
     std::vector<float> y(m.rows()), expected_y(m.rows()), dx(m.cols()), expected_dx(m.cols());

@@ -72,7 +72,7 @@ struct CheckLookupProducts {
                 CAPTURE(Matrix::kernels, Matrix::group_size_parameter, Matrix::word_bits, rows, cols);
                 const auto m = testing::random_matrix<Matrix>(rows, cols, rng);
                 const LookupTableMatrix<Matrix::kernels, typename Matrix::scale_type> packed(
-                    m, lookup_table_detail::tile_rows());
+                    m, lookup_table_tile_rows());
                 check_layout(m, packed);
                 const HighwayLookupBackend backend(1);
                 testing::check_exact_tables(backend, m, packed, rng);
@@ -84,7 +84,7 @@ struct CheckLookupProducts {
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("lookup-table products: layout, exact tables, error bound", "[kernels][lookup]", std::uint8_t,
+TEMPLATE_TEST_CASE("lookup-table products: layout, exact tables, error bound", "[backends][lookup]", std::uint8_t,
                    std::uint16_t, std::uint32_t, std::uint64_t) {
     const auto seed = fresh_seed();
     CAPTURE(seed);
@@ -92,7 +92,7 @@ TEMPLATE_TEST_CASE("lookup-table products: layout, exact tables, error bound", "
     testing::for_each_k_and_group<TestType>(CheckLookupProducts{rng});
 }
 
-TEMPLATE_TEST_CASE("lookup-table products read 16-bit and wide scales", "[kernels][lookup]", half, bfloat16, double) {
+TEMPLATE_TEST_CASE("lookup-table products read 16-bit and wide scales", "[backends][lookup]", half, bfloat16, double) {
     const auto seed = fresh_seed();
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
@@ -100,13 +100,13 @@ TEMPLATE_TEST_CASE("lookup-table products read 16-bit and wide scales", "[kernel
     check.operator()<BitPlaneMatrix<3, 64, TestType, std::uint64_t>>();
 }
 
-TEST_CASE("lookup-table products do not depend on the thread count", "[kernels][lookup][threads]") {
+TEST_CASE("lookup-table products do not depend on the thread count", "[backends][lookup][threads]") {
     const auto seed = fresh_seed();
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
     const std::size_t rows = 1000, cols = 700, tokens = 5;
     const auto m = testing::random_matrix<BitPlaneMatrix<3, 128, half, std::uint64_t>>(rows, cols, rng);
-    const LookupTableMatrix<3, half> packed(m, lookup_table_detail::tile_rows());
+    const LookupTableMatrix<3, half> packed(m, lookup_table_tile_rows());
     const auto xs = testing::random_floats(tokens * cols, rng);
     const MatrixView<const float> x_view(std::span<const float>(xs), tokens, cols);
     std::vector<float> one(tokens * rows);
@@ -118,10 +118,10 @@ TEST_CASE("lookup-table products do not depend on the thread count", "[kernels][
     }
 }
 
-TEST_CASE("lookup-table products refuse bad input, naming it", "[kernels][lookup]") {
+TEST_CASE("lookup-table products refuse bad input, naming it", "[backends][lookup]") {
     std::mt19937_64 rng(fresh_seed());
     const auto m = testing::random_matrix<BitPlaneMatrix<2, 32>>(10, 100, rng);
-    const LookupTableMatrix<2, float> packed(m, lookup_table_detail::tile_rows());
+    const LookupTableMatrix<2, float> packed(m, lookup_table_tile_rows());
     std::vector<float> x(100, 1.0f), y(10);
     x[57] = std::numeric_limits<float>::quiet_NaN();
     REQUIRE_THROWS_WITH(lookup_table_gemv(packed, x, y, 1), Catch::Contains("activation 57 of token 0"));
@@ -129,7 +129,7 @@ TEST_CASE("lookup-table products refuse bad input, naming it", "[kernels][lookup
     REQUIRE_THROWS_WITH(lookup_table_gemv(packed, x, y, 1), Catch::Contains("activation 57 of token 0"));
     std::vector<float> short_x(99, 1.0f);
     REQUIRE_THROWS_AS(lookup_table_gemv(packed, short_x, y, 1), std::invalid_argument);
-    const LookupTableMatrix<2, float> other_tiles(m, 2 * lookup_table_detail::tile_rows());
+    const LookupTableMatrix<2, float> other_tiles(m, 2 * lookup_table_tile_rows());
     std::vector<float> good_x(100, 1.0f);
     REQUIRE_THROWS_WITH(lookup_table_gemv(other_tiles, good_x, y, 1), Catch::Contains("packed for tiles of"));
     REQUIRE_THROWS_AS((LookupTableMatrix<2, float>(m, 6)), std::invalid_argument);

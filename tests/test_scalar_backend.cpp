@@ -111,7 +111,7 @@ void check_products(std::size_t cols, std::mt19937_64& rng) {
 
 static_assert(ProductBackend<ScalarBackend, BitPlaneMatrix<3, 128>>);
 
-TEMPLATE_TEST_CASE("scalar products match a dense float64 reference", "[kernels]", std::uint8_t, std::uint16_t,
+TEMPLATE_TEST_CASE("scalar products match a dense float64 reference", "[backends]", std::uint8_t, std::uint16_t,
                    std::uint32_t, std::uint64_t) {
     const auto seed = fresh_seed();
     CAPTURE(seed);
@@ -124,7 +124,7 @@ TEMPLATE_TEST_CASE("scalar products match a dense float64 reference", "[kernels]
     });
 }
 
-TEST_CASE("int8 quantization keeps sign and range", "[kernels]") {
+TEST_CASE("int8 quantization keeps sign and range", "[backends]") {
     const std::vector<float> x{0.0f, -1.0f, 0.5f, 1.0f, -0.25f};
     const auto q = Int8Activations<std::uint8_t>::quantize(x);
     REQUIRE(q.scale() == Approx(1.0f / 127.0f));
@@ -139,13 +139,13 @@ TEST_CASE("int8 quantization keeps sign and range", "[kernels]") {
     REQUIRE(BooleanActivations<std::uint16_t>::binarize(std::vector<float>{0.0f}).sign(0) == 1);
 }
 
-TEST_CASE("products refuse vectors of the wrong length", "[kernels]") {
+TEST_CASE("products refuse vectors of the wrong length", "[backends]") {
     const ScalarBackend backend;
     const BitPlaneMatrix<2, 64> m(3, 10);
     std::vector<float> x(9), y(3), dx(10);
-    REQUIRE_THROWS_WITH(backend.gemv(m, x, y), "ScalarBackend::gemv: x has 9 elements, expected 10");
+    REQUIRE_THROWS_WITH(backend.gemv(m, x, y), "scalar backend gemv: x has 9 elements, expected 10");
     REQUIRE_THROWS_WITH(backend.gemv_transposed(m, std::vector<float>(4), dx),
-                        "ScalarBackend::gemv_transposed: dy has 4 elements, expected 3");
+                        "scalar backend gemv_transposed: dy has 4 elements, expected 3");
     REQUIRE_THROWS_WITH(backend.gemv_boolean(m, BooleanActivations<std::uint64_t>::binarize(x), y),
                         Catch::Contains("x has 9 elements"));
 }

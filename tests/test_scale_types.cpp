@@ -396,7 +396,7 @@ TEST_CASE("MultiBoolLinear takes the scale type as its last parameter", "[core][
 }
 
 TEST_CASE("fp16 scales at K=3, G=128 cost 3.375 bits per weight", "[core][scale_types]") {
-    // SPEC §1: K * (1 + 16 / G) bits per weight when cols is a multiple of G and of the word.
+    // docs/METHOD.md §1: K * (1 + 16 / G) bits per weight when cols is a multiple of G and of the word.
     for (std::size_t cols : {128u, 256u, 384u, 4096u}) {
         CAPTURE(cols);
         REQUIRE(BitPlaneMatrix<3, 128, half, std::uint64_t>(8, cols).bits_per_weight() == 3.375);

@@ -18,7 +18,7 @@
 
 #include "test_support.hpp"
 
-// Teacher–student learning (SPEC §5): a student layer learns a teacher's outputs on fresh random
+// Teacher–student learning (docs/METHOD.md §5): a student layer learns a teacher's outputs on fresh random
 // inputs from flips of its last kernel alone, with loss L = 0.5 ||Y_s - Y_t||^2 / batch.
 
 using namespace multibool;

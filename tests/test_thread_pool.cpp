@@ -29,7 +29,7 @@ std::vector<std::pair<std::size_t, std::size_t>> ranges_of(std::size_t threads, 
 
 }  // namespace
 
-TEST_CASE("parallel_for covers every index once, in grain-aligned ranges", "[kernels][threads]") {
+TEST_CASE("parallel_for covers every index once, in grain-aligned ranges", "[backends][threads]") {
     for (std::size_t threads : {1u, 2u, 3u, 8u}) {
         for (std::size_t count : {0u, 1u, 5u, 64u, 1000u, 1001u}) {
             for (std::size_t grain : {1u, 4u, 64u}) {
@@ -49,13 +49,13 @@ TEST_CASE("parallel_for covers every index once, in grain-aligned ranges", "[ker
     }
 }
 
-TEST_CASE("parallel_for hands out the same ranges on every call", "[kernels][threads]") {
+TEST_CASE("parallel_for hands out the same ranges on every call", "[backends][threads]") {
     // Results are independent of scheduling because the partition is a function of the arguments.
     const auto first = ranges_of(2, 777, 8);
     for (int repeat = 0; repeat < 20; ++repeat) REQUIRE(ranges_of(2, 777, 8) == first);
 }
 
-TEST_CASE("parallel_for passes an exception on to the caller and stays usable", "[kernels][threads]") {
+TEST_CASE("parallel_for passes an exception on to the caller and stays usable", "[backends][threads]") {
     REQUIRE_THROWS_WITH(parallel_for(2, 100, 1,
                                      [](std::size_t begin, std::size_t) {
                                          if (begin != 0) throw std::runtime_error("worker failed");
@@ -68,7 +68,7 @@ TEST_CASE("parallel_for passes an exception on to the caller and stays usable", 
     REQUIRE(sum == 4950);
 }
 
-TEST_CASE("nested and concurrent parallel_for calls complete with every index covered", "[kernels][threads]") {
+TEST_CASE("nested and concurrent parallel_for calls complete with every index covered", "[backends][threads]") {
     std::atomic<std::size_t> nested{0};
     parallel_for(2, 10, 1, [&](std::size_t begin, std::size_t end) {
         for (std::size_t i = begin; i < end; ++i) {

@@ -15,7 +15,6 @@
 #include "multibool/backends/default_backend.hpp"
 #include "multibool/backends/int8_activations.hpp"
 #include "multibool/backends/lookup_table_matrix.hpp"
-#include "multibool/backends/packed_columns.hpp"
 #include "multibool/backends/product_backend.hpp"
 #include "multibool/backends/prepacking_backend.hpp"
 #include "multibool/backends/scalar_backend.hpp"

@@ -1,82 +1,106 @@
 #pragma once
-// HighwayDynamicLookupBackend: the table-lookup products of HighwayLookupBackend with run-time
-// dispatch. Its kernels live in one translation unit, highway_dynamic_dispatch.cpp (next to this
-// header), that Highway compiles for every x86 target it knows (SSSE3, SSE4, AVX2, AVX3, AVX3_DL,
-// plus a portable fallback) and that picks the best one the CPU running it supports, the first
-// time a product is called. Compile that file once, without -march flags, and link it: CMake
-// target multibool::highway_dynamic, or see docs/DYNAMIC_DISPATCH.md for a plain compiler line.
+// HighwayDynamicLookupBackend: the products of HighwayLookupBackend with run-time dispatch. Its
+// kernels are compiled once, in one translation unit that includes
+// highway_dynamic_dispatch_unit.hpp without -march flags: Highway compiles them there for every
+// x86 target it knows (SSSE3, SSE4, AVX2, AVX3, AVX3_DL, plus a portable fallback) and picks the
+// best one the CPU running it supports, the first time a product is called. CMake builds that
+// unit as multibool::highway_dynamic; docs/DYNAMIC_DISPATCH.md has the plain compiler lines.
 // This header itself includes no Highway code, so it can be compiled with any flags.
 //
-// Only the prepacked float products (gemv/gemm on a LookupTableMatrix) are dispatched. The other
-// products (exact float products on the unpacked matrix, transposed, int8, Boolean) are the
-// ScalarBackend's: HighwayBackend and XsimdBackend are compiled for one target only, their
-// scalar fallback when built without -march flags, so they would bring nothing portable here.
-// The dispatched kernels cover K = 1..4 (the kernel counts instantiated in the .cpp) and every
-// scale type of a BitPlaneMatrix (float, double, half, bfloat16; packed scales are float, half or
-// bfloat16).
+// Dispatched: the table-lookup products on a packed LookupTableMatrix, and every product of the
+// unpacked matrix (exact float, transposed, int8, Boolean) for 64-bit words; the kernels are the
+// same -inl code as the static-dispatch backends'. The (K, scale type) pairs compiled are the
+// list below; any other matrix (another word width, a storage other than BitPlaneMatrix) runs
+// ScalarBackend's products.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <type_traits>
 
-#include "multibool/core/bit_plane_storage.hpp"
+#include "multibool/backends/backend_common.hpp"
+#include "multibool/backends/boolean_activations.hpp"
+#include "multibool/backends/int8_activations.hpp"
+#include "multibool/backends/lookup_table_matrix.hpp"
+#include "multibool/backends/packed_planes.hpp"
+#include "multibool/backends/scalar_backend.hpp"
+#include "multibool/core/bit_plane_matrix.hpp"
 #include "multibool/core/half.hpp"
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/core/shape.hpp"
-#include "multibool/backends/lookup_table_matrix.hpp"
-#include "multibool/backends/scalar_backend.hpp"
+
+// The (K, scale type, name suffix) triples the dispatch unit compiles: the one list that the
+// declarations here and the definitions and dispatch tables of highway_dynamic_dispatch_unit.hpp
+// expand (Highway's dispatch tables need one named, non-template function per instantiation).
+// K stops at 4: each K is compiled for six targets and four scale types, and 4 covers the kernel
+// counts models use (VariableKernelLinear's default too).
+#define MULTIBOOL_DYNAMIC_DISPATCH_SCALES(X, K) \
+    X(K, float, F32) X(K, double, F64) X(K, ::multibool::half, F16) X(K, ::multibool::bfloat16, BF16)
+#define MULTIBOOL_DYNAMIC_DISPATCH_LIST(X)                                                            \
+    MULTIBOOL_DYNAMIC_DISPATCH_SCALES(X, 1) MULTIBOOL_DYNAMIC_DISPATCH_SCALES(X, 2)                   \
+    MULTIBOOL_DYNAMIC_DISPATCH_SCALES(X, 3) MULTIBOOL_DYNAMIC_DISPATCH_SCALES(X, 4)
 
 namespace multibool {
 
-namespace highway_dynamic_detail {
+// The word type of the dispatched products on the unpacked matrix.
+using DispatchedWord = std::uint64_t;
 
-// The largest kernel count highway_dynamic_dispatch.cpp instantiates.
-inline constexpr std::size_t max_kernels = 4;
+namespace detail {
 
-// Defined in highway_dynamic_dispatch.cpp: Y = X W_hat^T on the target chosen at run time (the
-// matrix must be packed for that target's tile height, tile_rows()).
-#define MULTIBOOL_HIGHWAY_DYNAMIC_DECLARE(K)                                                                         \
-    void lookup_table_gemm(const LookupTableMatrix<K, float>& m, MatrixView<const float> xs, MatrixView<float> ys,     \
+// Defined in highway_dynamic_dispatch_unit.hpp, each on the target chosen at run time: Y = X W_hat^T
+// through the int8 tables (m packed for that target's tile height, dynamic_tile_rows()), and the
+// ProductBackend products of the unpacked matrix.
+#define MULTIBOOL_DYNAMIC_DISPATCH_DECLARE(K, SCALE, SUFFIX)                                                        \
+    void lookup_table_gemm(const LookupTableMatrix<K, SCALE>& m, MatrixView<const float> xs, MatrixView<float> ys,   \
                            std::size_t threads);                                                                      \
-    void lookup_table_gemm(const LookupTableMatrix<K, double>& m, MatrixView<const float> xs, MatrixView<float> ys,    \
-                           std::size_t threads);                                                                      \
-    void lookup_table_gemm(const LookupTableMatrix<K, half>& m, MatrixView<const float> xs, MatrixView<float> ys,      \
-                           std::size_t threads);                                                                      \
-    void lookup_table_gemm(const LookupTableMatrix<K, bfloat16>& m, MatrixView<const float> xs, MatrixView<float> ys, \
-                           std::size_t threads);
-MULTIBOOL_HIGHWAY_DYNAMIC_DECLARE(1)
-MULTIBOOL_HIGHWAY_DYNAMIC_DECLARE(2)
-MULTIBOOL_HIGHWAY_DYNAMIC_DECLARE(3)
-MULTIBOOL_HIGHWAY_DYNAMIC_DECLARE(4)
-#undef MULTIBOOL_HIGHWAY_DYNAMIC_DECLARE
+    void dispatched_gemm(const PackedPlanes<K, SCALE, DispatchedWord>& m, MatrixView<const float> xs,                \
+                         MatrixView<float> ys, std::size_t threads);                                                  \
+    void dispatched_gemm_transposed(const PackedPlanes<K, SCALE, DispatchedWord>& m, MatrixView<const float> dys,    \
+                                    MatrixView<float> dxs, std::size_t threads);                                      \
+    void dispatched_gemv_int8(const PackedPlanes<K, SCALE, DispatchedWord>& m,                                       \
+                              const Int8Activations<DispatchedWord>& xq, std::span<float> y, std::size_t threads);    \
+    void dispatched_gemv_boolean(const PackedPlanes<K, SCALE, DispatchedWord>& m,                                    \
+                                 const BooleanActivations<DispatchedWord>& xb, std::span<float> y, std::size_t threads);
+MULTIBOOL_DYNAMIC_DISPATCH_LIST(MULTIBOOL_DYNAMIC_DISPATCH_DECLARE)
+#undef MULTIBOOL_DYNAMIC_DISPATCH_DECLARE
+
+#define MULTIBOOL_DYNAMIC_DISPATCH_KERNEL_COUNT(K, SCALE, SUFFIX) K,
+inline constexpr std::size_t dispatched_kernel_counts[] = {
+    MULTIBOOL_DYNAMIC_DISPATCH_LIST(MULTIBOOL_DYNAMIC_DISPATCH_KERNEL_COUNT)};
+#undef MULTIBOOL_DYNAMIC_DISPATCH_KERNEL_COUNT
+
+// The largest K the unit compiles (every K from 1 up to it, for every ScaleType).
+inline constexpr std::size_t dispatched_max_kernels = *std::max_element(std::begin(dispatched_kernel_counts),
+                                                                        std::end(dispatched_kernel_counts));
 
 // The tile height of the LookupTableMatrix layout the chosen target reads.
-std::size_t tile_rows();
+std::size_t dynamic_tile_rows();
 // The chosen target, as Highway's target bit (e.g. HWY_AVX3_DL) and as its name ("AVX3_DL").
-std::int64_t target();
-std::string_view target_name();
-// Every target the .cpp was compiled for, as a mask of Highway target bits (HWY_TARGETS there).
+std::int64_t dynamic_target();
+std::string_view dynamic_target_name();
+// Every target the unit was compiled for, as a mask of Highway target bits (HWY_TARGETS there).
 std::int64_t compiled_targets();
 
-}  // namespace highway_dynamic_detail
+// Whether M's products go through the unit: a BitPlaneMatrix of 64-bit words and a compiled K.
+template <class M>
+inline constexpr bool is_dispatched = false;
+template <std::size_t K, std::size_t G, class Scale>
+inline constexpr bool is_dispatched<BitPlaneMatrix<K, G, Scale, DispatchedWord>> = K <= dispatched_max_kernels;
 
-class HighwayDynamicLookupBackend : public ScalarBackend {
+}  // namespace detail
+
+class HighwayDynamicLookupBackend : public ProductEntryPoints<HighwayDynamicLookupBackend> {
 public:
     static constexpr std::string_view name = "highway_dynamic";
 
-    // threads: how many threads a dispatched product may use (at least 1), from the shared ThreadPool.
-    // Not explicit when defaulted, so that `Backend backend = {}` default arguments work.
-    HighwayDynamicLookupBackend() noexcept = default;
-    explicit HighwayDynamicLookupBackend(std::size_t threads) noexcept : threads_(std::max<std::size_t>(threads, 1)) {}
-
-    [[nodiscard]] std::size_t threads() const noexcept { return threads_; }
+    using ProductEntryPoints<HighwayDynamicLookupBackend>::ProductEntryPoints;
 
     // The Highway target the products were dispatched to on this CPU, e.g. "AVX3_DL".
-    [[nodiscard]] static std::string_view target() { return highway_dynamic_detail::target_name(); }
+    [[nodiscard]] static std::string_view target() { return detail::dynamic_target_name(); }
 
-    using ScalarBackend::gemm;
-    using ScalarBackend::gemv;
+    using ProductEntryPoints<HighwayDynamicLookupBackend>::gemm;
+    using ProductEntryPoints<HighwayDynamicLookupBackend>::gemv;
 
     template <BitPlaneStorage M>
     using packed_type = LookupTableMatrix<M::kernels, typename M::scale_type>;
@@ -85,7 +109,7 @@ public:
     template <BitPlaneStorage M>
     [[nodiscard]] packed_type<M> pack(const M& m) const {
         check_kernels<M::kernels>();
-        return packed_type<M>(m, highway_dynamic_detail::tile_rows());
+        return packed_type<M>(m, detail::dynamic_tile_rows());
     }
 
     template <std::size_t K, class Scale>
@@ -97,18 +121,51 @@ public:
     template <std::size_t K, class Scale>
     void gemm(const LookupTableMatrix<K, Scale>& m, MatrixView<const float> xs, MatrixView<float> ys) const {
         check_kernels<K>();
-        highway_dynamic_detail::lookup_table_gemm(m, xs, ys, threads_);
+        detail::lookup_table_gemm(m, xs, ys, threads_);
     }
 
 private:
-    template <std::size_t K>
-    static constexpr void check_kernels() {
-        static_assert(K >= 1 && K <= highway_dynamic_detail::max_kernels,
-                      "HighwayDynamicLookupBackend: highway_dynamic_dispatch.cpp compiles the kernels for K = 1..4 "
-                      "only; use HighwayLookupBackend (static dispatch) for larger K");
+    friend class ProductEntryPoints<HighwayDynamicLookupBackend>;
+
+    template <class M>
+    void forward_products(const M& m, MatrixView<const float> xs, MatrixView<float> ys) const {
+        if constexpr (detail::is_dispatched<M>) {
+            detail::dispatched_gemm(PackedPlanes(m), xs, ys, threads_);
+        } else {
+            ScalarBackend().gemm(m, xs, ys);
+        }
+    }
+    template <class M>
+    void transposed_products(const M& m, MatrixView<const float> dys, MatrixView<float> dxs) const {
+        if constexpr (detail::is_dispatched<M>) {
+            detail::dispatched_gemm_transposed(PackedPlanes(m), dys, dxs, threads_);
+        } else {
+            ScalarBackend().gemm_transposed(m, dys, dxs);
+        }
+    }
+    template <class M>
+    void int8_products(const M& m, const Int8Activations<typename M::word_type>& xq, std::span<float> y) const {
+        if constexpr (detail::is_dispatched<M>) {
+            detail::dispatched_gemv_int8(PackedPlanes(m), xq, y, threads_);
+        } else {
+            ScalarBackend().gemv_int8(m, xq, y);
+        }
+    }
+    template <class M>
+    void boolean_products(const M& m, const BooleanActivations<typename M::word_type>& xb, std::span<float> y) const {
+        if constexpr (detail::is_dispatched<M>) {
+            detail::dispatched_gemv_boolean(PackedPlanes(m), xb, y, threads_);
+        } else {
+            ScalarBackend().gemv_boolean(m, xb, y);
+        }
     }
 
-    std::size_t threads_ = 1;
+    template <std::size_t K>
+    static constexpr void check_kernels() {
+        static_assert(K >= 1 && K <= detail::dispatched_max_kernels,
+                      "HighwayDynamicLookupBackend: the dispatch unit compiles the table-lookup kernels for K = 1..4 "
+                      "only (MULTIBOOL_DYNAMIC_DISPATCH_LIST); use HighwayLookupBackend (static dispatch) for larger K");
+    }
 };
 
 }  // namespace multibool

@@ -2,7 +2,7 @@
 // HighwayLookupBackend: the Highway backend whose float-activation forward products run on a
 // prepacked LookupTableMatrix through int8 tables (lookup_table_gemv.hpp) — the fast decode
 // path. Every other product, and the exact-float GEMV/GEMM on the unpacked matrix, are the
-// HighwayBackend's.
+// HighwayBackend's. In the target's namespace, like HighwayBackend.
 #include <cstddef>
 #include <span>
 #include <string_view>
@@ -14,6 +14,7 @@
 #include "multibool/backends/lookup_table_matrix.hpp"
 
 namespace multibool {
+namespace HWY_NAMESPACE {
 
 class HighwayLookupBackend : public HighwayBackend {
 public:
@@ -28,7 +29,7 @@ public:
 
     template <BitPlaneStorage M>
     [[nodiscard]] packed_type<M> pack(const M& m) const {
-        return packed_type<M>(m, lookup_table_detail::tile_rows());
+        return packed_type<M>(m, lookup_table_tile_rows());
     }
 
     template <std::size_t K, class Scale>
@@ -40,5 +41,9 @@ public:
         lookup_table_gemm(m, xs, ys, threads());
     }
 };
+
+}  // namespace HWY_NAMESPACE
+
+using HighwayLookupBackend = HWY_NAMESPACE::HighwayLookupBackend;
 
 }  // namespace multibool

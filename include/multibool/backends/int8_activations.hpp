@@ -1,7 +1,7 @@
 #pragma once
 // An activation vector quantized to int8 with one scale (x ~ scale * u), stored as the 8
 // two's-complement bit-planes of u in the weight planes' packing, for bit-serial products
-// (SPEC §2): sum_j b_j u_j = sum_t c_t * (popcount(u_t & b) - popcount(u_t & ~b)),
+// (docs/METHOD.md §2): sum_j b_j u_j = sum_t c_t * (popcount(u_t & b) - popcount(u_t & ~b)),
 // with c_t = 2^t for t < 7 and c_7 = -128.
 #include <algorithm>
 #include <array>
@@ -16,6 +16,10 @@
 #include "multibool/core/packed_bits.hpp"
 
 namespace multibool {
+
+// The largest level of every symmetric int8 code in the library (activations, lookup tables, BOLD's
+// int8 accumulator): levels span [-127, 127], so negating one never overflows.
+inline constexpr int int8_max_level = 127;
 
 template <class Word>
 class Int8Activations {
@@ -37,11 +41,11 @@ public:
         }
         Int8Activations q;
         q.size_ = x.size();
-        q.scale_ = max_abs / 127.0f;
+        q.scale_ = max_abs / float(int8_max_level);
         q.bits_.assign(planes * words_for_columns<Word>(x.size()), Word{0});
         for (std::size_t j = 0; j < x.size(); ++j) {
             const long u = q.scale_ == 0.0f ? 0 : std::lround(x[j] / q.scale_);
-            q.set_value(j, static_cast<std::int8_t>(std::clamp(u, -127L, 127L)));
+            q.set_value(j, static_cast<std::int8_t>(std::clamp(u, -long{int8_max_level}, long{int8_max_level})));
         }
         return q;
     }

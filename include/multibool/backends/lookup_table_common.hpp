@@ -17,6 +17,7 @@
 
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/core/shape.hpp"
+#include "multibool/backends/int8_activations.hpp"
 #include "multibool/backends/lookup_table_matrix.hpp"
 #include "multibool/backends/thread_pool.hpp"
 
@@ -73,8 +74,8 @@ private:
             const float largest = *std::max_element(magnitudes.begin(), magnitudes.end());
             const float total = std::accumulate(magnitudes.begin(), magnitudes.end(), 0.0f);
             if (!std::isfinite(total)) throw_not_finite(x, block, t);
-            block_scales_[t * blocks_per_token_ + b] = largest / 127.0f;
-            const float inverse = largest > 0.0f ? 127.0f / largest : 0.0f;
+            block_scales_[t * blocks_per_token_ + b] = largest / float(int8_max_level);
+            const float inverse = largest > 0.0f ? float(int8_max_level) / largest : 0.0f;
             quantize_block(x, block, inverse, table + 2 * block.first_pair * entries);
         }
     }
@@ -93,7 +94,7 @@ private:
     std::vector<float> block_scales_;
 };
 
-namespace lookup_table_detail {
+namespace detail {
 
 // The shapes of Y = X W_hat^T, and the tile height the matrix was packed for against the one the
 // running target reads.
@@ -135,6 +136,6 @@ void for_each_tile(const LookupTableMatrix<K, Scale>& m, MatrixView<float> ys, s
     });
 }
 
-}  // namespace lookup_table_detail
+}  // namespace detail
 
 }  // namespace multibool

@@ -28,19 +28,15 @@
 #include "multibool/backends/lookup_table_kernels-inl.hpp"
 
 namespace multibool {
-
-namespace lookup_table_detail {
-
-// Rows one vector of bytes covers: the tile height of the layout this target reads.
-inline std::size_t tile_rows() noexcept { return multibool::HWY_NAMESPACE::lookup_table_tile_rows(); }
-
-}  // namespace lookup_table_detail
+// In the target's namespace, like HighwayBackend (see highway_backend.hpp): translation units built
+// for different targets get different functions.
+namespace HWY_NAMESPACE {
 
 // Y = X W_hat^T through the int8 tables; tiles of rows are shared out among `threads`.
 template <std::size_t K, class Scale>
 void lookup_table_gemm(const LookupTableMatrix<K, Scale>& m, MatrixView<const float> xs, MatrixView<float> ys,
                        std::size_t threads) {
-    multibool::HWY_NAMESPACE::lookup_table_gemm_target(m, xs, ys, threads);
+    lookup_table_gemm_target(m, xs, ys, threads);
 }
 
 template <std::size_t K, class Scale>
@@ -50,5 +46,12 @@ void lookup_table_gemv(const LookupTableMatrix<K, Scale>& m, std::span<const flo
     check_length("lookup_table_gemv", "y", m.rows(), y.size());
     lookup_table_gemm(m, MatrixView<const float>(x, 1, x.size()), MatrixView<float>(y, 1, y.size()), threads);
 }
+
+}  // namespace HWY_NAMESPACE
+
+// The static target's entry points, and the tile height of the layout that target reads.
+using HWY_NAMESPACE::lookup_table_gemm;
+using HWY_NAMESPACE::lookup_table_gemv;
+using HWY_NAMESPACE::lookup_table_tile_rows;
 
 }  // namespace multibool

@@ -1,6 +1,6 @@
 // The per-target kernels of the table-lookup products, as a Highway "-inl" header: it is compiled
 // once per target it is included for. lookup_table_gemv.hpp includes it once, for the static
-// target the build flags select (static dispatch); highway_dynamic_dispatch.cpp includes it
+// target the build flags select (static dispatch); highway_dynamic_dispatch_unit.hpp includes it
 // through hwy/foreach_target.h, once for every target Highway can dispatch to (dynamic dispatch).
 // Everything target-independent (table storage, checks, threading) is in lookup_table_common.hpp.
 //
@@ -49,10 +49,13 @@ namespace hn = hwy::HWY_NAMESPACE;
 #define MULTIBOOL_LOOKUP_TABLE_PORTABLE 0
 #endif
 
-// Rows one vector of bytes covers: the tile height of the layout this target reads.
+// Rows one vector of bytes covers: the tile height of the layout this target reads. The portable
+// fallbacks read the tiles of the narrowest SIMD layout (SSSE3: 16 bytes), so a matrix packed for
+// it is shared with them.
 HWY_INLINE std::size_t tile_rows() noexcept {
 #if MULTIBOOL_LOOKUP_TABLE_PORTABLE
-    return 16;
+    constexpr std::size_t ssse3_tile_rows = 16;
+    return ssse3_tile_rows;
 #else
     return hn::Lanes(hn::ScalableTag<std::uint8_t>());
 #endif
@@ -83,7 +86,7 @@ HWY_INLINE void quantized_signed_sums(const std::array<float, 4>& chunk, std::ui
     for (std::size_t e = 0; e < 16; e += hn::Lanes(df)) {
         auto sum = hn::Mul(hn::Set(df, chunk[0]), hn::Load(df, sign[0].data() + e));
         for (std::size_t q = 1; q < 4; ++q) sum = hn::MulAdd(hn::Set(df, chunk[q]), hn::Load(df, sign[q].data() + e), sum);
-        const auto level = hn::Clamp(hn::NearestInt(sum), hn::Set(di32, -127), hn::Set(di32, 127));
+        const auto level = hn::Clamp(hn::NearestInt(sum), hn::Set(di32, -int8_max_level), hn::Set(di32, int8_max_level));
         hn::StoreU(hn::DemoteTo(du8, hn::Add(level, hn::Set(di32, 128))), du8, entry + e);
     }
 }
@@ -260,13 +263,13 @@ HWY_INLINE std::size_t lookup_table_tile_rows() noexcept { return lookup_table_k
 template <std::size_t K, class Scale>
 void lookup_table_gemm_target(const LookupTableMatrix<K, Scale>& m, MatrixView<const float> xs, MatrixView<float> ys,
                               std::size_t threads) {
-    lookup_table_detail::check_gemm_arguments("lookup_table_gemm", m, xs, ys, lookup_table_kernels::tile_rows());
+    detail::check_gemm_arguments("lookup_table_gemm", m, xs, ys, lookup_table_kernels::tile_rows());
     const LookupTables tables(m.blocks(), m.pairs_per_row(), xs, threads,
                               [](std::span<const float> x, const LookupTableBlock& block, float inverse,
                                  std::uint8_t* table) HWY_ATTR {
                                   lookup_table_kernels::quantize_block(x, block, inverse, table);
                               });
-    lookup_table_detail::for_each_tile(m, ys, threads, [&](std::size_t tile, float* y_tile) HWY_ATTR {
+    detail::for_each_tile(m, ys, threads, [&](std::size_t tile, float* y_tile) HWY_ATTR {
         lookup_table_kernels::tile_product(m, tile, tables, y_tile);
     });
 }

@@ -1,5 +1,5 @@
 #pragma once
-// LookupTableMatrix: a BitPlaneStorage reordered once for the table-lookup products (SPEC §2, the
+// LookupTableMatrix: a BitPlaneStorage reordered once for the table-lookup products (docs/METHOD.md §2, the
 // T-MAC layout idea). Rows are cut into tiles of `tile_rows` (one SIMD vector of bytes), columns
 // into blocks inside one group, and each block into pairs of 4-column chunks. For every tile,
 // block, pair and kernel, byte r holds row r's 4 weight bits of the first chunk in its low nibble
@@ -104,16 +104,6 @@ private:
     [[nodiscard]] std::size_t tile_weight_bytes() const noexcept { return K * pairs_per_row_ * tile_rows_; }
     [[nodiscard]] std::size_t tile_scale_count() const noexcept { return blocks_.size() * K * tile_rows_; }
 
-    // Bits [begin, end) of a packed row as the low bits of a byte (end - begin <= 8).
-    template <class Word>
-    static std::uint8_t bits_at(std::span<const Word> plane, std::size_t begin, std::size_t end) noexcept {
-        std::uint8_t bits = 0;
-        for (std::size_t j = begin; j < end; ++j) {
-            if (column_is_set(plane, j)) bits |= std::uint8_t(1u << (j - begin));
-        }
-        return bits;
-    }
-
     template <class M>
     void pack_row(const M& m, std::size_t i) {
         const std::size_t tile = i / tile_rows_;
@@ -129,7 +119,7 @@ private:
                 for (std::size_t p = 0; p < block.pairs; ++p) {
                     const std::size_t begin = block.begin + p * columns_per_pair;
                     const std::size_t end = std::min(block.end, begin + columns_per_pair);
-                    weights[((block.first_pair + p) * K + k) * tile_rows_ + r] = bits_at(plane, begin, end);
+                    weights[((block.first_pair + p) * K + k) * tile_rows_ + r] = std::uint8_t(bits_at(plane, begin) & low_bits(end - begin));
                 }
             }
         }

@@ -1,6 +1,6 @@
 #pragma once
 // The ProductBackend concept: every product a backend computes straight from the packed
-// planes of a BitPlaneStorage (SPEC §2). Backends are interchangeable; the scalar one is the
+// planes of a BitPlaneStorage (docs/METHOD.md §2). Backends are interchangeable; the scalar one is the
 // reference the others are tested against.
 #include <concepts>
 #include <span>

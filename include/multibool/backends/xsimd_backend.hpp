@@ -19,64 +19,31 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "multibool/backends/backend_common.hpp"
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/core/packed_bits.hpp"
-#include "multibool/core/shape.hpp"
 #include "multibool/backends/boolean_activations.hpp"
 #include "multibool/backends/int8_activations.hpp"
 #include "multibool/backends/thread_pool.hpp"
 
 namespace multibool {
 
-struct XsimdBackend {
+class XsimdBackend : public ProductEntryPoints<XsimdBackend> {
+public:
     static constexpr std::string_view name = "xsimd";
 
-    // threads: how many threads a product may use (the caller's included); 0 counts as 1.
-    // Not explicit when defaulted, so that `Backend backend = {}` default arguments work.
-    XsimdBackend() noexcept = default;
-    explicit XsimdBackend(std::size_t threads) noexcept : threads_(std::max<std::size_t>(threads, 1)) {}
-    [[nodiscard]] std::size_t threads() const noexcept { return threads_; }
+    using ProductEntryPoints<XsimdBackend>::ProductEntryPoints;
 
-    template <BitPlaneStorage M>
-    void gemv(const M& m, std::span<const float> x, std::span<float> y) const {
-        check_length("XsimdBackend::gemv", "x", m.cols(), x.size());
-        check_length("XsimdBackend::gemv", "y", m.rows(), y.size());
-        forward(m, MatrixView<const float>(x, 1, x.size()), MatrixView<float>(y, 1, y.size()));
-    }
+private:
+    friend class ProductEntryPoints<XsimdBackend>;
 
-    template <BitPlaneStorage M>
-    void gemm(const M& m, MatrixView<const float> xs, MatrixView<float> ys) const {
-        check_length("XsimdBackend::gemm", "columns of X", m.cols(), xs.cols());
-        check_length("XsimdBackend::gemm", "columns of Y", m.rows(), ys.cols());
-        check_length("XsimdBackend::gemm", "rows of Y (tokens)", xs.rows(), ys.rows());
-        forward(m, xs, ys);
-    }
-
-    template <BitPlaneStorage M>
-    void gemv_transposed(const M& m, std::span<const float> dy, std::span<float> dx) const {
-        check_length("XsimdBackend::gemv_transposed", "dy", m.rows(), dy.size());
-        check_length("XsimdBackend::gemv_transposed", "dx", m.cols(), dx.size());
-        backward(m, MatrixView<const float>(dy, 1, dy.size()), MatrixView<float>(dx, 1, dx.size()));
-    }
-
-    template <BitPlaneStorage M>
-    void gemm_transposed(const M& m, MatrixView<const float> dys, MatrixView<float> dxs) const {
-        check_length("XsimdBackend::gemm_transposed", "columns of dY", m.rows(), dys.cols());
-        check_length("XsimdBackend::gemm_transposed", "columns of dX", m.cols(), dxs.cols());
-        check_length("XsimdBackend::gemm_transposed", "rows of dX (tokens)", dys.rows(), dxs.rows());
-        backward(m, dys, dxs);
-    }
-
-    template <BitPlaneStorage M>
-    void gemv_int8(const M& m, const Int8Activations<typename M::word_type>& xq, std::span<float> y) const {
-        using Word = typename M::word_type;
-        using Q = Int8Activations<Word>;
-        check_length("XsimdBackend::gemv_int8", "x", m.cols(), xq.size());
-        check_length("XsimdBackend::gemv_int8", "y", m.rows(), y.size());
+    template <class M>
+    void int8_products(const M& m, const Int8Activations<typename M::word_type>& xq, std::span<float> y) const {
+        using Q = Int8Activations<typename M::word_type>;
         const auto windows = cut_windows<Q::planes>(m, [&](std::size_t c, std::size_t n) {
             std::array<std::uint64_t, Q::planes> u;
-            for (std::size_t t = 0; t < Q::planes; ++t) u[t] = bits_at(xq.plane(t).data(), c, n) & low_bits(n);
+            for (std::size_t t = 0; t < Q::planes; ++t) u[t] = bits_at(xq.plane(t), c) & low_bits(n);
             return u;
         });
         // sum_j b_j u_j = 2 * sum_t c_t * popcount(u_t & b) - sum_j u_j: the last term is the same
@@ -89,7 +56,7 @@ struct XsimdBackend {
                 }
             }
         }
-        accumulate_rows(m, y, xq.scale(), [&](const Word* plane, std::size_t g) {
+        integer_rows(m, y, xq.scale(), [&](auto plane, std::size_t g) {
             const std::int64_t s = sum_windows(m, windows, plane, g, [](std::uint64_t b, const auto& u) {
                 std::int64_t sum = 0;
                 for (std::size_t t = 0; t < Q::planes; ++t) sum += Q::plane_weight[t] * std::popcount(u[t] & b);
@@ -99,16 +66,13 @@ struct XsimdBackend {
         });
     }
 
-    template <BitPlaneStorage M>
-    void gemv_boolean(const M& m, const BooleanActivations<typename M::word_type>& xb, std::span<float> y) const {
-        using Word = typename M::word_type;
-        check_length("XsimdBackend::gemv_boolean", "x", m.cols(), xb.size());
-        check_length("XsimdBackend::gemv_boolean", "y", m.rows(), y.size());
+    template <class M>
+    void boolean_products(const M& m, const BooleanActivations<typename M::word_type>& xb, std::span<float> y) const {
         // Each window holds the activation bits and the mask of the columns it covers.
         const auto windows = cut_windows<2>(m, [&](std::size_t c, std::size_t n) {
-            return std::array<std::uint64_t, 2>{bits_at(xb.words().data(), c, n) & low_bits(n), low_bits(n)};
+            return std::array<std::uint64_t, 2>{bits_at(xb.words(), c) & low_bits(n), low_bits(n)};
         });
-        accumulate_rows(m, y, 1.0f, [&](const Word* plane, std::size_t g) {
+        integer_rows(m, y, 1.0f, [&](auto plane, std::size_t g) {
             // s = |g| - 2 * (number of positions where weight and activation signs differ).
             const std::int64_t differ = sum_windows(m, windows, plane, g, [](std::uint64_t b, const auto& x) {
                 return std::int64_t{std::popcount((b ^ x[0]) & x[1])};
@@ -117,7 +81,6 @@ struct XsimdBackend {
         });
     }
 
-private:
     using float_batch = xsimd::batch<float>;
     using bits_batch = xsimd::batch<std::uint32_t>;
     static constexpr std::size_t lanes = float_batch::size;
@@ -130,35 +93,16 @@ private:
     using LaneBits = std::array<bits_batch, chunks_per_block>;
     // Tokens sharing one decoded plane chunk in gemm and gemm_transposed; the rest go one by one.
     static constexpr std::size_t token_block = 4;
-    // Work split granularity: rows for the forward products; columns for the transposed ones,
-    // a multiple of every word width and lane count so that chunks stay aligned.
-    static constexpr std::size_t row_grain = 16;
+    // Work split granularity of the transposed products: a multiple of every word width and lane
+    // count, so that chunks stay aligned.
     static constexpr std::size_t column_grain = 64;
     // Columns per window of the popcount products: one uint64 of plane bits.
     static constexpr std::size_t window_bits = 64;
 
-    std::size_t threads_ = 1;
-
-    // Bits c .. c + n - 1 (n <= 64) of a packed row in bits 0 .. n - 1; bits above n are whatever
-    // the row holds there. Reads only the words covering those columns.
-    template <class Word>
-    static std::uint64_t bits_at(const Word* row, std::size_t c, std::size_t n) noexcept {
-        constexpr std::size_t bits = bits_of<Word>;
-        const Word* word = row + c / bits;
-        const std::size_t shift = c % bits;
-        std::uint64_t v = std::uint64_t(*word) >> shift;
-        for (std::size_t got = bits - shift; got < n; got += bits) v |= std::uint64_t(*++word) << got;
-        return v;
-    }
-
-    static constexpr std::uint64_t low_bits(std::size_t n) noexcept {
-        return n >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << n) - 1;
-    }
-
     // The block's plane bits in every lane.
     template <class Word>
-    static bits_batch block_bits(const Word* plane, std::size_t c, std::size_t n) noexcept {
-        return bits_batch(std::uint32_t(bits_at(plane, c, n)));
+    static bits_batch block_bits(std::span<const Word> plane, std::size_t c) noexcept {
+        return bits_batch(std::uint32_t(bits_at(plane, c)));
     }
     // lane_bits()[q] holds, in lane l, the bit of chunk q's column l within its block.
     static LaneBits lane_bits() noexcept {
@@ -225,7 +169,7 @@ private:
 
     // Y = X W_hat^T, rows split across threads.
     template <class M>
-    void forward(const M& m, MatrixView<const float> xs, MatrixView<float> ys) const {
+    void forward_products(const M& m, MatrixView<const float> xs, MatrixView<float> ys) const {
         parallel_for(threads_, m.rows(), row_grain, [&](std::size_t row_begin, std::size_t row_end) {
             const LaneBits lane_bit = lane_bits();
             for (std::size_t i = row_begin; i < row_end; ++i) {
@@ -246,12 +190,12 @@ private:
         std::array<float_batch, Tokens> acc;
         acc.fill(float_batch(0.0f));
         for (std::size_t k = 0; k < M::kernels; ++k) {
-            const auto* plane = m.plane_row(k, i).data();
+            const auto plane = m.plane_row(k, i);
             const auto alpha = m.scales(k, i);
             for (std::size_t g = 0; g < m.groups_per_row(); ++g) {
                 std::array<float_batch, Tokens> s;
                 s.fill(float_batch(0.0f));
-                const auto decode = [&](std::size_t c, std::size_t n) { return block_bits(plane, c, n); };
+                const auto decode = [&](std::size_t c, std::size_t) { return block_bits(plane, c); };
                 for_each_chunk(m.group_begin(g), m.group_end(g), decode,
                                [&](std::size_t c, std::size_t n, const bits_batch& bits, std::size_t q) {
                                    const bits_batch negation = negation_mask(bits, lane_bit[q]);
@@ -268,7 +212,7 @@ private:
 
     // dX = dY W_hat, columns split across threads.
     template <class M>
-    void backward(const M& m, MatrixView<const float> dys, MatrixView<float> dxs) const {
+    void transposed_products(const M& m, MatrixView<const float> dys, MatrixView<float> dxs) const {
         parallel_for(threads_, m.cols(), column_grain, [&](std::size_t col_begin, std::size_t col_end) {
             const LaneBits lane_bit = lane_bits();
             for_each_token_block(dys.rows(), [&](auto tokens, std::size_t first) {
@@ -291,11 +235,11 @@ private:
         // Groups are consecutive runs of group_size() columns (the last may be shorter).
         const std::size_t first_group = col_begin / m.group_size();
         for (std::size_t i = 0; i < m.rows(); ++i) {
-            std::array<const typename M::word_type*, M::kernels> plane;
-            for (std::size_t k = 0; k < M::kernels; ++k) plane[k] = m.plane_row(k, i).data();
-            const auto decode = [&](std::size_t c, std::size_t n) {
+            std::array<std::span<const typename M::word_type>, M::kernels> plane;
+            for (std::size_t k = 0; k < M::kernels; ++k) plane[k] = m.plane_row(k, i);
+            const auto decode = [&](std::size_t c, std::size_t) {
                 std::array<bits_batch, M::kernels> bits;
-                for (std::size_t k = 0; k < M::kernels; ++k) bits[k] = block_bits(plane[k], c, n);
+                for (std::size_t k = 0; k < M::kernels; ++k) bits[k] = block_bits(plane[k], c);
                 return bits;
             };
             for (std::size_t g = first_group; g < m.groups_per_row() && m.group_begin(g) < col_end; ++g) {
@@ -346,33 +290,26 @@ private:
 
     // sum over the windows of group g of window_sum(plane bits, activation window).
     template <class M, std::size_t Planes, class WindowSum>
-    static std::int64_t sum_windows(const M& m, const Windows<Planes>& windows, const typename M::word_type* plane,
-                                    std::size_t g, WindowSum window_sum) noexcept {
+    static std::int64_t sum_windows(const M& m, const Windows<Planes>& windows,
+                                    std::span<const typename M::word_type> plane, std::size_t g,
+                                    WindowSum window_sum) noexcept {
         std::int64_t s = 0;
         std::size_t c = m.group_begin(g);
         for (std::size_t w = windows.first[g]; w < windows.first[g + 1]; ++w, c += window_bits) {
-            s += window_sum(bits_at(plane, c, std::min(window_bits, m.group_end(g) - c)), windows.bits[w]);
+            s += window_sum(bits_at(plane, c) & low_bits(std::min(window_bits, m.group_end(g) - c)), windows.bits[w]);
         }
         return s;
     }
 
-    // The scalar backend's accumulate_rows, rows split across threads: y_i = output_scale *
-    // sum_k sum_g alpha_k[i,g] * s_k[i,g] with the same fma chain, hence the same float result
-    // for the same integer s = group_sum(plane row, g).
+    // Rows split across threads; the group sums group_sum(plane row, g) go through the shared
+    // accumulation, so these products equal ScalarBackend's bit for bit.
     template <class M, class GroupSum>
-    void accumulate_rows(const M& m, std::span<float> y, float output_scale, GroupSum group_sum) const {
-        parallel_for(threads_, m.rows(), row_grain, [&](std::size_t row_begin, std::size_t row_end) {
-            for (std::size_t i = row_begin; i < row_end; ++i) {
-                float acc = 0.0f;
-                for (std::size_t k = 0; k < M::kernels; ++k) {
-                    const auto* plane = m.plane_row(k, i).data();
-                    const auto alpha = m.scales(k, i);
-                    for (std::size_t g = 0; g < m.groups_per_row(); ++g) {
-                        acc = std::fma(static_cast<float>(alpha[g]), group_sum(plane, g), acc);
-                    }
-                }
-                y[i] = acc * output_scale;
-            }
+    void integer_rows(const M& m, std::span<float> y, float output_scale, GroupSum group_sum) const {
+        parallel_for(threads_, m.rows(), row_grain, [&](std::size_t begin, std::size_t end) {
+            accumulate_rows(m, y, output_scale, begin, end, [&](std::size_t i, std::size_t k, std::span<float> s) {
+                const auto plane = m.plane_row(k, i);
+                for (std::size_t g = 0; g < m.groups_per_row(); ++g) s[g] = group_sum(plane, g);
+            });
         });
     }
 };

@@ -1,6 +1,6 @@
 #pragma once
 // BitPlaneMatrix: K Boolean matrices packed as bit-planes plus one scale per
-// (kernel, row, group of G input columns), i.e. W_hat = sum_k A_k (.) B_k  (SPEC §1).
+// (kernel, row, group of G input columns), i.e. W_hat = sum_k A_k (.) B_k  (docs/METHOD.md §1).
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -22,10 +22,15 @@
 
 namespace multibool {
 
+// The most Boolean kernels a matrix holds: a weight's K bits then fit one byte (the flip
+// statistics' kernel masks), and its 2^K levels stay few enough for nearest-level search. Parts
+// instantiated once per K (dynamic dispatch, run-time K layers) cover fewer; each says how many.
+inline constexpr std::size_t max_kernel_count = 8;
+
 template <std::size_t K, std::size_t G, class Scale = float, class Word = std::uint64_t>
 class BitPlaneMatrix {
     static_assert(K >= 1, "BitPlaneMatrix: K (the number of Boolean kernels) must be at least 1");
-    static_assert(K <= 8, "BitPlaneMatrix: K (the number of Boolean kernels) must be at most 8");
+    static_assert(K <= max_kernel_count, "BitPlaneMatrix: K (the number of Boolean kernels) must be at most 8");
     static_assert(std::is_same_v<Word, std::uint8_t> || std::is_same_v<Word, std::uint16_t> ||
                       std::is_same_v<Word, std::uint32_t> || std::is_same_v<Word, std::uint64_t>,
                   "BitPlaneMatrix: Word must be an unsigned integer type (uint8_t, uint16_t, uint32_t or uint64_t)");

@@ -1,5 +1,5 @@
 #pragma once
-// 16-bit floating-point storage types for scales (SPEC §6: fp16/bf16 for deployment):
+// 16-bit floating-point storage types for scales (docs/METHOD.md §6: fp16/bf16 for deployment):
 // multibool::half (IEEE binary16) and multibool::bfloat16, the ScaleType concept that names every
 // type a BitPlaneMatrix may store its scales in, and is_finite for all of them.
 // The conversions are portable bit manipulation, correctly rounded (to nearest, ties to even),

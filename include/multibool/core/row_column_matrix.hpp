@@ -1,6 +1,6 @@
 #pragma once
 // RowColumnMatrix: K Boolean matrices with one row and one column scale vector per kernel,
-// W_hat = sum_k (s_out,k s_in,k^T) (.) B_k: the MBOK / SVID scale layout of SPEC §1, costing
+// W_hat = sum_k (s_out,k s_in,k^T) (.) B_k: the MBOK / SVID scale layout of docs/METHOD.md §1, costing
 // (m + n) scales per kernel instead of one per (row, group).
 #include <cmath>
 #include <cstddef>

@@ -1,7 +1,9 @@
 #pragma once
 // A MultiBoolLinear whose kernel count K is chosen at run time (1..MaxK), so one model type can
-// hold layers with different K, as a bit-budget allocation (SPEC §5b) produces. Each K is its
-// own compile-time instantiation; a call dispatches once per product, not per weight.
+// hold layers with different K, as a bit-budget allocation (Tran & Nguyen, ICLR 2026) produces. Each K is its
+// own compile-time instantiation; a call dispatches once per product, not per weight. MaxK defaults
+// to 4, the kernel counts the allocation considers (kernel_allocation.hpp): past 4 bits per weight
+// a layer gains little, and every K instantiates the whole layer again.
 #include <cstddef>
 #include <cstdint>
 #include <span>

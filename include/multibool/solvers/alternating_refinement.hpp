@@ -1,5 +1,5 @@
 #pragma once
-// Alternating refinement (SPEC §3): repeat { scales in closed form for the bits (an
+// Alternating refinement (docs/METHOD.md §3): repeat { scales in closed form for the bits (an
 // AlphaSolver); bits nearest to the target for the scales (assign_nearest_levels) }. Both steps
 // are exact for the weight-space and diagonal-H objectives; for objectives that couple columns
 // (a group's H block, the full H) the bit step is not, so a row whose objective it raised gets
@@ -64,7 +64,7 @@ std::vector<double> alternating_refinement(M& m, MatrixView<const float> target,
     return objectives;
 }
 
-// The bit step of SPEC §3: each weight to the nearest of its group's 2^K levels.
+// The bit step of docs/METHOD.md §3: each weight to the nearest of its group's 2^K levels.
 template <BitPlaneStorage M, AlphaSolver<M> S>
 std::vector<double> alternating_refinement(M& m, MatrixView<const float> target, std::size_t iterations,
                                            const S& solver) {

@@ -1,5 +1,5 @@
 #pragma once
-// The greedy residual initializer (SPEC §3): R <- W; for each kernel k, B_k = sign(R) with
+// The greedy residual initializer (docs/METHOD.md §3): R <- W; for each kernel k, B_k = sign(R) with
 // sign(0) = +1, alpha_k = mean |R| over each group, R <- R - A_k (.) B_k.
 #include <cmath>
 #include <cstddef>

@@ -1,5 +1,5 @@
 #pragma once
-// Kernels per layer under a bit budget (SPEC §5b): choose K_l for every layer to minimise
+// Kernels per layer under a bit budget (docs/METHOD.md §5b): choose K_l for every layer to minimise
 // sum_l error_l(K_l) subject to sum_l cost_bits_l(K_l) <= budget * sum_l weights_l.
 // Two solvers: the published greedy (add one kernel at a time where the error drop per added bit
 // is largest) and an exact multiple-choice knapsack over the costs divided by their greatest

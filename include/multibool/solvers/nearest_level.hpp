@@ -1,5 +1,5 @@
 #pragma once
-// The bit half of alternating refinement (SPEC §3): with the scales fixed, each element's K
+// The bit half of alternating refinement (docs/METHOD.md §3): with the scales fixed, each element's K
 // bits become the sign combination whose level sum_k alpha_k b_k is nearest to its target.
 // Per element this is the exact minimiser of (w - level)^2 and of h_jj (w - level)^2 for any
 // h_jj >= 0, so it is exact for the weight-space and diagonal-H objectives alike; H's diagonal

@@ -1,5 +1,5 @@
 #pragma once
-// SVID initializers (SPEC §3, after OneBit): R <- W; for each kernel k, B_k = sign(R) with
+// SVID initializers (docs/METHOD.md §3, after OneBit): R <- W; for each kernel k, B_k = sign(R) with
 // sign(0) = +1, the magnitudes come from the best rank-1 approximation s_out s_in^T of |R|, and
 // R <- R - A_k (.) B_k with the scales as stored.
 //   svid_residual<RowColumnMatrix<K>>(W): A_k = s_out s_in^T exactly (the MBOK layout).

@@ -1,5 +1,5 @@
 #pragma once
-// BoldPolicy: the BOLD accumulator rule as published (SPEC §5), for the bits of the trainable
+// BoldPolicy: the BOLD accumulator rule as published (docs/METHOD.md §5), for the bits of the trainable
 // kernels: m <- beta_t * m + eta * q, flip where m * b >= 1, then m <- 0 there; beta_t is the
 // fraction of trainable bits not flipped at the previous step (beta_1 = 0).
 //
@@ -32,6 +32,7 @@
 #include <utility>
 #include <vector>
 
+#include "multibool/backends/int8_activations.hpp"
 #include "multibool/core/binary_io.hpp"
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/half.hpp"
@@ -105,10 +106,10 @@ public:
     void store(std::size_t row, std::span<const float> in) noexcept {
         float largest = 0;
         for (const float v : in) largest = std::max(largest, std::fabs(v));
-        const float scale = std::min(largest, 1.0f) / 127.0f;
+        const float scale = std::min(largest, 1.0f) / float(int8_max_level);
         scales_[row] = scale;
         for (std::size_t j = 0; j < cols_; ++j) {
-            const float q = scale == 0 ? 0.0f : std::clamp(std::nearbyint(in[j] / scale), -127.0f, 127.0f);
+            const float q = scale == 0 ? 0.0f : std::clamp(std::nearbyint(in[j] / scale), -float(int8_max_level), float(int8_max_level));
             values_[row * cols_ + j] = static_cast<std::int8_t>(q);
         }
     }
@@ -129,13 +130,13 @@ public:
         auto values = reader.read_counted<std::int8_t>(count, "BoldPolicy accumulator");
         auto scales = reader.read_counted<float>(rows, "BoldPolicy accumulator row scale");
         for (std::size_t e = 0; e < count; ++e) {
-            if (values[e] < -127) {
+            if (values[e] < -int8_max_level) {
                 throw FormatError(reader.source(), "BoldPolicy accumulator", "values in [-127, 127]",
                                   std::to_string(values[e]) + " at element " + std::to_string(e));
             }
         }
         for (std::size_t row = 0; row < rows; ++row) {
-            if (!(scales[row] >= 0 && scales[row] <= 1.0f / 127.0f)) {
+            if (!(scales[row] >= 0 && scales[row] <= 1.0f / float(int8_max_level))) {
                 throw FormatError(reader.source(), "BoldPolicy accumulator row scales", "values in [0, 1/127]",
                                   std::to_string(scales[row]) + " at row " + std::to_string(row));
             }

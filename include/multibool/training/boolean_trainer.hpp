@@ -1,5 +1,5 @@
 #pragma once
-// BooleanTrainer: one B step of a bit-plane layer (SPEC §5) — backward, the scale gradient and
+// BooleanTrainer: one B step of a bit-plane layer (docs/METHOD.md §5) — backward, the scale gradient and
 // the flips a FlipOptimizer decides, tile by tile — on the matrix of record the trainer owns.
 // The α step (closed form or AdamW) is the caller's, on matrix() between steps.
 //

@@ -1,5 +1,5 @@
 #pragma once
-// Counter-based randomness for the flip policies (SPEC §5): every draw is a pure function of
+// Counter-based randomness for the flip policies (docs/METHOD.md §5): every draw is a pure function of
 // (seed, step, layer, kernel, row, column), so flips cannot depend on the thread count or on the
 // order in which gradient tiles arrive.
 #include <cstdint>

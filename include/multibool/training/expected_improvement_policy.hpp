@@ -1,5 +1,5 @@
 #pragma once
-// ExpectedImprovementPolicy: the stateless, probabilistic flip rule (SPEC §5, §6). A bit of a
+// ExpectedImprovementPolicy: the stateless, probabilistic flip rule (docs/METHOD.md §5, §6). A bit of a
 // trainable kernel is a candidate when its first-order loss change dL is negative, and flips with
 // probability min(1, eta * (-dL) / tau), its uniform draw keyed by (seed, step, layer, kernel,
 // row, column). tau is a running mean of the mean -dL over candidates, so eta reads as the flip

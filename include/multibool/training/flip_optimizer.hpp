@@ -1,5 +1,5 @@
 #pragma once
-// The FlipOptimizer concept (SPEC §5): the B step of Boolean training. The backward pass forms
+// The FlipOptimizer concept (docs/METHOD.md §5): the B step of Boolean training. The backward pass forms
 // the weight gradient Gr = dL/dW_hat tile by tile (rows [first_row, first_row + tile.rows()),
 // all columns) and hands each tile to the optimizer at once, which flips bits whose first-order
 // loss change dL_kij = -2 * alpha_k[i,g] * b_kij * Gr_ij it judges worth taking. Only bits,
@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "multibool/core/bit_plane_matrix.hpp"
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/matrix_view.hpp"
 
@@ -30,12 +31,12 @@ struct FlipContext {
     std::uint64_t layer = 0;
 };
 
-// Which of the K <= 8 kernels train. The published recipe trains only the last one: earlier
+// Which of the K <= max_kernel_count kernels train. The published recipe trains only the last one: earlier
 // kernels hold most of the signal and flipping them disturbs every later residual. last() is
 // resolved against the matrix's K when asked, so one mask serves layers of different K.
 class TrainableKernels {
 public:
-    static constexpr std::size_t max_kernels = 8;
+    static constexpr std::size_t max_kernels = max_kernel_count;
 
     [[nodiscard]] static constexpr TrainableKernels last() noexcept { return TrainableKernels(0, true); }
     [[nodiscard]] static constexpr TrainableKernels all() noexcept { return TrainableKernels(0xFF, false); }

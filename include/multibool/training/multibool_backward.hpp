@@ -1,5 +1,5 @@
 #pragma once
-// The backward pass of a multi-Boolean linear layer y = W_hat x (SPEC §2, §5): dX = dY W_hat from
+// The backward pass of a multi-Boolean linear layer y = W_hat x (docs/METHOD.md §2, §5): dX = dY W_hat from
 // the packed planes, and the weight gradient Gr = dY^T X tile by tile, each tile feeding the scale
 // gradient and a caller's hook (where a FlipOptimizer decides flips) at once. Nothing returns or
 // keeps a dense m x n gradient.
@@ -7,12 +7,12 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/backends/product_backend.hpp"
-#include "multibool/nn/multibool_linear.hpp"
 #include "multibool/training/scale_gradient.hpp"
 #include "multibool/training/weight_gradient.hpp"
 
@@ -73,13 +73,16 @@ BackwardReport backward(const Backend& backend, const M& m, MatrixView<const flo
     return {gradient_workspace_bytes(m.cols(), m.rows(), tiling)};
 }
 
-// The same for a MultiBoolLinear layer, through its backend and weights. The layer's weights are
-// read-only here: on_tile must not flip them; flip a copy (or use BooleanTrainer) and hand the
-// result to layer.set_weights, which also refreshes the backend's packed copy.
-template <std::size_t K, std::size_t G, class Scale, class Word, class Backend, class OnTile,
-          class Allocator = std::allocator<float>>
-BackwardReport backward(const MultiBoolLinear<K, G, Scale, Word, Backend>& layer, MatrixView<const float> x,
-                        MatrixView<const float> dy, MatrixView<float> dx, ScaleGradient<K>& scale_gradient,
+// The same for a layer that owns its weights and its backend (MultiBoolLinear), through both. The
+// weights are read-only here: on_tile must not flip them; flip a copy (or use BooleanTrainer) and
+// hand the result to the layer's set_weights, which also refreshes the backend's packed copy.
+template <class Layer, class OnTile, class Allocator = std::allocator<float>>
+    requires requires(const Layer& layer) {
+        layer.backend();
+        requires BitPlaneStorage<std::remove_cvref_t<decltype(layer.weights())>>;
+    }
+BackwardReport backward(const Layer& layer, MatrixView<const float> x, MatrixView<const float> dy, MatrixView<float> dx,
+                        ScaleGradient<std::remove_cvref_t<decltype(layer.weights())>::kernels>& scale_gradient,
                         GradientTiling tiling, OnTile&& on_tile, const Allocator& allocator = {}) {
     return backward(layer.backend(), layer.weights(), x, dy, dx, scale_gradient, tiling,
                     std::forward<OnTile>(on_tile), allocator);

@@ -1,7 +1,7 @@
 #pragma once
 // How much persistent optimizer state training in the Boolean domain holds per weight (bits and
 // scales excluded), next to latent-weight training, which keeps a float32 shadow weight and its
-// two Adam moments: the memory argument of SPEC §5 as numbers.
+// two Adam moments: the memory argument of docs/METHOD.md §5 as numbers.
 #include <concepts>
 #include <cstddef>
 #include <cstdio>

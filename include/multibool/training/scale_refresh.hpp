@@ -1,5 +1,5 @@
 #pragma once
-// The closed-form alternative to ScaleAdamW (SPEC §4, §5): with the bits just flipped, re-solve
+// The closed-form alternative to ScaleAdamW (docs/METHOD.md §4, §5): with the bits just flipped, re-solve
 // the scales exactly for an objective the caller gives, either in weight space against a teacher
 // matrix or in output space against a teacher's outputs on cached calibration inputs.
 #include <algorithm>

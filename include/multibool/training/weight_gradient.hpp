@@ -1,6 +1,6 @@
 #pragma once
 // The weight gradient Gr = dY^T X (m x n, Gr_ij = sum_t dy_ti x_tj), formed one tile of rows at a
-// time and handed to a consumer at once, so that a dense m x n float gradient never exists (SPEC §5).
+// time and handed to a consumer at once, so that a dense m x n float gradient never exists (docs/METHOD.md §5).
 #include <algorithm>
 #include <atomic>
 #include <cassert>
