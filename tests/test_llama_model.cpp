@@ -24,9 +24,9 @@
 #include "llama/perplexity.hpp"
 #include "llama/tokenizer.hpp"
 #include "llama/transformer.hpp"
+#include "llama_test_support.hpp"
 #include "multibool/backends/scalar_backend.hpp"
 #include "multibool/nn/dense_linear.hpp"
-#include "llama_test_support.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -36,8 +36,8 @@ using namespace multibool;
 using namespace multibool::llama;
 using Catch::Matchers::Contains;
 
-using testing::FloatModel;
 using testing::float_model;
+using testing::FloatModel;
 using testing::random_checkpoint;
 
 // Grouped-query attention (4 query heads over 2 KV heads), seq_len above the 256-token chunk.
@@ -136,19 +136,20 @@ std::vector<std::vector<double>> reference_logits(const Checkpoint& ckpt, const 
 }
 
 // Largest |a - b| over all logits, relative to the largest |b|.
-double max_relative_difference(MatrixView<const float> a, const std::vector<std::vector<double>>& b) {
+double max_relative_difference(SessionLogits a, const std::vector<std::vector<double>>& b) {
     double diff = 0.0;
     double scale = 0.0;
     for (std::size_t t = 0; t < b.size(); ++t) {
         for (std::size_t j = 0; j < b[t].size(); ++j) {
-            diff = std::max(diff, std::fabs(double(a(t, j)) - b[t][j]));
+            diff = std::max(diff, std::fabs(double(a.row(t)[j]) - b[t][j]));
             scale = std::max(scale, std::fabs(b[t][j]));
         }
     }
     return diff / scale;
 }
 
-std::vector<std::vector<double>> to_rows(MatrixView<const float> m) {
+// A copy of the logits that outlives the session's next forward().
+std::vector<std::vector<double>> to_rows(SessionLogits m) {
     std::vector<std::vector<double>> rows(m.rows());
     for (std::size_t t = 0; t < m.rows(); ++t) rows[t].assign(m.row(t).begin(), m.row(t).end());
     return rows;

@@ -1,18 +1,23 @@
-// Backpropagation through the LLaMA example (backprop.hpp, distillation.hpp): the training pass's
-// forward against the inference forward, and every gradient against central finite differences
-// of the distillation loss, for float layers and for multi-Boolean ones (input and scale
-// gradients), on small random models with grouped-query attention.
+// Backpropagation through the LLaMA example (operations.hpp, backprop.hpp, distillation.hpp): the
+// backward of each block operation against central finite differences of its forward, the training
+// pass's forward against the inference forward, and every gradient against central finite
+// differences of the distillation loss, for float layers and for multi-Boolean ones (input and
+// scale gradients), on small random models with grouped-query attention.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <functional>
+#include <initializer_list>
 #include <random>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "llama/backprop.hpp"
 #include "llama/conversion.hpp"
 #include "llama/distillation.hpp"
+#include "llama/operations.hpp"
 #include "llama/transformer.hpp"
 #include "llama_test_support.hpp"
 #include "multibool/backends/scalar_backend.hpp"
@@ -51,8 +56,8 @@ struct Objective {
         }
         dlogits.assign(pass.tokens() * student.config().vocab_size, 0.0f);
         return distillation_loss({pass.logits(), teacher_pass.logits(), student_hidden, teacher_hidden, targets},
-                                 options, testing::view(dlogits, pass.tokens(), student.config().vocab_size),
-                                 dhidden, threads);
+                                 options, testing::view(dlogits, pass.tokens(), student.config().vocab_size), dhidden,
+                                 threads);
     }
     double loss(const Transformer<Linear>& student) const {
         TrainingPass<Linear> pass(student.config(), sequences, length);
@@ -67,9 +72,11 @@ struct Objective {
         evaluate(student, pass, dlogits, dhidden);
         std::vector<MatrixView<const float>> views;
         for (auto& g : dhidden) {
-            views.push_back(g.empty() ? MatrixView<const float>() : testing::view(g, pass.tokens(), student.config().dim));
+            views.push_back(g.empty() ? MatrixView<const float>()
+                                      : testing::view(g, pass.tokens(), student.config().dim));
         }
-        pass.backward(student, testing::view(dlogits, pass.tokens(), student.config().vocab_size), views, threads, &out);
+        pass.backward(student, testing::view(dlogits, pass.tokens(), student.config().vocab_size), views, threads,
+                      &out);
     }
 };
 
@@ -80,17 +87,22 @@ std::vector<int> random_tokens(std::size_t n, std::size_t vocab, std::mt19937_64
     return tokens;
 }
 
-// Central difference of the loss in one parameter, restored afterwards.
+// Central difference of loss() in one parameter, restored afterwards.
+template <class Loss>
+double central_difference(const Loss& loss, float& parameter, float step) {
+    const float saved = parameter;
+    parameter = saved + step;
+    const double up = loss();
+    parameter = saved - step;
+    const double down = loss();
+    parameter = saved;
+    return (up - down) / (double(parameter + step) - double(parameter - step));
+}
+
 template <class Linear>
 double numeric_derivative(const Objective<Linear>& objective, Transformer<Linear>& model, float& parameter,
                           float step) {
-    const float saved = parameter;
-    parameter = saved + step;
-    const double up = objective.loss(model);
-    parameter = saved - step;
-    const double down = objective.loss(model);
-    parameter = saved;
-    return (up - down) / (double(parameter + step) - double(parameter - step));
+    return central_difference([&] { return objective.loss(model); }, parameter, step);
 }
 
 // Analytic within 2 % (plus an absolute floor for float rounding in the differences).
@@ -99,9 +111,92 @@ void check_derivative(double analytic, double numeric, const std::string& what) 
     CHECK(std::abs(analytic - numeric) <= 2e-3 + 0.02 * std::abs(numeric));
 }
 
+// Every element of each parameter vector against the central difference of loss(); the analytic
+// gradients were taken at the unperturbed parameters.
+template <class Loss>
+void check_every_element(
+    const Loss& loss,
+    std::initializer_list<std::pair<std::vector<float>*, const std::vector<float>*>> parameters_and_gradients,
+    const std::string& what) {
+    for (const auto& [parameter, gradient] : parameters_and_gradients) {
+        for (std::size_t e = 0; e < parameter->size(); ++e) {
+            check_derivative((*gradient)[e], central_difference(loss, (*parameter)[e], 1e-2f),
+                             what + " element " + std::to_string(e));
+        }
+    }
+}
+
+// sum(weights * values) in double: a scalar loss whose gradient with respect to values is weights.
+double weighted_sum(const std::vector<float>& weights, const std::vector<float>& values) {
+    double sum = 0.0;
+    for (std::size_t e = 0; e < values.size(); ++e) sum += double(weights[e]) * values[e];
+    return sum;
+}
+
 }  // namespace
 
-TEST_CASE("training pass forward matches the inference forward", "[llama][training]") {
+TEST_CASE("RMSNorm's backward matches finite differences of its forward", "[llama][training]") {
+    const auto seed = testing::fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    constexpr std::size_t rows = 3, dim = 10;
+    auto x = testing::random_floats(rows * dim, rng);
+    auto weight = testing::random_floats(dim, rng, 0.2f);
+    for (float& w : weight) w += 1.0f;
+    const auto dout = testing::random_floats(rows * dim, rng);
+    std::vector<float> out(rows * dim), inverse(rows);
+    const auto loss = [&] {
+        rms_norm(testing::view(x, rows, dim), weight, testing::view(out, rows, dim), inverse);
+        return weighted_sum(dout, out);
+    };
+    loss();
+    std::vector<float> dx(rows * dim, 0.0f), dweight(dim, 0.0f);
+    rms_norm_backward(testing::view(x, rows, dim), inverse, weight, testing::view(dout, rows, dim),
+                      testing::view(dx, rows, dim), dweight);
+    check_every_element(loss, {{&x, &dx}, {&weight, &dweight}}, "x, weight");
+}
+
+TEST_CASE("causal grouped-query attention's backward matches finite differences of its forward", "[llama][training]") {
+    const auto seed = testing::fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    // 4 query heads over 2 key/value heads of 4; 3 queries at positions 2..4 after 2 earlier positions.
+    const AttentionHeads heads{4, 2, 4};
+    constexpr std::size_t positions = 5, queries = 3, first = positions - queries, dim = 16, kv_dim = 8;
+    auto q = testing::random_floats(queries * dim, rng);
+    auto keys = testing::random_floats(positions * kv_dim, rng);
+    auto values = testing::random_floats(positions * kv_dim, rng);
+    const auto dout = testing::random_floats(queries * dim, rng);
+    std::vector<float> probabilities(heads.heads * queries * positions), out(queries * dim);
+    const auto probability_row = [&](std::size_t h, std::size_t t) {
+        return std::span<float>(probabilities).subspan((h * queries + t) * positions, first + t + 1);
+    };
+    const auto loss = [&] {
+        causal_attention(heads, testing::view(q, queries, dim), testing::view(keys, positions, kv_dim),
+                         testing::view(values, positions, kv_dim), probability_row, testing::view(out, queries, dim));
+        return weighted_sum(dout, out);
+    };
+    loss();
+    std::vector<float> dq(q.size()), dkeys(keys.size()), dvalues(values.size()), dscores(positions);
+    causal_attention_backward(heads, testing::view(q, queries, dim), testing::view(keys, positions, kv_dim),
+                              testing::view(values, positions, kv_dim), probability_row,
+                              testing::view(dout, queries, dim), dscores, testing::view(dq, queries, dim),
+                              testing::view(dkeys, positions, kv_dim), testing::view(dvalues, positions, kv_dim));
+    check_every_element(loss, {{&q, &dq}, {&keys, &dkeys}, {&values, &dvalues}}, "q, keys, values");
+}
+
+TEST_CASE("the SwiGLU derivative matches a hand-worked case", "[llama][training]") {
+    // At g = ln 3, sigmoid(g) = 3/4: d silu/dg = 3/4 (1 + ln 3 / 4) = 0.955990, silu(g) / u = 3/4 ln 3.
+    const SwigluGradient at_ln3 = swiglu_backward(std::log(3.0f), 2.0f, 0.5f);
+    CHECK(at_ln3.gate == Approx(0.5 * 2.0 * 0.955990).epsilon(1e-5));
+    CHECK(at_ln3.up == Approx(0.5 * 0.823959).epsilon(1e-5));
+    // At g = 0 the sigmoid is 1/2: the gate's derivative is u / 2 and silu(0) = 0 blocks the up path.
+    const SwigluGradient at_zero = swiglu_backward(0.0f, 3.0f, 2.0f);
+    CHECK(at_zero.gate == 3.0f);
+    CHECK(at_zero.up == 0.0f);
+}
+
+TEST_CASE("the training pass forward equals the inference forward bit for bit", "[llama][training]") {
     const auto seed = testing::fresh_seed();
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
@@ -116,7 +211,7 @@ TEST_CASE("training pass forward matches the inference forward", "[llama][traini
                 model.forward(std::span<const int>(tokens).subspan(s * length, length), 0, session, Logits::all);
             for (std::size_t t = 0; t < length; ++t) {
                 for (std::size_t v = 0; v < model.config().vocab_size; ++v) {
-                    REQUIRE(pass.logits()(s * length + t, v) == Approx(logits(t, v)).margin(1e-5));
+                    REQUIRE(pass.logits()(s * length + t, v) == logits.row(t)[v]);
                 }
             }
         }
@@ -132,8 +227,11 @@ TEST_CASE("whole-model gradients of a float model match finite differences", "[l
         const Config c = tiny_config(tied);
         const FloatModel teacher = testing::float_model(testing::random_checkpoint(c, rng));
         FloatModel student = testing::float_model(testing::random_checkpoint(c, rng));
-        Objective<DenseLinear> objective{teacher, random_tokens(sequences * length, c.vocab_size, rng),
-                                         random_tokens(sequences * length, c.vocab_size, rng), {}, 2};
+        Objective<DenseLinear> objective{teacher,
+                                         random_tokens(sequences * length, c.vocab_size, rng),
+                                         random_tokens(sequences * length, c.vocab_size, rng),
+                                         {},
+                                         2};
         objective.options.cross_entropy_weight = 0.5f;
         objective.options.temperature = 1.5f;
         objective.options.hidden_blocks = {true, false};
@@ -197,8 +295,11 @@ TEST_CASE("whole-model gradients through multi-Boolean layers match finite diffe
     const FloatModel teacher = testing::float_model(checkpoint);
     using Linear = BooleanLinear<2, 8, float, ScalarBackend>;
     auto student = convert<2, 8, float, ScalarBackend>(checkpoint).first;
-    Objective<Linear> objective{teacher, random_tokens(sequences * length, c.vocab_size, rng),
-                                random_tokens(sequences * length, c.vocab_size, rng), {}, 2};
+    Objective<Linear> objective{teacher,
+                                random_tokens(sequences * length, c.vocab_size, rng),
+                                random_tokens(sequences * length, c.vocab_size, rng),
+                                {},
+                                2};
     objective.options.cross_entropy_weight = 0.5f;
 
     TrainingPass<Linear> pass(c, sequences, length);
@@ -261,10 +362,9 @@ TEST_CASE("the distillation loss matches a hand-worked case", "[llama][training]
     options.hidden_blocks = {false, true};
     std::vector<float> dlogits(6);
     std::vector<std::vector<float>> dhidden;
-    const LossParts parts =
-        distillation_loss({testing::view(student, 2, 3), testing::view(teacher, 2, 3), student_hidden, teacher_hidden,
-                           targets},
-                          options, testing::view(dlogits, 2, 3), dhidden, 1);
+    const LossParts parts = distillation_loss(
+        {testing::view(student, 2, 3), testing::view(teacher, 2, 3), student_hidden, teacher_hidden, targets}, options,
+        testing::view(dlogits, 2, 3), dhidden, 1);
 
     // The reference, term by term in double.
     const auto softmax = [](const float* z, double t) {

@@ -22,8 +22,8 @@
 #include "llama/checkpoint.hpp"
 #include "llama/operations.hpp"
 #include "llama/transformer.hpp"
-#include "multibool/core/matrix_view.hpp"
 #include "multibool/backends/thread_pool.hpp"
+#include "multibool/core/matrix_view.hpp"
 #include "multibool/nn/linear_layer.hpp"
 
 namespace multibool::llama {
@@ -37,6 +37,22 @@ struct FloatGradients {
     std::vector<float> rms_final;        // [dim]
 };
 
+// Where each RMSNorm weight's gradient sits in one flat vector of size() floats, in FloatGradients'
+// order: rms_att of every layer, rms_ffn of every layer, then rms_final, dim floats each.
+struct NormGradientLayout {
+    std::size_t layers = 0;
+    std::size_t dim = 0;
+
+    [[nodiscard]] std::size_t size() const noexcept { return (2 * layers + 1) * dim; }
+    [[nodiscard]] std::size_t rms_att(std::size_t layer) const noexcept { return layer * dim; }
+    [[nodiscard]] std::size_t rms_ffn(std::size_t layer) const noexcept { return (layers + layer) * dim; }
+    [[nodiscard]] std::size_t rms_final() const noexcept { return 2 * layers * dim; }
+    // The dim floats at offset of `all`; empty when `all` is (the norms' gradients are not wanted).
+    [[nodiscard]] std::span<float> slot(std::span<float> all, std::size_t offset) const noexcept {
+        return all.empty() ? all : all.subspan(offset, dim);
+    }
+};
+
 template <LinearLayer Linear>
 class TrainingPass {
 public:
@@ -44,8 +60,7 @@ public:
         : config_(c), sequences_(sequences), length_(length), rotation_(length * c.head_size()) {
         if (sequences == 0 || length == 0 || length > c.seq_len) {
             throw std::invalid_argument("TrainingPass: need at least one sequence of 1.." + std::to_string(c.seq_len) +
-                                        " tokens, got " + std::to_string(sequences) + " of " +
-                                        std::to_string(length));
+                                        " tokens, got " + std::to_string(sequences) + " of " + std::to_string(length));
         }
         const std::size_t t = tokens();
         for (std::size_t p = 0; p < length; ++p) set_rotation(rotation_row(p), p);
@@ -93,13 +108,7 @@ public:
                                         " tokens for a pass of " + std::to_string(sequences_) + " x " +
                                         std::to_string(length_));
         }
-        for (std::size_t t = 0; t < tokens.size(); ++t) {
-            if (tokens[t] < 0 || std::size_t(tokens[t]) >= config_.vocab_size) {
-                throw std::out_of_range("TrainingPass::forward: token " + std::to_string(tokens[t]) + " at index " +
-                                        std::to_string(t) + " is outside the vocabulary of " +
-                                        std::to_string(config_.vocab_size));
-            }
-        }
+        check_vocabulary(tokens, config_.vocab_size, "TrainingPass::forward");
         tokens_.assign(tokens.begin(), tokens.end());
         parallel_for(threads, sequences_, 1, [&](std::size_t begin, std::size_t end) {
             for (std::size_t s = begin; s < end; ++s) forward_sequence(model, s);
@@ -120,7 +129,8 @@ public:
                   std::span<const MatrixView<const float>> hidden_gradients, std::size_t threads,
                   FloatGradients* float_gradients = nullptr) {
         check_model(model, "backward");
-        if (tokens_.size() != tokens()) throw std::logic_error("TrainingPass::backward: no forward pass to go back through");
+        if (tokens_.size() != tokens())
+            throw std::logic_error("TrainingPass::backward: no forward pass to go back through");
         const auto wrong = [](MatrixView<const float> v, std::size_t rows, std::size_t cols) {
             return v.rows() != rows || v.cols() != cols;
         };
@@ -140,17 +150,15 @@ public:
                                             std::to_string(config_.dim));
             }
         }
-        const std::size_t d = config_.dim;
         const bool norms = float_gradients != nullptr;
+        const std::size_t per_sequence = norm_layout().size();
         // Per-sequence norm gradients, summed in sequence order afterwards.
-        std::vector<float> norm_parts(norms ? sequences_ * (2 * config_.n_layers + 1) * d : 0, 0.0f);
+        std::vector<float> norm_parts(norms ? sequences_ * per_sequence : 0, 0.0f);
         parallel_for(threads, sequences_, 1, [&](std::size_t begin, std::size_t end) {
             BackwardScratch scratch(config_, length_);  // once per thread, not per sequence
             for (std::size_t s = begin; s < end; ++s) {
                 const std::span<float> part =
-                    norms ? std::span<float>(norm_parts).subspan(s * (2 * config_.n_layers + 1) * d,
-                                                                 (2 * config_.n_layers + 1) * d)
-                          : std::span<float>();
+                    norms ? std::span<float>(norm_parts).subspan(s * per_sequence, per_sequence) : std::span<float>();
                 backward_sequence(model, dlogits, hidden_gradients, s, part, scratch);
             }
         });
@@ -205,15 +213,32 @@ private:
         std::vector<float> dq, dk, dv, dwo, dw1, dw3, dw2;  // projections' output gradients
     };
 
-    // One sequence's working rows in the backward pass.
-    struct BackwardScratch {
+    // One sequence's working rows in the backward pass, allocated once per thread.
+    class BackwardScratch {
+    public:
         BackwardScratch(const Config& c, std::size_t length)
-            : normed_gradient(length * c.dim),
-              dx(length * c.dim),
-              wide(length * std::max(c.dim, c.hidden_dim)),
-              hidden(length * c.hidden_dim),
-              dscores(length) {}
-        std::vector<float> normed_gradient, dx, wide, hidden, dscores;
+            : length_(length),
+              residual_(length * c.dim),
+              normed_(length * c.dim),
+              product_(length * c.dim),
+              activation_(length * c.hidden_dim),
+              scores_(length) {}
+        // dL/d(the residual stream) where the walk back has reached.
+        [[nodiscard]] MatrixView<float> dx() { return rows(residual_); }
+        // dL/d(an RMSNorm's output): the sum of the dX of the projections that read it.
+        [[nodiscard]] MatrixView<float> dnormed() { return rows(normed_); }
+        // One projection's dX (dim columns) before it is added in, or wo's dX (dL/d(attended)).
+        [[nodiscard]] MatrixView<float> product() { return rows(product_); }
+        // dL/d(the SwiGLU activation).
+        [[nodiscard]] MatrixView<float> dactivation() { return rows(activation_); }
+        [[nodiscard]] std::span<float> dscores() { return scores_; }
+
+    private:
+        [[nodiscard]] MatrixView<float> rows(std::vector<float>& v) {
+            return {std::span<float>(v), length_, v.size() / length_};
+        }
+        std::size_t length_;
+        std::vector<float> residual_, normed_, product_, activation_, scores_;
     };
 
     void check_model(const Transformer<Linear>& model, const char* who) const {
@@ -229,248 +254,155 @@ private:
     [[nodiscard]] MatrixView<float> rows(std::vector<float>& v, std::size_t cols, std::size_t s) {
         return {std::span<float>(v).subspan(s * length_ * cols, length_ * cols), length_, cols};
     }
+    [[nodiscard]] MatrixView<const float> sequence_rows(MatrixView<const float> batch, std::size_t s) const {
+        return {batch.data().subspan(s * length_ * batch.cols(), length_ * batch.cols()), length_, batch.cols()};
+    }
     [[nodiscard]] std::span<float> rotation_row(std::size_t pos) {
         return std::span<float>(rotation_).subspan(pos * config_.head_size(), config_.head_size());
+    }
+    // Entries of sequence s of a one-per-token vector.
+    [[nodiscard]] std::span<float> per_token(std::vector<float>& v, std::size_t s) {
+        return std::span<float>(v).subspan(s * length_, length_);
     }
     // Softmax rows of head h of sequence s: length x length, row t filled up to t.
     [[nodiscard]] std::span<float> probability_row(LayerTape& l, std::size_t s, std::size_t h, std::size_t t) {
         return std::span<float>(l.probabilities).subspan(((s * config_.n_heads + h) * length_ + t) * length_, t + 1);
     }
+    [[nodiscard]] NormGradientLayout norm_layout() const noexcept { return {config_.n_layers, config_.dim}; }
+
+    // Block `layer`'s rows of sequence s on the tape: what its forward writes and its backward reads.
+    [[nodiscard]] BlockRows tape_rows(std::size_t layer, std::size_t s) {
+        const Config& c = config_;
+        LayerTape& l = layers_[layer];
+        return {
+            .rotation = {std::span<const float>(rotation_), length_, c.head_size()},
+            .input = rows(l.input, c.dim, s),
+            .att_normed = rows(l.att_normed, c.dim, s),
+            .att_inverse = per_token(l.att_inverse, s),
+            .q = rows(l.q, c.dim, s),
+            .keys = rows(l.k, c.kv_dim(), s),
+            .values = rows(l.v, c.kv_dim(), s),
+            .attended = rows(l.attended, c.dim, s),
+            .mid = rows(l.mid, c.dim, s),
+            .ffn_normed = rows(l.ffn_normed, c.dim, s),
+            .ffn_inverse = per_token(l.ffn_inverse, s),
+            .gate = rows(l.gate, c.hidden_dim, s),
+            .up = rows(l.up, c.hidden_dim, s),
+            .activation = rows(l.activation, c.hidden_dim, s),
+            .output = layer + 1 < c.n_layers ? rows(layers_[layer + 1].input, c.dim, s) : rows(final_input_, c.dim, s)};
+    }
 
     void forward_sequence(const Transformer<Linear>& model, std::size_t s) {
         const Config& c = config_;
-        const std::size_t hs = c.head_size();
-        const std::size_t heads_per_kv = c.n_heads / c.n_kv_heads;
-        const float inv_sqrt = 1.0f / std::sqrt(float(hs));
-        const MatrixView<const float> embedding = model.token_embedding();
-        {
-            auto x = rows(layers_[0].input, c.dim, s);
-            for (std::size_t t = 0; t < length_; ++t) {
-                std::ranges::copy(embedding.row(std::size_t(tokens_[s * length_ + t])), x.row(t).begin());
-            }
-        }
+        model.embed(std::span<const int>(tokens_).subspan(s * length_, length_), rows(layers_[0].input, c.dim, s));
         for (std::size_t layer = 0; layer < c.n_layers; ++layer) {
-            const Block<Linear>& b = model.blocks()[layer];
             LayerTape& l = layers_[layer];
-            const auto x = rows(l.input, c.dim, s);
-            const auto normed = rows(l.att_normed, c.dim, s);
-            for (std::size_t t = 0; t < length_; ++t) {
-                l.att_inverse[s * length_ + t] = rms_norm_row(x.row(t), b.rms_att, normed.row(t));
-            }
-            const auto q = rows(l.q, c.dim, s);
-            const auto k = rows(l.k, c.kv_dim(), s);
-            const auto v = rows(l.v, c.kv_dim(), s);
-            b.wq.forward(normed, q);
-            b.wk.forward(normed, k);
-            b.wv.forward(normed, v);
-            for (std::size_t t = 0; t < length_; ++t) {
-                rotate(q.row(t), rotation_row(t));
-                rotate(k.row(t), rotation_row(t));
-            }
-            const auto attended = rows(l.attended, c.dim, s);
-            for (std::size_t h = 0; h < c.n_heads; ++h) {
-                const std::size_t kv = (h / heads_per_kv) * hs;
-                for (std::size_t t = 0; t < length_; ++t) {
-                    const auto qh = q.row(t).subspan(h * hs, hs);
-                    const auto scores = probability_row(l, s, h, t);
-                    for (std::size_t p = 0; p <= t; ++p) {
-                        const auto kh = k.row(p).subspan(kv, hs);
-                        float dot = 0.0f;
-                        for (std::size_t i = 0; i < hs; ++i) dot += qh[i] * kh[i];
-                        scores[p] = dot * inv_sqrt;
-                    }
-                    softmax(scores);
-                    const auto oh = attended.row(t).subspan(h * hs, hs);
-                    std::ranges::fill(oh, 0.0f);
-                    for (std::size_t p = 0; p <= t; ++p) {
-                        const auto vh = v.row(p).subspan(kv, hs);
-                        for (std::size_t i = 0; i < hs; ++i) oh[i] += scores[p] * vh[i];
-                    }
-                }
-            }
-            const auto mid = rows(l.mid, c.dim, s);
-            b.wo.forward(attended, mid);
-            for (std::size_t e = 0; e < mid.data().size(); ++e) mid.data()[e] += x.data()[e];
-
-            const auto ffn_normed = rows(l.ffn_normed, c.dim, s);
-            for (std::size_t t = 0; t < length_; ++t) {
-                l.ffn_inverse[s * length_ + t] = rms_norm_row(mid.row(t), b.rms_ffn, ffn_normed.row(t));
-            }
-            const auto gate = rows(l.gate, c.hidden_dim, s);
-            const auto up = rows(l.up, c.hidden_dim, s);
-            const auto activation = rows(l.activation, c.hidden_dim, s);
-            b.w1.forward(ffn_normed, gate);
-            b.w3.forward(ffn_normed, up);
-            for (std::size_t e = 0; e < gate.data().size(); ++e) {
-                activation.data()[e] = swiglu(gate.data()[e], up.data()[e]);
-            }
-            const auto next = layer + 1 < c.n_layers ? rows(layers_[layer + 1].input, c.dim, s)
-                                                     : rows(final_input_, c.dim, s);
-            b.w2.forward(activation, next);
-            for (std::size_t e = 0; e < next.data().size(); ++e) next.data()[e] += mid.data()[e];
+            block_forward(model.blocks()[layer], attention_heads(c), tape_rows(layer, s),
+                          [&](std::size_t h, std::size_t t) { return probability_row(l, s, h, t); });
         }
-        const auto x = rows(final_input_, c.dim, s);
-        const auto normed = rows(final_normed_, c.dim, s);
-        for (std::size_t t = 0; t < length_; ++t) {
-            final_inverse_[s * length_ + t] = rms_norm_row(x.row(t), model.rms_final(), normed.row(t));
-        }
-        model.classifier_layer().forward(normed, rows(logits_, c.vocab_size, s));
+        model.classify(rows(final_input_, c.dim, s), rows(final_normed_, c.dim, s), per_token(final_inverse_, s),
+                       rows(logits_, c.vocab_size, s));
     }
 
-    // RMSNorm's backward for one row: out = w * x * r with r = (mean(x^2) + eps)^(-1/2), so
-    // dx_j = r w_j g_j - r^3 x_j (sum_i g_i w_i x_i) / n and dw_j = g_j r x_j. Adds to dx and dw.
-    static void rms_norm_backward_row(std::span<const float> x, float r, std::span<const float> w,
-                                      std::span<const float> g, std::span<float> dx, std::span<float> dw) noexcept {
-        float dot = 0.0f;
-        for (std::size_t j = 0; j < x.size(); ++j) dot += g[j] * w[j] * x[j];
-        const float c = r * r * r * dot / float(x.size());
-        for (std::size_t j = 0; j < x.size(); ++j) dx[j] += r * w[j] * g[j] - c * x[j];
-        if (!dw.empty()) {
-            for (std::size_t j = 0; j < x.size(); ++j) dw[j] += g[j] * r * x[j];
-        }
-    }
-
+    // Walks sequence s back from its logits to its embedded tokens: classifier and final RMSNorm,
+    // then per block (last first) the hidden-state gradient, the FFN and the attention.
     void backward_sequence(const Transformer<Linear>& model, MatrixView<const float> dlogits,
                            std::span<const MatrixView<const float>> hidden_gradients, std::size_t s,
-                           std::span<float> norm_gradients, BackwardScratch& buffers) {
+                           std::span<float> norm_gradients, BackwardScratch& scratch) {
         const Config& c = config_;
         const std::size_t d = c.dim;
-        const std::size_t hs = c.head_size();
-        const std::size_t heads_per_kv = c.n_heads / c.n_kv_heads;
-        const float inv_sqrt = 1.0f / std::sqrt(float(hs));
-        const auto norm_part = [&](std::size_t index) {
-            return norm_gradients.empty() ? std::span<float>() : norm_gradients.subspan(index * d, d);
-        };
-        const MatrixView<const float> sequence_dlogits(dlogits.data().subspan(s * length_ * c.vocab_size,
-                                                                              length_ * c.vocab_size),
-                                                       length_, c.vocab_size);
-        std::ranges::fill(buffers.dx, 0.0f);
-        const MatrixView<float> dnormed(std::span<float>(buffers.normed_gradient), length_, d);
-        const MatrixView<float> dx(std::span<float>(buffers.dx), length_, d);
-        const auto scratch = [&](std::size_t cols) {
-            return MatrixView<float>(std::span<float>(buffers.wide).first(length_ * cols), length_, cols);
-        };
-        const auto add_into = [](MatrixView<const float> from, MatrixView<float> to) {
-            for (std::size_t e = 0; e < to.data().size(); ++e) to.data()[e] += from.data()[e];
-        };
-
-        model.classifier_layer().backward_input(sequence_dlogits, dnormed);
-        {
-            const auto x = rows(final_input_, d, s);
-            for (std::size_t t = 0; t < length_; ++t) {
-                rms_norm_backward_row(x.row(t), final_inverse_[s * length_ + t], model.rms_final(), dnormed.row(t),
-                                      dx.row(t), norm_part(2 * c.n_layers));
-            }
-        }
+        const NormGradientLayout norms = norm_layout();
+        const MatrixView<float> dx = scratch.dx();
+        std::ranges::fill(dx.data(), 0.0f);
+        model.classifier_layer().backward_input(sequence_rows(dlogits, s), scratch.dnormed());
+        rms_norm_backward(rows(final_input_, d, s), per_token(final_inverse_, s), model.rms_final(), scratch.dnormed(),
+                          dx, norms.slot(norm_gradients, norms.rms_final()));
         for (std::size_t layer = c.n_layers; layer-- > 0;) {
-            const Block<Linear>& b = model.blocks()[layer];
-            LayerTape& l = layers_[layer];
             if (!hidden_gradients.empty() && !hidden_gradients[layer].data().empty()) {
-                const auto extra = hidden_gradients[layer].data().subspan(s * length_ * d, length_ * d);
-                for (std::size_t e = 0; e < extra.size(); ++e) dx.data()[e] += extra[e];
+                add_rows(sequence_rows(hidden_gradients[layer], s), dx);
             }
-            // Feed-forward: next = mid + w2(swiglu(w1 n, w3 n)), n = rmsnorm(mid).
-            std::ranges::copy(dx.data(), rows(l.dw2, d, s).data().begin());
-            const MatrixView<float> dactivation(std::span<float>(buffers.hidden), length_, c.hidden_dim);
-            b.w2.backward_input(dx, dactivation);
-            {
-                const auto gate = rows(l.gate, c.hidden_dim, s);
-                const auto up = rows(l.up, c.hidden_dim, s);
-                const auto dgate = rows(l.dw1, c.hidden_dim, s);
-                const auto dup = rows(l.dw3, c.hidden_dim, s);
-                for (std::size_t e = 0; e < gate.data().size(); ++e) {
-                    const float g = gate.data()[e];
-                    const float sigmoid = 1.0f / (1.0f + std::exp(-g));
-                    const float da = dactivation.data()[e];
-                    dup.data()[e] = da * g * sigmoid;
-                    dgate.data()[e] = da * up.data()[e] * sigmoid * (1.0f + g * (1.0f - sigmoid));
-                }
-                b.w1.backward_input(dgate, dnormed);
-                b.w3.backward_input(dup, scratch(d));
-                add_into(scratch(d), dnormed);
-            }
-            {
-                const auto mid = rows(l.mid, d, s);
-                for (std::size_t t = 0; t < length_; ++t) {
-                    rms_norm_backward_row(mid.row(t), l.ffn_inverse[s * length_ + t], b.rms_ffn, dnormed.row(t),
-                                          dx.row(t), norm_part(c.n_layers + layer));
-                }
-            }
-            // Attention: mid = input + wo(attention(rope(wq n), rope(wk n), wv n)), n = rmsnorm(input).
-            std::ranges::copy(dx.data(), rows(l.dwo, d, s).data().begin());
-            const MatrixView<float> dattended = scratch(d);
-            b.wo.backward_input(dx, dattended);
-            const auto q = rows(l.q, d, s);
-            const auto k = rows(l.k, c.kv_dim(), s);
-            const auto v = rows(l.v, c.kv_dim(), s);
-            const auto dq = rows(l.dq, d, s);
-            const auto dk = rows(l.dk, c.kv_dim(), s);
-            const auto dv = rows(l.dv, c.kv_dim(), s);
-            std::ranges::fill(dq.data(), 0.0f);
-            std::ranges::fill(dk.data(), 0.0f);
-            std::ranges::fill(dv.data(), 0.0f);
-            const std::span<float> dscores(buffers.dscores);
-            for (std::size_t h = 0; h < c.n_heads; ++h) {
-                const std::size_t kv = (h / heads_per_kv) * hs;
-                for (std::size_t t = 0; t < length_; ++t) {
-                    const auto probabilities = probability_row(l, s, h, t);
-                    const auto dout = dattended.row(t).subspan(h * hs, hs);
-                    // Softmax backward: dscore_p = P_p (dP_p - sum_r P_r dP_r), dP_p = dout . v_p.
-                    float weighted = 0.0f;
-                    for (std::size_t p = 0; p <= t; ++p) {
-                        const auto vh = v.row(p).subspan(kv, hs);
-                        const auto dvh = dv.row(p).subspan(kv, hs);
-                        float dp = 0.0f;
-                        for (std::size_t i = 0; i < hs; ++i) {
-                            dp += dout[i] * vh[i];
-                            dvh[i] += probabilities[p] * dout[i];
-                        }
-                        dscores[p] = dp;
-                        weighted += probabilities[p] * dp;
-                    }
-                    const auto qh = q.row(t).subspan(h * hs, hs);
-                    const auto dqh = dq.row(t).subspan(h * hs, hs);
-                    for (std::size_t p = 0; p <= t; ++p) {
-                        const float ds = probabilities[p] * (dscores[p] - weighted) * inv_sqrt;
-                        const auto kh = k.row(p).subspan(kv, hs);
-                        const auto dkh = dk.row(p).subspan(kv, hs);
-                        for (std::size_t i = 0; i < hs; ++i) {
-                            dqh[i] += ds * kh[i];
-                            dkh[i] += ds * qh[i];
-                        }
-                    }
-                }
-            }
-            for (std::size_t t = 0; t < length_; ++t) {
-                rotate(dq.row(t), rotation_row(t), true);
-                rotate(dk.row(t), rotation_row(t), true);
-            }
-            b.wq.backward_input(dq, dnormed);
-            b.wk.backward_input(dk, scratch(d));
-            add_into(scratch(d), dnormed);
-            b.wv.backward_input(dv, scratch(d));
-            add_into(scratch(d), dnormed);
-            const auto input = rows(l.input, d, s);
-            for (std::size_t t = 0; t < length_; ++t) {
-                rms_norm_backward_row(input.row(t), l.att_inverse[s * length_ + t], b.rms_att, dnormed.row(t),
-                                      dx.row(t), norm_part(layer));
-            }
+            const BlockRows r = tape_rows(layer, s);
+            backward_ffn(model.blocks()[layer], r, layers_[layer], s, scratch,
+                         norms.slot(norm_gradients, norms.rms_ffn(layer)));
+            backward_attention(model.blocks()[layer], r, layers_[layer], s, scratch,
+                               norms.slot(norm_gradients, norms.rms_att(layer)));
         }
         std::ranges::copy(dx.data(), rows(input_gradient_, d, s).data().begin());
+    }
+
+    // output = mid + w2(swiglu(w1 n, w3 n)), n = RMSNorm(mid): turns scratch.dx() from dL/d(output)
+    // into dL/d(mid), keeping w2's, w1's and w3's output gradients; adds to drms_ffn.
+    void backward_ffn(const Block<Linear>& b, const BlockRows& r, LayerTape& l, std::size_t s, BackwardScratch& scratch,
+                      std::span<float> drms_ffn) {
+        const Config& c = config_;
+        const MatrixView<float> dactivation = scratch.dactivation();
+        backward_residual_projection(b.w2, l.dw2, s, scratch, dactivation);
+        const auto dgate = rows(l.dw1, c.hidden_dim, s);
+        const auto dup = rows(l.dw3, c.hidden_dim, s);
+        for (std::size_t e = 0; e < dgate.data().size(); ++e) {
+            const SwigluGradient g = swiglu_backward(r.gate.data()[e], r.up.data()[e], dactivation.data()[e]);
+            dgate.data()[e] = g.gate;
+            dup.data()[e] = g.up;
+        }
+        b.w1.backward_input(dgate, scratch.dnormed());
+        add_input_gradient(b.w3, dup, scratch);
+        rms_norm_backward(r.mid, r.ffn_inverse, b.rms_ffn, scratch.dnormed(), scratch.dx(), drms_ffn);
+    }
+
+    // mid = input + wo(attention(rope(wq n), rope(wk n), wv n)), n = RMSNorm(input): turns
+    // scratch.dx() from dL/d(mid) into dL/d(input), keeping wo's, wq's, wk's and wv's output
+    // gradients; adds to drms_att.
+    void backward_attention(const Block<Linear>& b, const BlockRows& r, LayerTape& l, std::size_t s,
+                            BackwardScratch& scratch, std::span<float> drms_att) {
+        const Config& c = config_;
+        const MatrixView<float> dattended = scratch.product();
+        backward_residual_projection(b.wo, l.dwo, s, scratch, dattended);
+        const auto dq = rows(l.dq, c.dim, s);
+        const auto dk = rows(l.dk, c.kv_dim(), s);
+        const auto dv = rows(l.dv, c.kv_dim(), s);
+        causal_attention_backward(
+            attention_heads(c), r.q, r.keys, r.values,
+            [&](std::size_t h, std::size_t t) { return probability_row(l, s, h, t); }, dattended, scratch.dscores(), dq,
+            dk, dv);
+        for (std::size_t t = 0; t < length_; ++t) {
+            rotate(dq.row(t), r.rotation.row(t), true);
+            rotate(dk.row(t), r.rotation.row(t), true);
+        }
+        b.wq.backward_input(dq, scratch.dnormed());
+        add_input_gradient(b.wk, dk, scratch);
+        add_input_gradient(b.wv, dv, scratch);
+        rms_norm_backward(r.input, r.att_inverse, b.rms_att, scratch.dnormed(), scratch.dx(), drms_att);
+    }
+
+    // wo and w2 add their output to the residual stream, so their dY is scratch.dx(): kept as the
+    // projection's output gradient, and its dX written to dinput.
+    void backward_residual_projection(const Linear& projection, std::vector<float>& output_gradient, std::size_t s,
+                                      BackwardScratch& scratch, MatrixView<float> dinput) {
+        std::ranges::copy(scratch.dx().data(), rows(output_gradient, config_.dim, s).data().begin());
+        projection.backward_input(scratch.dx(), dinput);
+    }
+
+    // Adds the dX of `layer` for dy to scratch.dnormed(), where another projection of the same
+    // input has written its own.
+    static void add_input_gradient(const Linear& layer, MatrixView<const float> dy, BackwardScratch& scratch) {
+        layer.backward_input(dy, scratch.product());
+        add_rows(scratch.product(), scratch.dnormed());
     }
 
     void collect_float_gradients(MatrixView<const float> dlogits, std::span<const float> norm_parts,
                                  std::size_t threads, FloatGradients& out) const {
         const Config& c = config_;
         const std::size_t d = c.dim;
-        const std::size_t per_sequence = (2 * c.n_layers + 1) * d;
+        const NormGradientLayout layout = norm_layout();
+        const std::size_t per_sequence = layout.size();
         std::vector<float> norms(per_sequence, 0.0f);
         for (std::size_t s = 0; s < sequences_; ++s) {
             for (std::size_t e = 0; e < per_sequence; ++e) norms[e] += norm_parts[s * per_sequence + e];
         }
-        out.rms_att.assign(norms.begin(), norms.begin() + c.n_layers * d);
-        out.rms_ffn.assign(norms.begin() + c.n_layers * d, norms.begin() + 2 * c.n_layers * d);
-        out.rms_final.assign(norms.begin() + 2 * c.n_layers * d, norms.end());
+        const auto at = [&](std::size_t offset) { return norms.begin() + std::ptrdiff_t(offset); };
+        out.rms_att.assign(at(layout.rms_att(0)), at(layout.rms_ffn(0)));
+        out.rms_ffn.assign(at(layout.rms_ffn(0)), at(layout.rms_final()));
+        out.rms_final.assign(at(layout.rms_final()), norms.end());
 
         // Classifier: dlogits^T final_normed, each row summed over tokens in order.
         std::vector<float> classifier(c.vocab_size * d, 0.0f);

@@ -103,7 +103,7 @@ GenerationResult generate(const Transformer<Linear>& model, const Tokenizer& tok
     using clock = std::chrono::steady_clock;
     const auto started = clock::now();
     Session session(model.config(), positions);
-    auto logits = model.forward(result.tokens, 0, session, Logits::last);
+    SessionLogits logits = model.forward(result.tokens, 0, session, Logits::last);
     const auto prefilled = clock::now();
     while (true) {
         const int next = sampler.sample(logits.row(0));

@@ -1,5 +1,5 @@
 #pragma once
-// The perplexity protocol of shared/assets/README.md, so figures compare across tools: the
+// The perplexity protocol of the model assets' README, so figures compare across tools: the
 // token stream is cut into non-overlapping chunks of 256; each chunk c0..c(n-1) is fed as
 // [BOS, c0 .. c(n-2)] at positions 0..n-1 with an empty cache and scores c0..c(n-1), so every
 // stream token is scored exactly once.
@@ -42,7 +42,7 @@ double chunk_negative_log_likelihood(const Transformer<Linear>& model, std::span
     std::vector<int> input(chunk.size());
     input[0] = Tokenizer::bos;
     std::copy(chunk.begin(), chunk.end() - 1, input.begin() + 1);
-    const auto logits = model.forward(input, 0, session, Logits::all);
+    const SessionLogits logits = model.forward(input, 0, session, Logits::all);
     double nll = 0.0;
     for (std::size_t t = 0; t < chunk.size(); ++t) nll += negative_log_likelihood(logits.row(t), std::size_t(chunk[t]));
     // Finite weights can still overflow in the products; a NaN perplexity must not pass as a result.
@@ -63,13 +63,7 @@ PerplexityResult perplexity(const Transformer<Linear>& model, std::span<const in
                                     std::to_string(model.config().seq_len));
     }
     // Targets are never fed to the model, so forward() does not see them: check them here.
-    for (std::size_t t = 0; t < stream.size(); ++t) {
-        if (stream[t] < 0 || std::size_t(stream[t]) >= model.config().vocab_size) {
-            throw std::out_of_range("perplexity: token " + std::to_string(stream[t]) + " at index " +
-                                    std::to_string(t) + " is outside the vocabulary of " +
-                                    std::to_string(model.config().vocab_size));
-        }
-    }
+    check_vocabulary(stream, model.config().vocab_size, "perplexity");
     const std::size_t chunks = (stream.size() + perplexity_chunk_tokens - 1) / perplexity_chunk_tokens;
     std::vector<double> chunk_nll(chunks, 0.0);
     std::atomic<std::size_t> next_chunk{0};

@@ -100,11 +100,101 @@ struct Block {
     }
 };
 
+// The attention head layout of a config.
+inline AttentionHeads attention_heads(const Config& c) noexcept { return {c.n_heads, c.n_kv_heads, c.head_size()}; }
+
+// Throws std::out_of_range naming the first token outside the vocabulary; `who` names the caller.
+inline void check_vocabulary(std::span<const int> tokens, std::size_t vocab_size, const std::string& who) {
+    for (std::size_t t = 0; t < tokens.size(); ++t) {
+        if (tokens[t] < 0 || std::size_t(tokens[t]) >= vocab_size) {
+            throw std::out_of_range(who + ": token " + std::to_string(tokens[t]) + " at index " + std::to_string(t) +
+                                    " is outside the vocabulary of " + std::to_string(vocab_size));
+        }
+    }
+}
+
+// The last n rows of m.
+template <class T>
+MatrixView<T> last_rows(MatrixView<T> m, std::size_t n) {
+    return {m.data().subspan((m.rows() - n) * m.cols()), n, m.cols()};
+}
+
+// The rows one block reads and writes for n consecutive tokens. The training pass points each at
+// its own tape; the inference forward lets a value share a buffer with one that is dead by the time
+// it is written (see Transformer::forward), and points keys and values at the KV cache.
+struct BlockRows {
+    MatrixView<const float> rotation;  // n x head_size: each token's RoPE (cos, sin) pairs
+    MatrixView<const float> input;     // n x dim: the residual stream entering the block
+    MatrixView<float> att_normed;      // n x dim: RMSNorm(input), read by wq, wk, wv
+    std::span<float> att_inverse;      // n: that RMSNorm's factors, or empty when no backward follows
+    MatrixView<float> q;               // n x dim, rotated
+    MatrixView<float> keys, values;    // a kv_dim row per position up to the last token; the last n are written
+    MatrixView<float> attended;        // n x dim: the heads' attention outputs, read by wo
+    MatrixView<float> mid;             // n x dim: input + wo(attended); never the input's buffer
+    MatrixView<float> ffn_normed;      // n x dim: RMSNorm(mid), read by w1, w3
+    std::span<float> ffn_inverse;      // n, or empty
+    MatrixView<float> gate, up;        // n x hidden_dim: w1 and w3 outputs
+    MatrixView<float> activation;      // n x hidden_dim: swiglu(gate, up), read by w2; may be gate
+    MatrixView<float> output;          // n x dim: mid + w2(activation); may be the input's buffer
+};
+
+// x += delta, element by element (a residual connection, or a sum of gradients).
+inline void add_rows(MatrixView<const float> delta, MatrixView<float> x) noexcept {
+    for (std::size_t e = 0; e < x.data().size(); ++e) x.data()[e] += delta.data()[e];
+}
+
+// One block over n tokens: RMSNorm -> wq/wk/wv -> RoPE -> causal GQA attention -> wo -> residual ->
+// RMSNorm -> w1/w3 -> SwiGLU -> w2 -> residual. Each projection runs once over the n rows (the
+// layers' GEMM path); probabilities is causal_attention's.
+template <LinearLayer Linear, class Probabilities>
+void block_forward(const Block<Linear>& b, AttentionHeads heads, const BlockRows& r, Probabilities&& probabilities) {
+    const std::size_t n = r.q.rows();
+    const MatrixView<float> k = last_rows(r.keys, n);
+    const MatrixView<float> v = last_rows(r.values, n);
+    rms_norm(r.input, b.rms_att, r.att_normed, r.att_inverse);
+    b.wq.forward(r.att_normed, r.q);
+    b.wk.forward(r.att_normed, k);
+    b.wv.forward(r.att_normed, v);
+    for (std::size_t t = 0; t < n; ++t) {
+        rotate(r.q.row(t), r.rotation.row(t));
+        rotate(k.row(t), r.rotation.row(t));
+    }
+    causal_attention(heads, r.q, r.keys, r.values, probabilities, r.attended);
+    b.wo.forward(r.attended, r.mid);
+    add_rows(r.input, r.mid);
+
+    rms_norm(r.mid, b.rms_ffn, r.ffn_normed, r.ffn_inverse);
+    b.w1.forward(r.ffn_normed, r.gate);
+    b.w3.forward(r.ffn_normed, r.up);
+    for (std::size_t e = 0; e < r.gate.data().size(); ++e) {
+        r.activation.data()[e] = swiglu(r.gate.data()[e], r.up.data()[e]);
+    }
+    b.w2.forward(r.activation, r.output);
+    add_rows(r.mid, r.output);
+}
+
 // The float tensors every variant of the model keeps as they are.
 struct FloatTensors {
     std::vector<float> token_embedding;  // [vocab, dim]
     std::vector<float> rms_final;        // [dim]
     std::vector<float> wcls;             // [vocab, dim]; empty when the classifier is the embedding
+};
+
+// Logits that live in a Session: the next forward() on that session overwrites them, so copy what
+// must outlive it. One row per scored token, vocab_size columns.
+class SessionLogits {
+public:
+    SessionLogits() = default;
+    explicit SessionLogits(MatrixView<const float> rows) noexcept : rows_(rows) {}
+
+    [[nodiscard]] std::size_t rows() const noexcept { return rows_.rows(); }
+    [[nodiscard]] std::size_t cols() const noexcept { return rows_.cols(); }
+    [[nodiscard]] std::span<const float> row(std::size_t t) const noexcept { return rows_.row(t); }
+    [[nodiscard]] std::span<const float> data() const noexcept { return rows_.data(); }
+    [[nodiscard]] MatrixView<const float> view() const noexcept { return rows_; }
+
+private:
+    MatrixView<const float> rows_;
 };
 
 // The per-sequence state: the KV cache and scratch buffers. One per concurrent sequence; the
@@ -129,16 +219,26 @@ public:
     [[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
     // Positions 0 .. filled() - 1 hold keys and values.
     [[nodiscard]] std::size_t filled() const noexcept { return filled_; }
+    // The logits of the latest forward() on this session (none before the first).
+    [[nodiscard]] SessionLogits logits() const {
+        return SessionLogits(
+            {std::span<const float>(logits_), logits_.size() / config_.vocab_size, config_.vocab_size});
+    }
 
 private:
     template <LinearLayer>
     friend class Transformer;
 
-    [[nodiscard]] std::span<float> key(std::size_t layer, std::size_t pos) noexcept {
-        return std::span<float>(keys_).subspan((layer * capacity_ + pos) * config_.kv_dim(), config_.kv_dim());
+    // Layer `layer`'s cached keys (or values) of positions 0 .. positions - 1, one row each.
+    [[nodiscard]] MatrixView<float> keys(std::size_t layer, std::size_t positions) noexcept {
+        return cache_rows(keys_, layer, positions);
     }
-    [[nodiscard]] std::span<float> value(std::size_t layer, std::size_t pos) noexcept {
-        return std::span<float>(values_).subspan((layer * capacity_ + pos) * config_.kv_dim(), config_.kv_dim());
+    [[nodiscard]] MatrixView<float> values(std::size_t layer, std::size_t positions) noexcept {
+        return cache_rows(values_, layer, positions);
+    }
+    [[nodiscard]] MatrixView<float> cache_rows(std::vector<float>& cache, std::size_t layer, std::size_t positions) {
+        const std::size_t kv = config_.kv_dim();
+        return {std::span<float>(cache).subspan(layer * capacity_ * kv, positions * kv), positions, kv};
     }
 
     // A tokens x cols view over buffer, grown as needed.
@@ -154,7 +254,8 @@ private:
     std::vector<float> values_;    // [layer, pos, kv_dim]
     std::vector<float> scores_;    // [capacity]
     std::vector<float> rotation_;  // [token, head_size]: cos, sin of each pair's angle at its position
-    std::vector<float> x_, normed_, q_, k_, v_, attended_, projected_, gate_, up_, logits_;
+    // The block's rows (BlockRows) and the logits; normed_ serves both norms, gate_ the activation too.
+    std::vector<float> x_, normed_, q_, attended_, mid_, gate_, up_, logits_;
 };
 
 // Which positions of a forward call need logits: all of them (scoring a text) or only the
@@ -240,10 +341,10 @@ public:
 
     // Runs tokens at positions start .. start + n - 1, appending their keys and values to the
     // session's cache (which must hold positions 0 .. start - 1 from earlier calls). Every
-    // projection runs once over the whole batch (the layers' GEMM path). Returns the logits:
-    // one row per token, or one row for the last token.
-    MatrixView<const float> forward(std::span<const int> tokens, std::size_t start, Session& s,
-                                    Logits which = Logits::all) const {
+    // projection runs once over the whole batch (the layers' GEMM path). Returns the session's
+    // logits, valid until its next forward(): one row per token, or one row for the last token.
+    SessionLogits forward(std::span<const int> tokens, std::size_t start, Session& s,
+                          Logits which = Logits::all) const {
         const Config& c = config_;
         const std::size_t n = tokens.size();
         if (s.config() != c) throw std::invalid_argument("llama::Transformer::forward: session made for another model");
@@ -258,98 +359,61 @@ public:
                                     std::to_string(s.capacity()) + " (the model's seq_len is " +
                                     std::to_string(c.seq_len) + ")");
         }
-        auto x = Session::rows_of(s.x_, n, c.dim);
-        for (std::size_t t = 0; t < n; ++t) {
-            if (tokens[t] < 0 || std::size_t(tokens[t]) >= c.vocab_size) {
-                throw std::out_of_range("llama::Transformer::forward: token " + std::to_string(tokens[t]) +
-                                        " at index " + std::to_string(t) + " is outside the vocabulary of " +
-                                        std::to_string(c.vocab_size));
-            }
-            std::ranges::copy(embedding_row(std::size_t(tokens[t])), x.row(t).begin());
-        }
-        auto normed = Session::rows_of(s.normed_, n, c.dim);
-        auto q = Session::rows_of(s.q_, n, c.dim);
-        auto k = Session::rows_of(s.k_, n, c.kv_dim());
-        auto v = Session::rows_of(s.v_, n, c.kv_dim());
-        auto attended = Session::rows_of(s.attended_, n, c.dim);
-        auto projected = Session::rows_of(s.projected_, n, c.dim);
-        auto gate = Session::rows_of(s.gate_, n, c.hidden_dim);
+        check_vocabulary(tokens, c.vocab_size, "llama::Transformer::forward");
+        const auto x = Session::rows_of(s.x_, n, c.dim);
+        embed(tokens, x);
         // The angles depend on the position only: once per token, shared by every layer.
-        auto rotation = Session::rows_of(s.rotation_, n, c.head_size());
+        const auto rotation = Session::rows_of(s.rotation_, n, c.head_size());
         for (std::size_t t = 0; t < n; ++t) set_rotation(rotation.row(t), start + t);
-        auto up = Session::rows_of(s.up_, n, c.hidden_dim);
-
+        // The residual stream goes x -> mid -> x; normed_ and gate_ are reused once dead; no
+        // inverse is kept (no backward follows); one softmax row of scratch serves every head.
+        const auto normed = Session::rows_of(s.normed_, n, c.dim);
+        const auto gate = Session::rows_of(s.gate_, n, c.hidden_dim);
+        BlockRows rows{.rotation = rotation,
+                       .input = x,
+                       .att_normed = normed,
+                       .att_inverse = {},
+                       .q = Session::rows_of(s.q_, n, c.dim),
+                       .keys = {},
+                       .values = {},
+                       .attended = Session::rows_of(s.attended_, n, c.dim),
+                       .mid = Session::rows_of(s.mid_, n, c.dim),
+                       .ffn_normed = normed,
+                       .ffn_inverse = {},
+                       .gate = gate,
+                       .up = Session::rows_of(s.up_, n, c.hidden_dim),
+                       .activation = gate,
+                       .output = x};
+        const std::span<float> scores(s.scores_);
+        const auto probabilities = [&](std::size_t, std::size_t t) { return scores.first(start + t + 1); };
         for (std::size_t l = 0; l < c.n_layers; ++l) {
-            const Block<Linear>& b = blocks_[l];
-            rms_norm(x, b.rms_att, normed);
-            b.wq.forward(normed, q);
-            b.wk.forward(normed, k);
-            b.wv.forward(normed, v);
-            for (std::size_t t = 0; t < n; ++t) {
-                rotate(q.row(t), rotation.row(t));
-                rotate(k.row(t), rotation.row(t));
-                std::ranges::copy(k.row(t), s.key(l, start + t).begin());
-                std::ranges::copy(v.row(t), s.value(l, start + t).begin());
-            }
-            for (std::size_t t = 0; t < n; ++t) attend(s, l, q.row(t), start + t, attended.row(t));
-            b.wo.forward(attended, projected);
-            add(projected, x);
-
-            rms_norm(x, b.rms_ffn, normed);
-            b.w1.forward(normed, gate);
-            b.w3.forward(normed, up);
-            for (std::size_t e = 0; e < gate.data().size(); ++e) {
-                gate.data()[e] = swiglu(gate.data()[e], up.data()[e]);
-            }
-            b.w2.forward(gate, projected);
-            add(projected, x);
+            rows.keys = s.keys(l, start + n);
+            rows.values = s.values(l, start + n);
+            block_forward(blocks_[l], attention_heads(c), rows, probabilities);
         }
-
         s.filled_ = start + n;
 
-        const std::size_t first = which == Logits::all ? 0 : n - 1;
-        const std::size_t scored = n - first;
-        const MatrixView<const float> last_rows(x.data().subspan(first * c.dim), scored, c.dim);
-        auto final_normed = MatrixView<float>(normed.data().first(scored * c.dim), scored, c.dim);
-        rms_norm(last_rows, rms_final_, final_normed);
-        auto logits = Session::rows_of(s.logits_, scored, c.vocab_size);
-        classifier_.forward(final_normed, logits);
-        return logits;
+        const std::size_t scored = which == Logits::all ? n : 1;
+        classify(last_rows(x, scored), last_rows(normed, scored), {},
+                 Session::rows_of(s.logits_, scored, c.vocab_size));
+        return s.logits();
+    }
+
+    // Copies each token's embedding row into a row of x; the tokens must be in the vocabulary.
+    void embed(std::span<const int> tokens, MatrixView<float> x) const {
+        const MatrixView<const float> table = token_embedding();
+        for (std::size_t t = 0; t < tokens.size(); ++t)
+            std::ranges::copy(table.row(std::size_t(tokens[t])), x.row(t).begin());
+    }
+
+    // The final RMSNorm (inverse as in rms_norm) and the classifier over rows of the residual stream.
+    void classify(MatrixView<const float> hidden, MatrixView<float> normed, std::span<float> inverse,
+                  MatrixView<float> logits) const {
+        rms_norm(hidden, rms_final_, normed, inverse);
+        classifier_.forward(normed, logits);
     }
 
 private:
-    [[nodiscard]] std::span<const float> embedding_row(std::size_t token) const { return token_embedding().row(token); }
-
-    static void add(MatrixView<const float> delta, MatrixView<float> x) {
-        for (std::size_t e = 0; e < x.data().size(); ++e) x.data()[e] += delta.data()[e];
-    }
-
-    // Causal grouped-query attention of one query row at position pos over cached positions
-    // 0..pos; query head h reads key/value head h / (n_heads / n_kv_heads).
-    void attend(Session& s, std::size_t layer, std::span<const float> q, std::size_t pos, std::span<float> out) const {
-        const std::size_t hs = config_.head_size();
-        const std::size_t heads_per_kv = config_.n_heads / config_.n_kv_heads;
-        const float inv_sqrt = 1.0f / std::sqrt(float(hs));
-        std::span<float> scores = std::span<float>(s.scores_).first(pos + 1);
-        for (std::size_t h = 0; h < config_.n_heads; ++h) {
-            const std::size_t kv_offset = (h / heads_per_kv) * hs;
-            const auto qh = q.subspan(h * hs, hs);
-            for (std::size_t p = 0; p <= pos; ++p) {
-                const auto kh = s.key(layer, p).subspan(kv_offset, hs);
-                float dot = 0.0f;
-                for (std::size_t i = 0; i < hs; ++i) dot += qh[i] * kh[i];
-                scores[p] = dot * inv_sqrt;
-            }
-            softmax(scores);
-            const auto oh = out.subspan(h * hs, hs);
-            std::ranges::fill(oh, 0.0f);
-            for (std::size_t p = 0; p <= pos; ++p) {
-                const auto vh = s.value(layer, p).subspan(kv_offset, hs);
-                for (std::size_t i = 0; i < hs; ++i) oh[i] += scores[p] * vh[i];
-            }
-        }
-    }
-
     Config config_;
     std::vector<float> rms_final_;
     std::vector<Block<Linear>> blocks_;
