@@ -61,3 +61,12 @@ foreach(mode installed subdirectory)
                 -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/consumer-${mode} -DGENERATOR=${CMAKE_GENERATOR}
                 -DCXX=${CMAKE_CXX_COMPILER} -P ${CMAKE_CURRENT_SOURCE_DIR}/consumer/run_consumer.cmake)
 endforeach()
+
+# The examples without Highway: this repository configured with Highway off and multibool-llama
+# built, so that the examples' backends (ExactBackend, DefaultBackend) fall back to xsimd or scalar.
+# A whole build of the tool: minutes, so labelled to be run or skipped by label.
+add_test(NAME "build: multibool-llama without Highway"
+    COMMAND ${CMAKE_COMMAND} -DSOURCE_DIR=${PROJECT_SOURCE_DIR} -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/without-highway
+            -DGENERATOR=${CMAKE_GENERATOR} -DCXX=${CMAKE_CXX_COMPILER} -DBUILD_TYPE=${CMAKE_BUILD_TYPE}
+            -P ${CMAKE_CURRENT_SOURCE_DIR}/cli/build_without_highway.cmake)
+set_tests_properties("build: multibool-llama without Highway" PROPERTIES LABELS "build;slow" TIMEOUT 3600)

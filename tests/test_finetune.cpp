@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <numeric>
 #include <random>
@@ -14,6 +15,7 @@
 
 #include "llama/calibration.hpp"
 #include "llama/checkpoint.hpp"
+#include "llama/cli/model_inputs.hpp"
 #include "llama/conversion.hpp"
 #include "llama/finetune.hpp"
 #include "llama/perplexity.hpp"
@@ -84,10 +86,10 @@ TEST_CASE("a resumed fine-tuning run is bit-identical to the uninterrupted one",
     std::mt19937_64 rng(seed);
     const Checkpoint teacher = testing::random_checkpoint(tiny_config(), rng);
     const std::vector<int> train = random_tokens(400, tiny_config().vocab_size, rng);
-    const auto student = [&] { return convert<K, G, float, HighwayBackend>(teacher).first; };
+    const auto student = [&] { return convert<K, G, float, ExactBackend>(teacher).first; };
     ScratchFolder folder;
 
-    for (const auto policy : {FlipPolicyKind::stochastic, FlipPolicyKind::bold}) {
+    for (const auto policy : {FlipPolicyKind::expected_improvement, FlipPolicyKind::bold}) {
         for (const bool train_float : {false, true}) {
             CAPTURE(flip_policy_name(policy), train_float);
             const FineTuneOptions options = small_run(policy, train_float);
@@ -122,7 +124,7 @@ TEST_CASE("damaged or mismatched fine-tuning checkpoints are refused", "[llama][
     const std::vector<int> train = random_tokens(400, tiny_config().vocab_size, rng);
     ScratchFolder folder;
     const fs::path path = folder.path / "run.ckpt";
-    Tuner tuner(teacher, convert<K, G, float, HighwayBackend>(teacher).first, train,
+    Tuner tuner(teacher, convert<K, G, float, ExactBackend>(teacher).first, train,
                 small_run(FlipPolicyKind::bold, true));
     tuner.step(1);
     tuner.save(path);
@@ -175,25 +177,48 @@ TEST_CASE("damaged or mismatched fine-tuning checkpoints are refused", "[llama][
     }
 }
 
+TEST_CASE("the flip policy is named as in the library, its earlier name still read", "[llama][finetune]") {
+    CHECK(std::string(flip_policy_name(FlipPolicyKind::expected_improvement)) == "expected-improvement");
+    CHECK(parse_flip_policy("expected-improvement") == FlipPolicyKind::expected_improvement);
+    CHECK(parse_flip_policy("stochastic") == FlipPolicyKind::expected_improvement);
+    CHECK(parse_flip_policy("bold") == FlipPolicyKind::bold);
+    CHECK_FALSE(parse_flip_policy("expected_improvement").has_value());
+
+    // Checkpoints store the policy's code, right after the header; the codes of the binary that
+    // called the policy "stochastic" (0) and "bold" (1) stay, so its checkpoints still load.
+    std::mt19937_64 rng(9);
+    const Checkpoint teacher = testing::random_checkpoint(tiny_config(), rng);
+    const std::vector<int> train = random_tokens(400, tiny_config().vocab_size, rng);
+    ScratchFolder folder;
+    for (const auto& [policy, code] :
+         {std::pair{FlipPolicyKind::expected_improvement, '\0'}, std::pair{FlipPolicyKind::bold, '\1'}}) {
+        const fs::path path = folder.path / "policy.ckpt";
+        Tuner(teacher, convert<K, G, float, ExactBackend>(teacher).first, train, small_run(policy, false)).save(path);
+        const std::string bytes = file_bytes(path);
+        CHECK(bytes.substr(fine_tune_smallest_header, 4) == std::string{code, '\0', '\0', '\0'});
+        CHECK(Tuner::load(path, teacher, train).options().policy == policy);
+    }
+}
+
 TEST_CASE("fine-tuning options are checked", "[llama][finetune]") {
     std::mt19937_64 rng(3);
     const Checkpoint teacher = testing::random_checkpoint(tiny_config(), rng);
     const std::vector<int> train = random_tokens(400, tiny_config().vocab_size, rng);
     const auto attempt = [&](FineTuneOptions o) {
-        return Tuner(teacher, convert<K, G, float, HighwayBackend>(teacher).first, train, o);
+        return Tuner(teacher, convert<K, G, float, ExactBackend>(teacher).first, train, o);
     };
-    FineTuneOptions o = small_run(FlipPolicyKind::stochastic, false);
+    FineTuneOptions o = small_run(FlipPolicyKind::expected_improvement, false);
     o.length = 17;
     CHECK_THROWS_WITH(attempt(o), Contains("seq must be 2..16"));
-    o = small_run(FlipPolicyKind::stochastic, false);
+    o = small_run(FlipPolicyKind::expected_improvement, false);
     o.loss.kl_weight = o.loss.hidden_weight = o.loss.cross_entropy_weight = 0;
     CHECK_THROWS_WITH(attempt(o), Contains("every loss weight is 0"));
-    o = small_run(FlipPolicyKind::stochastic, false);
+    o = small_run(FlipPolicyKind::expected_improvement, false);
     o.flip_rate = -1;
     CHECK_THROWS_WITH(attempt(o), Contains("flip rate"));
     const std::vector<int> short_text(7, 1);
-    CHECK_THROWS_WITH(Tuner(teacher, convert<K, G, float, HighwayBackend>(teacher).first, short_text,
-                            small_run(FlipPolicyKind::stochastic, false)),
+    CHECK_THROWS_WITH(Tuner(teacher, convert<K, G, float, ExactBackend>(teacher).first, short_text,
+                            small_run(FlipPolicyKind::expected_improvement, false)),
                       Contains("needs at least 8"));
 }
 
@@ -213,13 +238,13 @@ TEST_CASE("a short K=2 fine-tuning of the shipped model lowers the loss and the 
     };
     const std::vector<int> train = encode("tinystories-train.txt");
     const std::vector<int> valid = encode("tinystories-valid.txt");
-    const CalibrationStatistics calibration = calibrate(teacher, train, 32768);
+    const CalibrationStatistics calibration = calibrate(teacher, train, cli::default_calibration_tokens);
     ConversionOptions conversion;
     conversion.initializer = Initializer::activation_aware;
-    conversion.calibration = &calibration;
+    conversion.calibration = std::cref(calibration);
     FineTuneOptions options;  // the CLI's defaults
     options.seed = 3;
-    FineTuner<2, 64> tuner(teacher, convert<2, 64, float, HighwayBackend>(teacher, conversion).first, train, options);
+    FineTuner<2, 64> tuner(teacher, convert<2, 64, float, ExactBackend>(teacher, conversion).first, train, options);
     const double before = perplexity(tuner.student(), valid, 2).perplexity();
 
     constexpr int steps = 40;

@@ -6,7 +6,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -46,8 +48,9 @@ inline const char* initializer_name(Initializer i) noexcept {
 
 struct ConversionOptions {
     Initializer initializer = Initializer::greedy;
-    std::size_t iterations = 10;                         // alternating refinement rounds
-    const CalibrationStatistics* calibration = nullptr;  // required by activation_aware
+    std::size_t iterations = 10;  // alternating refinement rounds
+    // Borrowed: the caller keeps the statistics alive during the conversion. Required by activation_aware.
+    std::optional<std::reference_wrapper<const CalibrationStatistics>> calibration;
 };
 
 // Sizes and squared errors that add up across matrices. The output-space error
@@ -129,7 +132,7 @@ inline ErrorTally reconstruction_error(MatrixView<const float> weights, std::spa
 }
 
 inline const SecondMoment* calibration_of(const ConversionOptions& options, std::size_t layer, Projection p) {
-    return options.calibration == nullptr ? nullptr : &options.calibration->of(layer, p);
+    return options.calibration ? &options.calibration->get().of(layer, p) : nullptr;
 }
 
 // A group-scale matrix from float weights with the chosen initializer.
@@ -213,7 +216,7 @@ std::pair<Transformer<RowColumnLinear<K>>, ConversionReport> convert_row_column(
 template <std::size_t G, class Scale = half>
 using BudgetLinear = VariableKernelLinear<G, 4, Scale, std::uint64_t, DefaultBackend>;
 
-// Kernels per projection under an average bits-per-weight budget (SPEC §5b): every projection
+// Kernels per projection under an average bits-per-weight budget: every projection
 // is converted at K = 1..4, and the allocator picks the K of each that minimises the summed
 // error (output-space when calibrated, else Frobenius) within the budget.
 template <std::size_t G, class Scale = half>

@@ -1,31 +1,18 @@
 #pragma once
-// Fine-tuning a converted LLaMA model in the Boolean domain (SPEC §5): each step distills the
-// float teacher into the student on a batch of windows of the training text, flips bits of the
-// trainable kernels with a FlipOptimizer fed by the weight-gradient tiles, and moves the scales
-// (and, optionally, the embedding, norms and classifier) by AdamW. No float latent weights.
+// Fine-tuning a converted LLaMA model in the Boolean domain (Tran & Nguyen, ICLR 2026): each step
+// distills the float teacher into the student on a batch of windows of the training text, flips
+// bits of the trainable kernels with a FlipOptimizer fed by the weight-gradient tiles, and moves
+// the scales (and, optionally, the embedding, norms and classifier) by AdamW. No float latent weights.
 //
 // Everything a step does is a function of (options, step number, training tokens, state): the
-// windows are drawn from counter-based randomness, and every product and sum runs in an order
-// that does not depend on the thread count. So a run resumed from a checkpoint reproduces the
-// uninterrupted run bit for bit.
-//
-// Checkpoint file (little-endian): magic "MBOOLFTS" | u32 version | u32 K | u32 G | llama2.c
-// header (7 int32) | the options that define the run | u64 teacher and data fingerprints | u64
-// step, u64 planned steps | student float tensors | per projection: its BitPlaneMatrix record, flip-policy state,
-// scale AdamW state | float-parameter AdamW states when they train | u64 FNV-1a of everything
-// before it. Written to a temporary file and renamed over the old one.
-#include <algorithm>
-#include <array>
+// windows are drawn from counter-based randomness (training_windows.hpp), and every product and
+// sum runs in an order that does not depend on the thread count. So a run resumed from a
+// checkpoint (finetune_checkpoint.hpp) reproduces the uninterrupted run bit for bit.
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <limits>
 #include <mutex>
-#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -37,18 +24,18 @@
 #include "llama/checkpoint.hpp"
 #include "llama/conversion.hpp"
 #include "llama/distillation.hpp"
+#include "llama/finetune_checkpoint.hpp"
+#include "llama/finetune_options.hpp"
 #include "llama/model_file.hpp"
-#include "llama/perplexity.hpp"
-#include "llama/tokenizer.hpp"
+#include "llama/training_windows.hpp"
 #include "llama/transformer.hpp"
+#include "multibool/backends/default_backend.hpp"
 #include "multibool/core/binary_io.hpp"
 #include "multibool/core/serialization.hpp"
-#include "multibool/backends/highway_backend.hpp"
 #include "multibool/nn/dense_linear.hpp"
 #include "multibool/nn/multibool_linear.hpp"
 #include "multibool/training/adamw.hpp"
 #include "multibool/training/bold_policy.hpp"
-#include "multibool/training/counter_random.hpp"
 #include "multibool/training/expected_improvement_policy.hpp"
 #include "multibool/training/flip_optimizer.hpp"
 #include "multibool/training/scale_adamw.hpp"
@@ -56,38 +43,6 @@
 #include "multibool/training/weight_gradient.hpp"
 
 namespace multibool::llama {
-
-enum class FlipPolicyKind : std::uint32_t { stochastic = 0, bold = 1 };
-
-inline const char* flip_policy_name(FlipPolicyKind p) noexcept {
-    return p == FlipPolicyKind::bold ? "bold" : "stochastic";
-}
-
-// What defines a run; all of it is stored in the checkpoint and must match on resume.
-struct FineTuneOptions {
-    FlipPolicyKind policy = FlipPolicyKind::stochastic;
-    bool train_all_kernels = false;  // else only the last kernel flips (the published recipe)
-    std::size_t batch = 8;           // sequences per step
-    std::size_t length = 256;        // tokens per sequence
-    std::uint64_t seed = 1;
-    // The flip policy's eta: for stochastic, the flip probability of an average candidate; for
-    // bold, the accumulator's step (its threshold is 1). NaN: the policy's default below.
-    double flip_rate = std::numeric_limits<double>::quiet_NaN();
-    float scale_learning_rate = 3e-3f;  // AdamW on the scales
-    bool train_float = false;           // embedding, norms and classifier by AdamW too
-    float float_learning_rate = 1e-4f;
-    DistillationOptions loss;
-
-    static constexpr double default_stochastic_rate = 5e-5;
-    static constexpr double default_bold_rate = 2.0;
-    [[nodiscard]] double resolved_flip_rate() const noexcept {
-        if (!std::isnan(flip_rate)) return flip_rate;
-        return policy == FlipPolicyKind::bold ? default_bold_rate : default_stochastic_rate;
-    }
-    [[nodiscard]] TrainableKernels trainable() const noexcept {
-        return train_all_kernels ? TrainableKernels::all() : TrainableKernels::last();
-    }
-};
 
 // What one step did.
 struct FineTuneStep {
@@ -97,121 +52,22 @@ struct FineTuneStep {
     std::size_t tokens = 0;
 };
 
-// FNV-1a of the ints or floats in order: ties a checkpoint to its teacher and training text.
-template <class T>
-std::uint64_t fingerprint(std::span<const T> values) {
-    Fnv1a hash;
-    hash.update(std::as_bytes(values));
-    return hash.value();
-}
-
-inline std::uint64_t teacher_fingerprint(const Checkpoint& teacher) {
-    Fnv1a hash;
-    const auto& t = teacher.tensors();
-    for (const std::vector<float>* v : {&t.token_embedding, &t.rms_att, &t.wq, &t.wk, &t.wv, &t.wo, &t.rms_ffn, &t.w1,
-                                        &t.w2, &t.w3, &t.rms_final, &t.wcls}) {
-        hash.update(std::as_bytes(std::span<const float>(*v)));
-    }
-    return hash.value();
-}
-
-// Throws std::invalid_argument naming the first option out of range for this model; returns o.
-inline FineTuneOptions check_fine_tune_options(FineTuneOptions o, const Config& c) {
-    const auto fail = [](const std::string& what) { throw std::invalid_argument("fine-tuning options: " + what); };
-    if (o.batch == 0) fail("batch must be at least 1");
-    if (o.length < 2 || o.length > c.seq_len) {
-        fail("seq must be 2.." + std::to_string(c.seq_len) + " (the model's seq_len), found " +
-             std::to_string(o.length));
-    }
-    const double rate = o.resolved_flip_rate();
-    if (!(rate >= 0) || !std::isfinite(rate)) fail("the flip rate must be a finite number >= 0");
-    if (!(o.scale_learning_rate >= 0) || !(o.float_learning_rate >= 0) || !std::isfinite(o.scale_learning_rate) ||
-        !std::isfinite(o.float_learning_rate)) {
-        fail("learning rates must be finite numbers >= 0");
-    }
-    const auto& l = o.loss;
-    if (!(l.temperature > 0) || !std::isfinite(l.temperature)) fail("temperature must be a finite number > 0");
-    for (float w : {l.kl_weight, l.hidden_weight, l.cross_entropy_weight}) {
-        if (!(w >= 0) || !std::isfinite(w)) fail("loss weights must be finite numbers >= 0");
-    }
-    if (l.kl_weight + l.hidden_weight + l.cross_entropy_weight == 0) fail("every loss weight is 0");
-    if (l.hidden_blocks.size() > 64) fail("a hidden-state block list covers at most 64 blocks");
-    if (!l.hidden_blocks.empty() && l.hidden_blocks.size() != c.n_layers) {
-        fail("the hidden-state block list names " + std::to_string(l.hidden_blocks.size()) + " blocks, the model has " +
-             std::to_string(c.n_layers));
-    }
-    return o;
-}
-
-inline constexpr std::array<char, 8> fine_tune_magic{'M', 'B', 'O', 'O', 'L', 'F', 'T', 'S'};
-inline constexpr std::uint32_t fine_tune_version = 1;
-
-namespace detail {
-
-// The checkpoint's bytes before its trailing checksum, once the magic and the checksum of the
-// whole file are verified: a truncated or damaged checkpoint is refused as such, not as whatever
-// field the damage happens to land in.
-inline std::string verified_checkpoint_body(const std::filesystem::path& path) {
-    const std::string file = path.string();
-    std::string bytes;
-    {
-        std::ifstream in = open_for_reading(path);
-        bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    }
-    if (bytes.size() < fine_tune_magic.size() ||
-        !std::equal(fine_tune_magic.begin(), fine_tune_magic.end(), bytes.begin())) {
-        throw FormatError(file, "magic", "a multibool fine-tuning checkpoint (\"MBOOLFTS\")",
-                          bytes.size() < fine_tune_magic.size()
-                              ? "a file of " + std::to_string(bytes.size()) + " bytes"
-                              : "\"" + bytes.substr(0, fine_tune_magic.size()) + "\"");
-    }
-    const std::size_t body = std::max(bytes.size(), sizeof(std::uint64_t)) - sizeof(std::uint64_t);
-    Fnv1a hash;
-    hash.update(std::as_bytes(std::span<const char>(bytes.data(), body)));
-    std::uint64_t stored = 0;
-    if (bytes.size() >= sizeof stored) std::memcpy(&stored, bytes.data() + body, sizeof stored);
-    constexpr std::size_t smallest_header = 8 + 3 * 4 + 7 * 4;  // magic, version, K, G, config
-    if (body < smallest_header || stored != hash.value()) {
-        throw FormatError(file, "checksum", "the checksum of the first " + std::to_string(body) + " bytes",
-                          "a mismatch: the checkpoint is truncated or corrupted");
-    }
-    bytes.resize(body);
-    return bytes;
-}
-
-}  // namespace detail
-
-// K and G of a checkpoint, read before choosing the FineTuner instantiation that loads it.
-struct FineTuneHeader {
-    std::size_t kernels = 0;
-    std::size_t group_size = 0;
-};
-
-// Verifies the whole file first, so a damaged K or G is reported as damage.
-inline FineTuneHeader read_fine_tune_header(const std::filesystem::path& path) {
-    std::istringstream in(detail::verified_checkpoint_body(path));
-    BinaryReader r(in, path.string());
-    r.expect_magic(fine_tune_magic);
-    r.expect("version", r.read<std::uint32_t>("version"), fine_tune_version);
-    FineTuneHeader header;
-    header.kernels = r.read<std::uint32_t>("kernels");
-    header.group_size = r.read<std::uint32_t>("group_size");
-    return header;
-}
+// Rows of the weight gradient dY^T X formed and consumed at once, per tile.
+inline constexpr std::size_t gradient_tile_rows = 16;
 
 template <std::size_t K, std::size_t G>
 class FineTuner {
 public:
     // Exact float products (no int8 tables) and float scales while training; single-threaded
     // layers, because the batch is what is shared among threads.
-    using Linear = MultiBoolLinear<K, G, float, std::uint64_t, HighwayBackend>;
+    using Linear = MultiBoolLinear<K, G, float, std::uint64_t, ExactBackend>;
     using Student = Transformer<Linear>;
     using Matrix = typename Linear::matrix_type;
     using Policy = std::variant<ExpectedImprovementPolicy, BoldPolicy<float>>;
 
-    // A new run from a converted student.
-    FineTuner(const Checkpoint& teacher, Student student, std::span<const int> train_tokens, FineTuneOptions options)
-        : FineTuner(teacher, std::move(student), train_tokens, std::move(options), 0) {
+    // A new run from a converted student. The tuner keeps its own copy of the training tokens.
+    FineTuner(const Checkpoint& teacher, Student student, std::vector<int> train_tokens, FineTuneOptions options)
+        : FineTuner(teacher, std::move(student), std::move(train_tokens), std::move(options), 0) {
         for (std::size_t l = 0; l < config().n_layers; ++l) {
             for (Projection p : projections) {
                 const Matrix& m = student_.blocks()[l].projection(p).weights();
@@ -223,20 +79,18 @@ public:
 
     // Resumes from a checkpoint written by save(): refuses one written for another K or G, a
     // different teacher or training text, or a file that is corrupted or truncated.
-    static FineTuner load(const std::filesystem::path& path, const Checkpoint& teacher,
-                          std::span<const int> train_tokens) {
+    static FineTuner load(const std::filesystem::path& path, const Checkpoint& teacher, std::vector<int> train_tokens) {
         const std::string file = path.string();
-        std::istringstream in(detail::verified_checkpoint_body(path));
+        std::istringstream in(verified_fine_tune_body(path));
         BinaryReader r(in, file);
-        r.expect_magic(fine_tune_magic);
-        r.expect("version", r.read<std::uint32_t>("version"), fine_tune_version);
-        r.expect("kernels", r.read<std::uint32_t>("kernels"), std::uint32_t{K});
-        r.expect("group_size", r.read<std::uint32_t>("group_size"), std::uint32_t{G});
+        const FineTuneHeader header = read_fine_tune_header(r);
+        r.expect("kernels", header.kernels, K);
+        r.expect("group_size", header.group_size, G);
         const Config c = detail::read_config(r);
         if (c != teacher.config()) {
             throw FormatError(file, "model config", "the teacher's", "a different dim, layers, heads or vocabulary");
         }
-        FineTuneOptions options = read_options(r);
+        FineTuneOptions options = read_fine_tune_options(r);
         try {
             options = check_fine_tune_options(std::move(options), c);
         } catch (const std::invalid_argument& e) {
@@ -244,7 +98,7 @@ public:
         }
         r.expect("teacher fingerprint", r.read<std::uint64_t>("teacher fingerprint"), teacher_fingerprint(teacher));
         r.expect("training-text fingerprint", r.read<std::uint64_t>("training-text fingerprint"),
-                 fingerprint(train_tokens));
+                 fingerprint(std::span<const int>(train_tokens)));
         const auto step = r.read<std::uint64_t>("step");
         const auto planned = r.read<std::uint64_t>("planned steps");
 
@@ -261,8 +115,8 @@ public:
                 stored.blocks[l].projection(p) = Linear(std::move(m));
             }
         }
-        FineTuner tuner(teacher, Student(c, std::move(stored.tensors), std::move(stored.blocks)), train_tokens, options,
-                        step);
+        FineTuner tuner(teacher, Student(c, std::move(stored.tensors), std::move(stored.blocks)),
+                        std::move(train_tokens), options, step);
         tuner.planned_steps_ = planned;
         tuner.projections_ = std::move(states);
         if (options.train_float) {
@@ -281,12 +135,9 @@ public:
         std::ostringstream body;
         {
             BinaryWriter w(body);
-            w.write(std::span<const char>(fine_tune_magic));
-            w.write(fine_tune_version);
-            w.write(std::uint32_t{K});
-            w.write(std::uint32_t{G});
+            write_fine_tune_header(w, {K, G});
             detail::write_config(w, config());
-            write_options(w, options_);
+            write_fine_tune_options(w, options_);
             w.write(teacher_fingerprint_);
             w.write(data_fingerprint_);
             w.write(std::uint64_t{step_});
@@ -323,7 +174,7 @@ public:
         FineTuneStep report;
         report.step = step_;
         report.tokens = options_.batch * options_.length;
-        draw_batch();
+        draw_training_windows(train_tokens_, options_.seed, step_, options_.batch, options_.length, inputs_, targets_);
         if (options_.loss.needs_teacher()) teacher_pass_.forward(teacher_, inputs_, threads);
         student_pass_.forward(student_, inputs_, threads);
         std::vector<MatrixView<const float>> student_hidden, teacher_hidden;
@@ -333,9 +184,8 @@ public:
         }
         const MatrixView<float> dlogits(std::span<float>(dlogits_), report.tokens, c.vocab_size);
         report.loss = distillation_loss(
-            {student_pass_.logits(),
-             options_.loss.needs_teacher() ? teacher_pass_.logits() : MatrixView<const float>(), student_hidden,
-             teacher_hidden, targets_},
+            {student_pass_.logits(), options_.loss.needs_teacher() ? teacher_pass_.logits() : MatrixView<const float>(),
+             student_hidden, teacher_hidden, targets_},
             options_.loss, dlogits, hidden_gradients_, threads);
         if (!std::isfinite(report.loss.total)) {
             throw std::runtime_error("fine-tuning step " + std::to_string(step_) + ": the loss is not finite");
@@ -426,23 +276,23 @@ private:
         return {make_policy(m, o), ScaleAdamW<K>(m, {o.scale_learning_rate}), ScaleGradient<K>(m)};
     }
 
-    FineTuner(const Checkpoint& teacher, Student student, std::span<const int> train_tokens, FineTuneOptions options,
+    FineTuner(const Checkpoint& teacher, Student student, std::vector<int> train_tokens, FineTuneOptions options,
               std::size_t step)
         : options_(check_fine_tune_options(std::move(options), teacher.config())),
           teacher_(Transformer<DenseLinear>::from_checkpoint(
               teacher, [](MatrixView<const float> w, std::size_t, Projection) { return DenseLinear(w); })),
           student_(std::move(student)),
-          train_tokens_(train_tokens),
+          train_tokens_(std::move(train_tokens)),
           teacher_fingerprint_(teacher_fingerprint(teacher)),
-          data_fingerprint_(fingerprint(train_tokens)),
+          data_fingerprint_(fingerprint(std::span<const int>(train_tokens_))),
           step_(step),
           teacher_pass_(teacher.config(), options_.batch, options_.length),
           student_pass_(teacher.config(), options_.batch, options_.length) {
         if (student_.config() != teacher.config()) {
             throw std::invalid_argument("FineTuner: the student and the teacher have different configs");
         }
-        if (train_tokens.size() < options_.length) {
-            throw std::invalid_argument("FineTuner: the training text has " + std::to_string(train_tokens.size()) +
+        if (train_tokens_.size() < options_.length) {
+            throw std::invalid_argument("FineTuner: the training text has " + std::to_string(train_tokens_.size()) +
                                         " tokens; a window of --seq " + std::to_string(options_.length) +
                                         " needs at least " + std::to_string(options_.length));
         }
@@ -463,22 +313,6 @@ private:
         return ExpectedImprovementPolicy(e);
     }
 
-    // Windows of n = length text tokens: the model reads [BOS, c0 .. c(n-2)] at positions 0 .. n-1
-    // and predicts c0 .. c(n-1), as in the perplexity protocol.
-    void draw_batch() {
-        const std::size_t n = options_.length;
-        const std::size_t starts = train_tokens_.size() - n + 1;
-        for (std::size_t b = 0; b < options_.batch; ++b) {
-            const double u = counter_uniform(options_.seed, step_, b, 0, 0, 0);
-            const std::size_t start = std::min(starts - 1, static_cast<std::size_t>(u * double(starts)));
-            inputs_[b * n] = Tokenizer::bos;
-            for (std::size_t t = 0; t < n; ++t) {
-                targets_[b * n + t] = train_tokens_[start + t];
-                if (t + 1 < n) inputs_[b * n + t + 1] = train_tokens_[start + t];
-            }
-        }
-    }
-
     // The B step (flips from the gradient tiles dY^T X) and the scale step of one projection.
     FlipStatistics update_projection(std::size_t layer, Projection p, ProjectionState& state, std::size_t index,
                                      std::size_t threads) {
@@ -491,14 +325,14 @@ private:
             [&](auto& policy) {
                 policy.begin_step({step_, index});
                 std::mutex merge;
-                for_each_gradient_tile(student_pass_.projection_input(layer, p),
-                                       student_pass_.projection_output_gradient(layer, p), {16, threads},
-                                       [&](std::size_t first_row, MatrixView<const float> tile) {
-                                           scale_gradient.accumulate(m, first_row, tile);
-                                           const FlipStatistics s = policy.apply(m, first_row, tile);
-                                           const std::lock_guard lock(merge);
-                                           total += s;
-                                       });
+                for_each_gradient_tile(
+                    student_pass_.projection_input(layer, p), student_pass_.projection_output_gradient(layer, p),
+                    {gradient_tile_rows, threads}, [&](std::size_t first_row, MatrixView<const float> tile) {
+                        scale_gradient.accumulate(m, first_row, tile);
+                        const FlipStatistics s = policy.apply(m, first_row, tile);
+                        const std::lock_guard lock(merge);
+                        total += s;
+                    });
                 policy.end_step(total);
             },
             state.policy);
@@ -538,53 +372,10 @@ private:
         for (std::size_t i = 0; i < parameters.size(); ++i) float_optimizers_[i].step(parameters[i], gradients[i]);
     }
 
-    static void write_options(BinaryWriter& w, const FineTuneOptions& o) {
-        w.write(static_cast<std::uint32_t>(o.policy));
-        w.write(std::uint32_t{o.train_all_kernels});
-        w.write(std::uint64_t{o.batch});
-        w.write(std::uint64_t{o.length});
-        w.write(o.seed);
-        w.write(o.resolved_flip_rate());
-        w.write(o.scale_learning_rate);
-        w.write(std::uint32_t{o.train_float});
-        w.write(o.float_learning_rate);
-        w.write(o.loss.temperature);
-        w.write(o.loss.kl_weight);
-        w.write(o.loss.hidden_weight);
-        w.write(o.loss.cross_entropy_weight);
-        std::uint64_t blocks = 0;
-        for (std::size_t l = 0; l < o.loss.hidden_blocks.size(); ++l) blocks |= std::uint64_t{o.loss.hidden_blocks[l]} << l;
-        w.write(std::uint64_t{o.loss.hidden_blocks.size()});
-        w.write(blocks);
-    }
-    static FineTuneOptions read_options(BinaryReader& r) {
-        FineTuneOptions o;
-        const auto policy = r.read<std::uint32_t>("policy");
-        if (policy > 1) throw FormatError(r.source(), "policy", "0 (stochastic) or 1 (bold)", std::to_string(policy));
-        o.policy = static_cast<FlipPolicyKind>(policy);
-        o.train_all_kernels = r.read<std::uint32_t>("train_all_kernels") != 0;
-        o.batch = r.read<std::uint64_t>("batch");
-        o.length = r.read<std::uint64_t>("seq");
-        o.seed = r.read<std::uint64_t>("seed");
-        o.flip_rate = r.read<double>("flip_rate");
-        o.scale_learning_rate = r.read<float>("scale_learning_rate");
-        o.train_float = r.read<std::uint32_t>("train_float") != 0;
-        o.float_learning_rate = r.read<float>("float_learning_rate");
-        o.loss.temperature = r.read<float>("temperature");
-        o.loss.kl_weight = r.read<float>("kl_weight");
-        o.loss.hidden_weight = r.read<float>("hidden_weight");
-        o.loss.cross_entropy_weight = r.read<float>("cross_entropy_weight");
-        const auto count = r.read<std::uint64_t>("hidden block count");
-        const auto blocks = r.read<std::uint64_t>("hidden blocks");
-        if (count > 64) throw FormatError(r.source(), "hidden block count", "at most 64", std::to_string(count));
-        for (std::size_t l = 0; l < count; ++l) o.loss.hidden_blocks.push_back(((blocks >> l) & 1) != 0);
-        return o;
-    }
-
     FineTuneOptions options_;
     Transformer<DenseLinear> teacher_;
     Student student_;
-    std::span<const int> train_tokens_;
+    std::vector<int> train_tokens_;
     std::uint64_t teacher_fingerprint_;
     std::uint64_t data_fingerprint_;
     std::size_t step_;

@@ -47,12 +47,19 @@ inline bool is_model_file(const std::filesystem::path& path) {
 
 namespace detail {
 
-inline ModelFileHeader read_model_header(BinaryReader& reader) {
-    reader.expect_magic(model_file_magic);
-    reader.expect("version", reader.read<std::uint32_t>("version"), model_file_version);
-    ModelFileHeader header;
+// How the model file and the fine-tuning checkpoint begin: the magic, the version, then K and G.
+template <class Header>
+Header read_kernels_and_group(BinaryReader& reader, const std::array<char, 8>& magic, std::uint32_t version) {
+    reader.expect_magic(magic);
+    reader.expect("version", reader.read<std::uint32_t>("version"), version);
+    Header header;
     header.kernels = reader.read<std::uint32_t>("kernels");
     header.group_size = reader.read<std::uint32_t>("group_size");
+    return header;
+}
+
+inline ModelFileHeader read_model_header(BinaryReader& reader) {
+    auto header = read_kernels_and_group<ModelFileHeader>(reader, model_file_magic, model_file_version);
     header.word_bits = reader.read<std::uint32_t>("word_bits");
     header.config = read_config(reader);
     return header;

@@ -29,6 +29,13 @@ multibool_cli_test("quantize --help" 0 "quantize|--help"
     STDOUT_REGEX "--model M.*--kernels K.*--bits B.*--group G.*--scales S.*--init I.*--rtn B.*--out F")
 multibool_cli_test("finetune --help" 0 "finetune|--help"
     STDOUT_REGEX "--model M.*--tokenizer T.*--train F.*--valid F.*--kernels K.*--group G.*--init I.*--policy P.*--train-kernels W.*--steps N.*--batch B.*--seq S.*--hidden-blocks L.*--threads N.*--eval-every N.*--save-every N.*--log F.*--out CKPT.*--resume CKPT")
+# Defaults in the help come from the values the commands use.
+multibool_cli_test("perplexity --help shows the defaults" 0 "perplexity|--help"
+    STDOUT_REGEX "--group G +columns sharing one scale: 32, 64 or 128 \\(default 64\\).*--iterations N +alternating refinement rounds \\(default 10\\).*--calibration-tokens N +tokens of the calibration text used \\(default 32768\\)")
+multibool_cli_test("generate --help shows the defaults" 0 "generate|--help"
+    STDOUT_REGEX "--prompt P +text to continue \\(default: \"Once upon a time\"\\).*--steps N +[^(]*\\(default 256\\).*--temperature X +0 for greedy \\(default\\).*--seed S +[^(]*\\(default 42\\)")
+multibool_cli_test("finetune --help shows the defaults" 0 "finetune|--help"
+    STDOUT_REGEX "--kernels K +[^(]*\\(default 2\\).*--policy P +flip rule: expected-improvement \\(default. alias stochastic\\) or bold.*--steps N +total steps of the run \\(default 1200.*--batch B +sequences per step \\(default 8\\).*--seq S +tokens per sequence \\(default 256\\).*--lr X +AdamW learning rate of the scales \\(default 3e-3\\).*--flip-rate X +the policy's eta \\(default: expected-improvement 5e-5, bold 2\\).*--hidden X +gamma, weight of the hidden-state MSE \\(default 10\\).*--eval-every N +[^(]*\\(default 200.*--save-every N +[^(]*\\(default 50")
 multibool_cli_test("no command" 2 "" STDERR_REGEX "usage: multibool-llama <command>")
 multibool_cli_test("unknown option" 2 "perplexity|--colour|red"
     STDERR_REGEX "unknown option --colour for 'perplexity'.*multibool-llama perplexity --help")
@@ -67,7 +74,12 @@ multibool_cli_test("finetune unknown initializer" 2 "finetune|--model|no-such-mo
 multibool_cli_test("finetune missing model" 1 "finetune|--model|no-such-model.bin|--out|unused.ckpt"
     STDERR_REGEX "error: .*no-such-model.bin")
 multibool_cli_test("finetune unknown policy" 2 "finetune|--model|no-such-model.bin|--out|unused.ckpt|--policy|foo"
-    STDERR_REGEX "--policy takes stochastic or bold, found 'foo'")
+    STDERR_REGEX "--policy takes expected-improvement \\(alias stochastic\\) or bold, found 'foo'")
+# The policy's name and its earlier name are both accepted: the run gets as far as reading the model.
+foreach(policy expected-improvement stochastic)
+    multibool_cli_test("finetune policy ${policy}" 1
+        "finetune|--model|no-such-model.bin|--out|unused.ckpt|--policy|${policy}" STDERR_REGEX "error: .*no-such-model.bin")
+endforeach()
 multibool_cli_test("finetune unknown trained kernels" 2
     "finetune|--model|no-such-model.bin|--out|unused.ckpt|--train-kernels|some"
     STDERR_REGEX "--train-kernels takes last or all, found 'some'")

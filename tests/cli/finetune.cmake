@@ -84,7 +84,7 @@ if(CHECK STREQUAL "resume")
     # --eval-every is not part of the run: the resumed one measures on its last step only.
     run_tool(0 out err finetune ${files} --resume "${ckpt}" --steps 5)
     expect_final_perplexity("${out}")
-    if(NOT err MATCHES "resuming .*run.ckpt at step 3 \\(K=1, G=64, stochastic\\)")
+    if(NOT err MATCHES "resuming .*run.ckpt at step 3 \\(K=1, G=64, expected-improvement\\)")
         message(FATAL_ERROR "the resumed run should report its step, K, G and policy:\n${err}")
     endif()
     expect_log(5 "0;2;3;5")

@@ -1,0 +1,197 @@
+// Choosing, loading and converting the model of a perplexity, generate or quantize run: every
+// conversion and model-file reader instantiation of the tool lives in this translation unit.
+#include "llama/cli/model_choice.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <iostream>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "llama/calibration.hpp"
+#include "llama/checkpoint.hpp"
+#include "llama/cli/model_inputs.hpp"
+#include "llama/model_file.hpp"
+
+namespace multibool::llama::cli {
+
+namespace fs = std::filesystem;
+
+std::vector<OptionSpec> model_options(bool converted_files) {
+    return {
+        {"model", "M",
+         converted_files ? "llama2.c checkpoint or converted multibool model file (default: {})"
+                         : "llama2.c checkpoint (default: {})",
+         asset("stories260K.bin").string()},
+        tokenizer_option(),
+        {"kernels", "K", "Boolean kernels per weight, 1..4; 0 or absent: float (a converted file sets its own)"},
+        {"bits", "B", "instead of --kernels: K per projection (1..4) within an average of B bits/weight"},
+        group_option(),
+        {"scales", "S", "{} (default: fp16 scale per kernel, row and group) or rowcol (row x column, SPEC 1)", "group"},
+        {"init", "I", "greedy, alternating or {} (default; calibrated on --calibration)", "act-aware"},
+        {"iterations", "N", "alternating refinement rounds (default {})", number_text(ConversionOptions{}.iterations)},
+        {"calibration", "F", "text the float model reads to calibrate act-aware (default: {})",
+         asset("tinystories-train.txt").string()},
+        {"calibration-tokens", "N", "tokens of the calibration text used (default {})",
+         number_text(default_calibration_tokens)},
+        {"rtn", "B",
+         "baseline instead of Boolean kernels: round-to-nearest B-bit (1..8), fp16 scale and min per group"},
+    };
+}
+
+namespace {
+
+constexpr std::size_t max_rtn_bits = 8;
+
+// A converted file's header, checked against what this tool reads and what the options ask for.
+void check_model_file(const ModelChoice& choice, const ModelFileHeader& header, const ParsedOptions& options) {
+    const fs::path& path = choice.path;
+    if (!is_supported(header.kernels, header.group_size)) {
+        throw std::runtime_error(path.string() + ": converted with K=" + std::to_string(header.kernels) +
+                                 ", G=" + std::to_string(header.group_size) + ", which this tool does not support (" +
+                                 supported_values() + ")");
+    }
+    const auto kernels = options.count("kernels");
+    const bool conflicting = (kernels && *kernels != header.kernels) ||
+                             (options.given("group") && *options.count("group") != header.group_size);
+    if (conflicting || options.given("bits") || options.given("rtn") || options.given("scales") ||
+        options.given("init")) {
+        throw UsageError(path.string() + " holds a model converted with K=" + std::to_string(header.kernels) +
+                         ", G=" + std::to_string(header.group_size) +
+                         "; conversion options (--kernels, --group, --bits, --rtn, --scales, --init) do not apply");
+    }
+    constexpr std::size_t word_bits = std::numeric_limits<std::uint64_t>::digits;
+    if (header.word_bits != word_bits) {
+        throw std::runtime_error(path.string() + ": written with " + std::to_string(header.word_bits) +
+                                 "-bit plane words; this tool reads " + std::to_string(word_bits) + "-bit ones");
+    }
+}
+
+// Calibration statistics for act-aware conversion (and for the output-space error column).
+std::optional<CalibrationStatistics> calibrate_if_needed(const ModelChoice& choice, const ParsedOptions& options,
+                                                         const Checkpoint& checkpoint) {
+    const bool needed =
+        choice.kind != ModelChoice::Kind::float_model && choice.kind != ModelChoice::Kind::model_file &&
+        (choice.conversion.initializer == Initializer::activation_aware || options.given("calibration"));
+    if (!needed) return std::nullopt;
+    const fs::path text_path = options.path("calibration");
+    const std::size_t max_tokens = *options.count("calibration-tokens");
+    const Tokenizer tokenizer = load_matching_tokenizer(options.path("tokenizer"), checkpoint.config());
+    const std::vector<int> stream = tokenizer.encode(read_text_file(text_path), false, false);
+    std::cerr << "calibrating on " << std::min(stream.size(), max_tokens) << " tokens of " << text_path.string()
+              << "\n";
+    return calibrate(checkpoint, stream, max_tokens);
+}
+
+template <class Model>
+LoadedModel converted(std::pair<Model, ConversionReport> conversion) {
+    print_totals(conversion.second, std::cerr);
+    return {std::move(conversion.first), std::move(conversion.second)};
+}
+
+}  // namespace
+
+ModelChoice choose_model(const ParsedOptions& options) {
+    ModelChoice choice;
+    choice.path = options.path("model");
+    const auto kernels = options.count("kernels");
+    const bool group_given = options.given("group");
+    const std::size_t group = *options.count("group");
+    const auto bits = options.real("bits");
+    const auto rtn = options.count("rtn");
+    const std::string scales = *options.text("scales");
+    choice.conversion.initializer = initializer_option(options);
+    if (scales != "group" && scales != "rowcol") {
+        throw UsageError("--scales takes group or rowcol, found '" + scales + "'");
+    }
+    choice.conversion.iterations = *options.count("iterations");
+    choice.row_column = scales == "rowcol";
+    choice.group = group;
+    if (int(kernels.value_or(0) != 0) + int(bits.has_value()) + int(rtn.has_value()) > 1) {
+        throw UsageError("choose one of --kernels, --bits and --rtn");
+    }
+    if (kernels.value_or(0) != 0) {
+        choice.kind = ModelChoice::Kind::kernels;
+        choice.kernels = *kernels;
+        if (choice.row_column) {
+            if (group_given) throw UsageError("--group does not apply to --scales rowcol");
+            if (!is_supported_kernels(choice.kernels)) {
+                throw UsageError("K=" + std::to_string(choice.kernels) +
+                                 " is not supported; supported: " + supported_values());
+            }
+        } else {
+            require_supported(choice.kernels, choice.group);
+        }
+    } else if (bits) {
+        choice.kind = ModelChoice::Kind::budget;
+        choice.bits = *bits;
+        if (choice.row_column) throw UsageError("--bits allocates group-scale kernels; drop --scales rowcol");
+        require_supported(supported_kernels[0], choice.group);
+    } else if (rtn) {
+        choice.kind = ModelChoice::Kind::rtn;
+        if (*rtn < 1 || *rtn > max_rtn_bits) {
+            throw UsageError("--rtn takes 1.." + std::to_string(max_rtn_bits) + " bits, found " + std::to_string(*rtn));
+        }
+        choice.bits = double(*rtn);
+    } else if (group_given || options.given("scales") || options.given("init")) {
+        throw UsageError("--group, --scales and --init need --kernels, --bits or --rtn (a float model has none)");
+    }
+
+    if (!fs::exists(choice.path)) throw std::runtime_error(choice.path.string() + ": no such file");
+    if (!is_model_file(choice.path)) return choice;
+    const ModelFileHeader header = read_model_header(choice.path);
+    check_model_file(choice, header, options);
+    choice.kind = ModelChoice::Kind::model_file;
+    choice.kernels = header.kernels;
+    choice.group = header.group_size;
+    return choice;
+}
+
+LoadedModel load_chosen_model(const ModelChoice& choice, const ParsedOptions& options) {
+    using Kind = ModelChoice::Kind;
+    std::optional<LoadedModel> loaded;
+    if (choice.kind == Kind::model_file) {
+        with_instantiation(choice.kernels, choice.group, [&]<std::size_t K, std::size_t G>() {
+            std::cerr << "loading " << choice.path.string() << " (converted, K=" << K << ", G=" << G << ")\n";
+            loaded.emplace(LoadedModel{load_model<K, G>(choice.path), std::nullopt});
+        });
+        return std::move(*loaded);
+    }
+    std::cerr << "loading " << choice.path.string() << "\n";
+    const Checkpoint checkpoint = load_checkpoint(choice.path);
+    if (choice.kind == Kind::float_model) {
+        return {Transformer<DenseLinear>::from_checkpoint(
+                    checkpoint, [](MatrixView<const float> w, std::size_t, Projection) { return DenseLinear(w); }),
+                std::nullopt};
+    }
+    const auto calibration = calibrate_if_needed(choice, options, checkpoint);
+    ConversionOptions conversion = choice.conversion;
+    if (calibration) conversion.calibration = std::cref(*calibration);
+    switch (choice.kind) {
+        case Kind::rtn:
+            return converted(convert_round_to_nearest(checkpoint, std::size_t(choice.bits), choice.group, conversion));
+        case Kind::budget:
+            with_group(choice.group, [&]<std::size_t G>() {
+                loaded.emplace(converted(convert_to_budget<G>(checkpoint, choice.bits, conversion)));
+            });
+            return std::move(*loaded);
+        case Kind::kernels:
+            if (choice.row_column) {
+                with_kernels(choice.kernels, [&]<std::size_t K>() {
+                    loaded.emplace(converted(convert_row_column<K>(checkpoint, conversion)));
+                });
+            } else {
+                with_instantiation(choice.kernels, choice.group, [&]<std::size_t K, std::size_t G>() {
+                    loaded.emplace(converted(convert<K, G>(checkpoint, conversion)));
+                });
+            }
+            return std::move(*loaded);
+        default:
+            throw std::logic_error("load_chosen_model: unhandled model kind");
+    }
+}
+
+}  // namespace multibool::llama::cli

@@ -1,0 +1,69 @@
+#pragma once
+// The model a perplexity, generate or quantize run uses: a float checkpoint, a converted model
+// file, or a checkpoint converted now (fixed K with group or row x column scales, K per
+// projection under a bit budget, or the RTN baseline). Loading and converting are compiled once,
+// in model_choice.cpp, for every supported (K, G); the commands visit the loaded variant.
+#include <cstddef>
+#include <filesystem>
+#include <optional>
+#include <variant>
+#include <vector>
+
+#include "llama/cli/options.hpp"
+#include "llama/cli/supported_shapes.hpp"
+#include "llama/conversion.hpp"
+#include "llama/transformer.hpp"
+#include "multibool/nn/dense_linear.hpp"
+
+namespace multibool::llama::cli {
+
+// The options that choose and build the model, shared by perplexity, generate and quantize;
+// converted_files: --model may also name a converted model file.
+std::vector<OptionSpec> model_options(bool converted_files);
+
+struct ModelChoice {
+    enum class Kind { float_model, model_file, kernels, budget, rtn };
+    Kind kind = Kind::float_model;
+    std::filesystem::path path;
+    std::size_t kernels = 0;
+    std::size_t group = default_group;
+    bool row_column = false;
+    double bits = 0.0;
+    ConversionOptions conversion;
+};
+
+// Option values are checked before any model file is read, so a usage error is reported as one
+// whether or not the model exists.
+ModelChoice choose_model(const ParsedOptions& options);
+
+template <std::size_t K, std::size_t G>
+using GroupScaleModel = BooleanTransformer<K, G>;
+template <std::size_t K>
+using RowColumnModel = Transformer<RowColumnLinear<K>>;
+template <std::size_t G>
+using BudgetModel = Transformer<BudgetLinear<G>>;
+
+namespace detail {
+template <class... Models>
+struct ModelList {};
+template <class... Group, class... RowColumn, class... Budget>
+auto any_model(ModelList<Group...>, ModelList<RowColumn...>, ModelList<Budget...>)
+    -> std::variant<Transformer<DenseLinear>, Group..., RowColumn..., Budget...>;
+}  // namespace detail
+
+// Every model type the tool runs: float (and the RTN baseline, held as float layers), then per
+// supported (K, G), K and G the group-scale, row x column and budget models.
+using AnyModel =
+    decltype(detail::any_model(typename for_every_instantiation<GroupScaleModel, detail::ModelList>::type{},
+                               typename for_every_value<supported_kernels, RowColumnModel, detail::ModelList>::type{},
+                               typename for_every_value<supported_groups, BudgetModel, detail::ModelList>::type{}));
+
+struct LoadedModel {
+    AnyModel model;
+    std::optional<ConversionReport> report;  // for models converted now
+};
+
+// Loads or converts the chosen model, with progress and a converted model's totals on stderr.
+LoadedModel load_chosen_model(const ModelChoice& choice, const ParsedOptions& options);
+
+}  // namespace multibool::llama::cli

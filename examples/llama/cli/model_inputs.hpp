@@ -1,0 +1,70 @@
+#pragma once
+// What several commands read or print about a model: text files, the tokenizer that must match
+// the model, the initializer's name, a conversion's totals.
+#include <cstddef>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <ostream>
+#include <stdexcept>
+#include <string>
+
+#include "llama/checkpoint.hpp"
+#include "llama/cli/options.hpp"
+#include "llama/cli/supported_shapes.hpp"
+#include "llama/conversion.hpp"
+#include "llama/tokenizer.hpp"
+
+namespace multibool::llama::cli {
+
+// How many tokens of the calibration text act-aware conversion reads.
+inline constexpr std::size_t default_calibration_tokens = 32768;
+
+inline std::string read_text_file(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw std::runtime_error(path.string() + ": cannot open for reading");
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+inline Tokenizer load_matching_tokenizer(const std::filesystem::path& path, const Config& config) {
+    Tokenizer tokenizer = load_tokenizer(path);
+    if (tokenizer.vocab_size() != config.vocab_size) {
+        throw std::runtime_error(path.string() + ": the tokenizer has " + std::to_string(tokenizer.vocab_size()) +
+                                 " pieces, the model's vocab_size is " + std::to_string(config.vocab_size));
+    }
+    return tokenizer;
+}
+
+inline OptionSpec tokenizer_option(unsigned flags = no_flags) {
+    return {"tokenizer", "T", "llama2.c tokenizer file (default: {})", asset("tok512.bin").string(), flags};
+}
+
+inline OptionSpec group_option(unsigned flags = no_flags) {
+    return {"group", "G", "columns sharing one scale: " + alternatives_text(supported_groups) + " (default {})",
+            number_text(default_group), flags};
+}
+
+// --init, by the initializers' names.
+inline Initializer initializer_option(const ParsedOptions& options) {
+    const std::string name = *options.text("init");
+    for (Initializer i : {Initializer::greedy, Initializer::alternating, Initializer::activation_aware}) {
+        if (name == initializer_name(i)) return i;
+    }
+    throw UsageError("--init takes greedy, alternating or act-aware, found '" + name + "'");
+}
+
+inline void print_totals(const ConversionReport& report, std::ostream& out) {
+    const ErrorTally total = report.total();
+    char line[512];
+    std::snprintf(line, sizeof line,
+                  "%s: %zu projections, %zu weights in %zu bytes (float32: %zu), %.4f bits/weight, relative error "
+                  "%.4f, relative output error %.4f\n",
+                  report.method.c_str(), report.projections.size(), total.weights, total.storage_bytes,
+                  total.weights * sizeof(float), total.bits_per_weight(), total.relative_error(),
+                  total.relative_output_error());
+    out << line;
+}
+
+}  // namespace multibool::llama::cli

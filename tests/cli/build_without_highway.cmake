@@ -1,0 +1,9 @@
+# cmake -DSOURCE_DIR=... -DWORK_DIR=... -DGENERATOR=... -DCXX=... -DBUILD_TYPE=... -P build_without_highway.cmake
+file(REMOVE_RECURSE ${WORK_DIR})
+execute_process(
+    COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR} -G ${GENERATOR} -DCMAKE_CXX_COMPILER=${CXX}
+            -DCMAKE_BUILD_TYPE=${BUILD_TYPE} -DMULTIBOOL_WITH_HIGHWAY=OFF -DMULTIBOOL_BUILD_TESTS=OFF
+            -DMULTIBOOL_BUILD_BENCH=OFF
+    COMMAND_ERROR_IS_FATAL ANY)
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${WORK_DIR} --target multibool-llama COMMAND_ERROR_IS_FATAL ANY)
+execute_process(COMMAND ${WORK_DIR}/examples/multibool-llama --help COMMAND_ERROR_IS_FATAL ANY)
