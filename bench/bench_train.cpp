@@ -37,8 +37,9 @@ void flip_step(benchmark::State& state, Shape shape, Policy policy) {
     std::vector<float> dx(kTokens * shape.n);
     std::size_t peak = 0;
     const double seconds = seconds_per_iteration(state, [&](std::size_t step) {
-        peak = trainer.step(x.batch(step), dy.batch(step), MatrixView<float>(std::span(dx), kTokens, shape.n),
-                            FlipContext{step, 0})
+        peak = trainer
+                   .step(x.batch(step), dy.batch(step), MatrixView<float>(std::span(dx), kTokens, shape.n),
+                         FlipContext{step, 0})
                    .peak_extra_bytes;
         WeightSpaceSolver{}.solve(trainer.matrix(), teacher);
         return trainer.matrix().scale_data().data();

@@ -28,9 +28,9 @@
 #include "llama/perplexity.hpp"
 #include "llama/tokenizer.hpp"
 #include "llama/transformer.hpp"
-#include "multibool/core/bit_plane_matrix.hpp"
 #include "multibool/backends/highway_backend.hpp"
 #include "multibool/backends/highway_lookup_backend.hpp"
+#include "multibool/core/bit_plane_matrix.hpp"
 #include "multibool/nn/dense_linear.hpp"
 #include "multibool/nn/multibool_linear.hpp"
 #include "multibool/solvers/greedy_residual.hpp"
@@ -97,7 +97,8 @@ void report(const llama::Checkpoint& checkpoint, const std::map<Key, std::vector
     std::map<Key, Matrix> matrices;
     for (std::size_t layer = 0; layer < checkpoint.config().n_layers; ++layer) {
         for (const auto p : llama::projections) {
-            matrices.emplace(Key{layer, p}, multibool::greedy_residual<Matrix>(llama::checkpoint_projection(checkpoint, layer, p)));
+            matrices.emplace(Key{layer, p},
+                             multibool::greedy_residual<Matrix>(llama::checkpoint_projection(checkpoint, layer, p)));
         }
     }
     double squared_error = 0.0, squared_norm = 0.0, worst = 0.0;
@@ -129,8 +130,9 @@ void report(const llama::Checkpoint& checkpoint, const std::map<Key, std::vector
     };
     const double exact_ppl = llama::perplexity(build(std::type_identity<Exact>{}), valid, threads).perplexity();
     const double lookup_ppl = llama::perplexity(build(std::type_identity<Lookup>{}), valid, threads).perplexity();
-    std::printf("| %zu | %zu | %.2e | %.2e (%s) | %.4f | %.4f | %+.2f %% |\n", K, G, std::sqrt(squared_error / squared_norm),
-                worst, worst_name.c_str(), exact_ppl, lookup_ppl, 100.0 * (lookup_ppl / exact_ppl - 1.0));
+    std::printf("| %zu | %zu | %.2e | %.2e (%s) | %.4f | %.4f | %+.2f %% |\n", K, G,
+                std::sqrt(squared_error / squared_norm), worst, worst_name.c_str(), exact_ppl, lookup_ppl,
+                100.0 * (lookup_ppl / exact_ppl - 1.0));
     std::fflush(stdout);
 }
 
@@ -160,15 +162,17 @@ int main(int argc, char** argv) {
         const auto tokenizer = llama::load_tokenizer(assets / "tok512.bin");
         const auto train = tokenizer.encode(read_text_file(assets / "tinystories-train.txt"), false, false);
         const auto valid = tokenizer.encode(read_text_file(assets / "tinystories-valid.txt"), false, false);
-        const auto inputs = record_inputs(checkpoint, std::span<const int>(train).first(std::min(train.size(), kRecordedTokens)));
+        const auto inputs =
+            record_inputs(checkpoint, std::span<const int>(train).first(std::min(train.size(), kRecordedTokens)));
         std::printf("# Accuracy of the int8 lookup tables on stories260K (Highway target %s)\n\n",
                     std::string(multibool::HighwayBackend::target()).c_str());
-        std::printf("Greedy residual weights, fp16 scales. Layer error: ||y_lookup - y_exact|| / ||y_exact|| over the "
-                    "inputs the float model feeds each projection on the first %zu tokens of tinystories-train.txt "
-                    "(size-weighted over the 35 projections; worst projection). Perplexity on tinystories-valid.txt "
-                    "(%zu tokens) with the exact-float HighwayBackend and with HighwayLookupBackend on the same "
-                    "weights.\n\n",
-                    kRecordedTokens, valid.size());
+        std::printf(
+            "Greedy residual weights, fp16 scales. Layer error: ||y_lookup - y_exact|| / ||y_exact|| over the "
+            "inputs the float model feeds each projection on the first %zu tokens of tinystories-train.txt "
+            "(size-weighted over the 35 projections; worst projection). Perplexity on tinystories-valid.txt "
+            "(%zu tokens) with the exact-float HighwayBackend and with HighwayLookupBackend on the same "
+            "weights.\n\n",
+            kRecordedTokens, valid.size());
         std::printf("| K | G | layer rel. error | worst layer | PPL exact | PPL lookup | change |\n");
         std::printf("|---|---|---|---|---|---|---|\n");
         report<1, 64>(checkpoint, inputs, valid, threads);

@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
+#include <multibool/backends/scalar_backend.hpp>
 #include <multibool/core/bit_plane_matrix.hpp>
 #include <multibool/core/half.hpp>
-#include <multibool/backends/scalar_backend.hpp>
 #include <multibool/solvers/greedy_residual.hpp>
 #include <multibool/training/bold_policy.hpp>
 #include <multibool/training/boolean_trainer.hpp>
@@ -51,7 +51,8 @@ std::vector<float> inputs(std::mt19937_64& rng, const std::vector<float>& mixing
 
 std::vector<float> outputs(const Matrix& m, const std::vector<float>& x) {
     std::vector<float> y(batch * rows);
-    ScalarBackend{}.gemm(m, MatrixView<const float>(std::span(x), batch, cols), MatrixView<float>(std::span(y), batch, rows));
+    ScalarBackend{}.gemm(m, MatrixView<const float>(std::span(x), batch, cols),
+                         MatrixView<float>(std::span(y), batch, rows));
     return y;
 }
 
@@ -95,8 +96,9 @@ struct Setup {
 
 template <class Policy>
 void curve(const Setup& setup, const char* name, Policy policy, std::size_t steps) {
-    std::printf("\n**%s** — %s\n\n| step | output MSE | MSE / initial | bits recovered (%%) | flips |\n|---|---|---|---|---|\n",
-                setup.title, name);
+    std::printf(
+        "\n**%s** — %s\n\n| step | output MSE | MSE / initial | bits recovered (%%) | flips |\n|---|---|---|---|---|\n",
+        setup.title, name);
     BooleanTrainer trainer(setup.student, std::move(policy), ScalarBackend{}, GradientTiling{16, 1});
     std::mt19937_64 rng(seed + 1);
     std::vector<float> dy(batch * rows), dx(batch * cols);
@@ -105,15 +107,16 @@ void curve(const Setup& setup, const char* name, Policy policy, std::size_t step
     for (std::size_t s = 0; s <= steps; ++s) {
         if (s % 10 == 0 || s == 5) {
             const double mse = setup.mse(trainer.matrix());
-            std::printf("| %zu | %.4g | %.4f | %s | %zu |\n", s, mse, mse / initial, setup.recovery(trainer.matrix()).c_str(),
-                        flips);
+            std::printf("| %zu | %.4g | %.4f | %s | %zu |\n", s, mse, mse / initial,
+                        setup.recovery(trainer.matrix()).c_str(), flips);
         }
         if (s == steps) break;
         const auto x = inputs(rng, setup.mixing);
         const auto ys = outputs(trainer.matrix(), x), yt = setup.teacher_outputs(x);
         for (std::size_t e = 0; e < dy.size(); ++e) dy[e] = (ys[e] - yt[e]) / float(batch);
         flips += trainer
-                     .step(MatrixView<const float>(std::span(x), batch, cols), MatrixView<const float>(std::span(dy), batch, rows),
+                     .step(MatrixView<const float>(std::span(x), batch, cols),
+                           MatrixView<const float>(std::span(dy), batch, rows),
                            MatrixView<float>(std::span(dx), batch, cols), FlipContext{s, 0})
                      .statistics.flips();
     }
@@ -124,8 +127,10 @@ void curves(const Setup& setup, std::size_t ei_steps, double bold_eta, std::size
     curve(setup, "expected improvement (eta 1, at most 1 flip per row and step)",
           ExpectedImprovementPolicy({.seed = seed, .eta = 1.0, .max_flip_fraction = 1.0 / cols}), ei_steps);
     const std::string eta = " (eta " + std::to_string(bold_eta).substr(0, 4) + ")";
-    curve(setup, ("BOLD, float accumulator" + eta).c_str(), BoldPolicy<float>(setup.student, {.eta = bold_eta}), bold_steps);
-    curve(setup, ("BOLD, fp16 accumulator" + eta).c_str(), BoldPolicy<half>(setup.student, {.eta = bold_eta}), bold_steps);
+    curve(setup, ("BOLD, float accumulator" + eta).c_str(), BoldPolicy<float>(setup.student, {.eta = bold_eta}),
+          bold_steps);
+    curve(setup, ("BOLD, fp16 accumulator" + eta).c_str(), BoldPolicy<half>(setup.student, {.eta = bold_eta}),
+          bold_steps);
     curve(setup, ("BOLD, int8 accumulator" + eta).c_str(), BoldPolicy<std::int8_t>(setup.student, {.eta = bold_eta}),
           bold_steps);
 }
@@ -144,8 +149,13 @@ int main() {
     std::uniform_real_distribution<float> first(0.6f, 1.0f), last(0.3f, 0.6f);
     for (std::size_t e = 0; e < scales.size(); ++e) scales[e] = e < scales.size() / 2 ? first(rng) : last(rng);
     const Matrix teacher = Matrix::from_planes(rows, cols, signs, scales);
-    Setup boolean{"multi-Boolean teacher, 10 % of the last kernel's bits flipped", teacher, {}, inputs(rng, {}), &teacher,
-                  {}, {}};
+    Setup boolean{"multi-Boolean teacher, 10 % of the last kernel's bits flipped",
+                  teacher,
+                  {},
+                  inputs(rng, {}),
+                  &teacher,
+                  {},
+                  {}};
     std::vector<std::size_t> positions(rows * cols);
     for (std::size_t e = 0; e < positions.size(); ++e) positions[e] = e;
     std::shuffle(positions.begin(), positions.end(), rng);

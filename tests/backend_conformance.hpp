@@ -54,7 +54,7 @@ Inputs random_inputs(const Matrix& m, std::mt19937_64& rng, bool small_integers)
     const auto activations = [&](std::size_t n) {
         return small_integers ? testing::small_integers(n, rng) : testing::random_floats(n, rng);
     };
-    Inputs in{activations(m.cols()),          activations(tokens * m.cols()),       activations(m.rows()),
+    Inputs in{activations(m.cols()),          activations(tokens * m.cols()),        activations(m.rows()),
               activations(tokens * m.rows()), testing::random_floats(m.cols(), rng), std::vector<float>(m.cols())};
     // The extreme value negative some of the time, so that u = -127 occurs.
     if (m.cols() > 0) in.x_int8[m.cols() / 2] = -3.5f;
@@ -109,6 +109,16 @@ inline void require_same(const char* product, const std::vector<float>& expected
             FAIL("results differ");
         }
     }
+}
+
+// Every product's outputs equal, bit for bit.
+inline void require_same_outputs(const Outputs& expected, const Outputs& found) {
+    require_same("gemv", expected.gemv, found.gemv);
+    require_same("gemm", expected.gemm, found.gemm);
+    require_same("gemv_transposed", expected.gemv_transposed, found.gemv_transposed);
+    require_same("gemm_transposed", expected.gemm_transposed, found.gemm_transposed);
+    require_same("gemv_int8", expected.gemv_int8, found.gemv_int8);
+    require_same("gemv_boolean", expected.gemv_boolean, found.gemv_boolean);
 }
 
 template <class Backend, class Matrix>
@@ -227,12 +237,7 @@ TEMPLATE_LIST_TEST_CASE("conformance: results do not depend on the thread count"
         for (std::size_t threads : {2u, 3u}) {
             CAPTURE(threads);
             const auto many = testing::conformance::run_products(TestType(threads), m, in);
-            testing::conformance::require_same("gemv", one.gemv, many.gemv);
-            testing::conformance::require_same("gemm", one.gemm, many.gemm);
-            testing::conformance::require_same("gemv_transposed", one.gemv_transposed, many.gemv_transposed);
-            testing::conformance::require_same("gemm_transposed", one.gemm_transposed, many.gemm_transposed);
-            testing::conformance::require_same("gemv_int8", one.gemv_int8, many.gemv_int8);
-            testing::conformance::require_same("gemv_boolean", one.gemv_boolean, many.gemv_boolean);
+            testing::conformance::require_same_outputs(one, many);
         }
     };
     check.template operator()<BitPlaneMatrix<3, 128>>();

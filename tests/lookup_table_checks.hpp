@@ -10,8 +10,8 @@
 #include <span>
 #include <vector>
 
-#include <multibool/core/matrix_view.hpp>
 #include <multibool/backends/scalar_backend.hpp>
+#include <multibool/core/matrix_view.hpp>
 
 #include "test_support.hpp"
 

@@ -5,8 +5,8 @@
 #include <random>
 #include <vector>
 
-#include <multibool/core/bit_plane_matrix.hpp>
 #include <multibool/backends/scalar_backend.hpp>
+#include <multibool/core/bit_plane_matrix.hpp>
 
 #include "test_support.hpp"
 

@@ -18,10 +18,10 @@
 #include <tuple>
 #include <vector>
 
-#include <multibool/core/bit_plane_matrix.hpp>
 #include <multibool/backends/highway_dynamic_dispatch.hpp>
 #include <multibool/backends/prepacking_backend.hpp>
 #include <multibool/backends/scalar_backend.hpp>
+#include <multibool/core/bit_plane_matrix.hpp>
 
 #include "lookup_table_checks.hpp"
 #include "test_support.hpp"
@@ -44,8 +44,7 @@ constexpr std::size_t shape_cols[] = {1, 7, 63, 65, 172, 300, 600};
 // Every target the dispatch unit was compiled for that this CPU runs, best first.
 std::vector<std::int64_t> runnable_targets() {
     std::vector<std::int64_t> targets;
-    for (std::int64_t bits = detail::compiled_targets() & hwy::SupportedTargets(); bits != 0;
-         bits &= bits - 1) {
+    for (std::int64_t bits = detail::compiled_targets() & hwy::SupportedTargets(); bits != 0; bits &= bits - 1) {
         targets.push_back(bits & -bits);
     }
     return targets;
@@ -91,14 +90,15 @@ void for_each_group(Check& check) {
 TEST_CASE("dynamic dispatch picks the best target this CPU supports", "[dispatch]") {
     const std::string target(HighwayDynamicLookupBackend::target());
     const std::int64_t supported = hwy::SupportedTargets();
-    std::cout << "highway_dynamic: dispatched target " << target << ", tile rows "
-              << detail::dynamic_tile_rows() << "; compiled targets:";
+    std::cout << "highway_dynamic: dispatched target " << target << ", tile rows " << detail::dynamic_tile_rows()
+              << "; compiled targets:";
     for (std::int64_t bits = detail::compiled_targets(); bits != 0; bits &= bits - 1) {
         std::cout << ' ' << hwy::TargetName(bits & -bits) << ((bits & -bits & supported) ? "" : "(unsupported)");
     }
     std::cout << '\n';
     WARN("dispatched target: " << target);
-    REQUIRE(detail::dynamic_target() == (detail::compiled_targets() & supported & -(detail::compiled_targets() & supported)));
+    REQUIRE(detail::dynamic_target() ==
+            (detail::compiled_targets() & supported & -(detail::compiled_targets() & supported)));
     REQUIRE(target == hwy::TargetName(detail::dynamic_target()));
     // HWY_WANT_AVX3_DL is defined in the .cpp: AVX3_DL is among the compiled targets.
     REQUIRE((detail::compiled_targets() & HWY_AVX3_DL) != 0);
@@ -122,9 +122,8 @@ TEST_CASE("dynamically dispatched lookup products: exact tables, error bound, ev
         std::cout << "highway_dynamic: checking " << hwy::TargetName(target) << " (tile rows "
                   << detail::dynamic_tile_rows() << ")\n";
         CheckDispatchedProducts check{rng};
-        [&]<std::size_t... k>(std::index_sequence<k...>) {
-            (for_each_group<std::uint64_t, k + 1>(check), ...);
-        }(std::make_index_sequence<4>{});
+        [&]<std::size_t... k>(std::index_sequence<k...>) { (for_each_group<std::uint64_t, k + 1>(check), ...); }
+        (std::make_index_sequence<4>{});
     }
     REQUIRE(detail::dynamic_target() == runnable_targets().front());
 }

@@ -14,10 +14,10 @@
 #include <type_traits>
 #include <vector>
 
+#include <multibool/backends/thread_pool.hpp>
 #include <multibool/core/binary_io.hpp>
 #include <multibool/core/bit_plane_matrix.hpp>
 #include <multibool/core/half.hpp>
-#include <multibool/backends/thread_pool.hpp>
 #include <multibool/training/bold_policy.hpp>
 #include <multibool/training/counter_random.hpp>
 #include <multibool/training/expected_improvement_policy.hpp>
@@ -58,8 +58,7 @@ double loss_change(const M& m, const std::vector<float>& gradient, std::size_t k
 
 // The exact change of 0.5 ||W_hat - T||^2 when bit (k, i, j) alone flips, in double.
 template <class M>
-double exact_flip_change(const M& m, const std::vector<float>& target, std::size_t k, std::size_t i,
-                         std::size_t j) {
+double exact_flip_change(const M& m, const std::vector<float>& target, std::size_t k, std::size_t i, std::size_t j) {
     double w = 0;
     for (std::size_t l = 0; l < M::kernels; ++l) w += double(m.scale(l, i, j / m.group_size())) * m.sign(l, i, j);
     const double step = -2.0 * double(m.scale(k, i, j / m.group_size())) * m.sign(k, i, j);
@@ -246,8 +245,8 @@ TEST_CASE("no policy flips a bit whose first-order loss change is not negative",
     };
     SECTION("expected improvement, stochastic") {
         auto m = original;
-        ExpectedImprovementPolicy policy({.seed = seed, .eta = 0.5, .initial_tau = 1.0,
-                                          .trainable = TrainableKernels::all()});
+        ExpectedImprovementPolicy policy(
+            {.seed = seed, .eta = 0.5, .initial_tau = 1.0, .trainable = TrainableKernels::all()});
         step(policy, m, gradient);
         check_flips(m, "expected improvement");
     }
@@ -259,8 +258,7 @@ TEST_CASE("no policy flips a bit whose first-order loss change is not negative",
     }
 }
 
-TEST_CASE("the expected-improvement policy measures tau on its first step and caps flips per row",
-          "[training][flip]") {
+TEST_CASE("the expected-improvement policy measures tau on its first step and caps flips per row", "[training][flip]") {
     const auto seed = fresh_seed();
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
@@ -384,12 +382,13 @@ TEST_CASE("flips do not depend on the tiling, the tile order or the thread count
     };
     SECTION("expected improvement") {
         check_all_tilings([&] {
-            return ExpectedImprovementPolicy({.seed = seed, .eta = 0.3, .max_flip_fraction = 0.05,
-                                              .trainable = TrainableKernels::all()});
+            return ExpectedImprovementPolicy(
+                {.seed = seed, .eta = 0.3, .max_flip_fraction = 0.05, .trainable = TrainableKernels::all()});
         });
     }
     SECTION("BOLD") {
-        check_all_tilings([&] { return BoldPolicy<half>(original, {.eta = 0.3, .trainable = TrainableKernels::all()}); });
+        check_all_tilings(
+            [&] { return BoldPolicy<half>(original, {.eta = 0.3, .trainable = TrainableKernels::all()}); });
     }
 }
 
@@ -691,8 +690,7 @@ TEST_CASE("BOLD's state resumes training bit for bit, for every storage", "[trai
         refuses(BoldPolicy<Storage>(2, rows, cols, options), state, "BoldPolicy kernels", "expected 2, found 3");
         refuses(BoldPolicy<Storage>(3, rows + 1, cols, options), state, "BoldPolicy rows", "expected 31, found 30");
         refuses(BoldPolicy<Storage>(3, rows, cols - 1, options), state, "BoldPolicy cols", "expected 44, found 45");
-        refuses(BoldPolicy<Storage>(start, {.eta = 0.3}), state, "BoldPolicy trainable kernels",
-                "expected 4, found 5");
+        refuses(BoldPolicy<Storage>(start, {.eta = 0.3}), state, "BoldPolicy trainable kernels", "expected 4, found 5");
         using Other = std::conditional_t<std::is_same_v<Storage, float>, half, float>;
         refuses(BoldPolicy<Other>(start, options), state, "BoldPolicy accumulator storage bytes", "found");
         // Truncated anywhere; a beta outside [0, 1]; values store() never writes.

@@ -34,7 +34,8 @@ TEST_CASE("greedy K=1 is sign times the mean magnitude of each ragged group", "[
     std::mt19937_64 rng(seed);
     const std::size_t rows = 3, cols = 172, group = 64;
     const auto w = testing::random_floats(rows * cols, rng);
-    const auto m = greedy_residual<BitPlaneMatrix<1, 64, float, std::uint32_t>>({std::span<const float>(w), rows, cols});
+    const auto m =
+        greedy_residual<BitPlaneMatrix<1, 64, float, std::uint32_t>>({std::span<const float>(w), rows, cols});
     const auto dense = m.dequantize();
     for (std::size_t i = 0; i < rows; ++i) {
         for (std::size_t g0 = 0; g0 < cols; g0 += group) {

@@ -7,10 +7,10 @@
 #include <random>
 #include <vector>
 
-#include <multibool/core/bit_plane_matrix.hpp>
 #include <multibool/backends/highway_lookup_backend.hpp>
 #include <multibool/backends/lookup_table_gemv.hpp>
 #include <multibool/backends/scalar_backend.hpp>
+#include <multibool/core/bit_plane_matrix.hpp>
 
 #include "lookup_table_checks.hpp"
 #include "test_support.hpp"
@@ -71,8 +71,8 @@ struct CheckLookupProducts {
             for (std::size_t cols : shape_cols) {
                 CAPTURE(Matrix::kernels, Matrix::group_size_parameter, Matrix::word_bits, rows, cols);
                 const auto m = testing::random_matrix<Matrix>(rows, cols, rng);
-                const LookupTableMatrix<Matrix::kernels, typename Matrix::scale_type> packed(
-                    m, lookup_table_tile_rows());
+                const LookupTableMatrix<Matrix::kernels, typename Matrix::scale_type> packed(m,
+                                                                                             lookup_table_tile_rows());
                 check_layout(m, packed);
                 const HighwayLookupBackend backend(1);
                 testing::check_exact_tables(backend, m, packed, rng);

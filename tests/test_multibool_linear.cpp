@@ -150,8 +150,10 @@ TEST_CASE("VariableKernelLinear picks K at run time and computes what that Multi
     check.template operator()<2>();
     check.template operator()<3>();
     check.template operator()<4>();
-    REQUIRE_THROWS_WITH(Layer::with_kernels(5, []<std::size_t k>() { return MultiBoolLinear<k, 32, float, std::uint64_t, ScalarBackend>(); }),
-                        Catch::Matchers::Contains("K=5 is outside 1..4"));
+    REQUIRE_THROWS_WITH(
+        Layer::with_kernels(
+            5, []<std::size_t k>() { return MultiBoolLinear<k, 32, float, std::uint64_t, ScalarBackend>(); }),
+        Catch::Matchers::Contains("K=5 is outside 1..4"));
 }
 
 TEST_CASE("a default-constructed layer is the empty 0 x 0 layer", "[nn]") {

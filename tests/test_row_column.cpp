@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
+#include <multibool/backends/product_backend.hpp>
+#include <multibool/backends/scalar_backend.hpp>
 #include <multibool/core/bit_plane_storage.hpp>
 #include <multibool/core/row_column_matrix.hpp>
 #include <multibool/core/row_column_serialization.hpp>
-#include <multibool/backends/product_backend.hpp>
-#include <multibool/backends/scalar_backend.hpp>
 #include <multibool/nn/linear_layer.hpp>
 #include <multibool/nn/row_column_linear.hpp>
 #include <multibool/solvers/row_column_refinement.hpp>

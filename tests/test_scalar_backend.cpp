@@ -6,9 +6,9 @@
 #include <random>
 #include <vector>
 
-#include <multibool/core/bit_plane_matrix.hpp>
 #include <multibool/backends/product_backend.hpp>
 #include <multibool/backends/scalar_backend.hpp>
+#include <multibool/core/bit_plane_matrix.hpp>
 
 #include "test_support.hpp"
 

@@ -186,8 +186,7 @@ TEST_CASE("AdamW matches a hand-worked step on three parameters", "[training][ad
     }
 }
 
-TEST_CASE("AdamW refuses bad options, mismatched sizes and non-finite values, changing nothing",
-          "[training][adamw]") {
+TEST_CASE("AdamW refuses bad options, mismatched sizes and non-finite values, changing nothing", "[training][adamw]") {
     REQUIRE_THROWS_WITH(AdamW(3, {.learning_rate = -1.0f}), Catch::Contains("AdamW: need a finite learning_rate"));
     REQUIRE_THROWS_AS(AdamW(3, {.learning_rate = 0.1f, .beta1 = 1.0f}), std::invalid_argument);
     REQUIRE_THROWS_AS(AdamW(3, {.learning_rate = 0.1f, .epsilon = 0.0f}), std::invalid_argument);

@@ -11,10 +11,10 @@
 #include <type_traits>
 #include <vector>
 
+#include <multibool/backends/scalar_backend.hpp>
 #include <multibool/core/bit_plane_matrix.hpp>
 #include <multibool/core/half.hpp>
 #include <multibool/core/serialization.hpp>
-#include <multibool/backends/scalar_backend.hpp>
 #include <multibool/nn/multibool_linear.hpp>
 #include <multibool/solvers/greedy_residual.hpp>
 

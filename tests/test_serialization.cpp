@@ -75,7 +75,8 @@ TEST_CASE("files are written atomically and read back whole", "[core][serializat
 
 TEST_CASE("a file written for other parameters names the field that differs", "[core][serialization]") {
     std::mt19937_64 rng(fresh_seed());
-    const auto bytes = testing::to_bytes(testing::random_matrix<BitPlaneMatrix<2, 64, float, std::uint32_t>>(3, 70, rng));
+    const auto bytes =
+        testing::to_bytes(testing::random_matrix<BitPlaneMatrix<2, 64, float, std::uint32_t>>(3, 70, rng));
     REQUIRE_NOTHROW(testing::from_bytes<BitPlaneMatrix<2, 64, float, std::uint32_t>>(bytes));
     REQUIRE_THROWS_WITH((testing::from_bytes<BitPlaneMatrix<3, 64, float, std::uint32_t>>(bytes)),
                         "memory: field 'kernels': expected 3, found 2");

@@ -8,9 +8,9 @@
 #include <utility>
 #include <vector>
 
+#include <multibool/backends/scalar_backend.hpp>
 #include <multibool/core/bit_plane_matrix.hpp>
 #include <multibool/core/half.hpp>
-#include <multibool/backends/scalar_backend.hpp>
 #include <multibool/solvers/greedy_residual.hpp>
 #include <multibool/training/bold_policy.hpp>
 #include <multibool/training/boolean_trainer.hpp>
@@ -133,13 +133,15 @@ Matrix train(Matrix student, Policy policy, const Teacher& teacher, Schedule sch
 
 template <class Policy>
 Matrix train(Matrix student, Policy policy, const Teacher& teacher, Schedule schedule, std::uint64_t data_seed) {
-    return train(std::move(student), std::move(policy), teacher, schedule, data_seed, [](std::size_t, const Matrix&) {});
+    return train(std::move(student), std::move(policy), teacher, schedule, data_seed,
+                 [](std::size_t, const Matrix&) {});
 }
 
 // Fraction of the given last-kernel positions where the student's bit equals the teacher's.
 double recovered(const Matrix& student, const Matrix& teacher, const std::vector<std::size_t>& flipped) {
     std::size_t same = 0;
-    for (const std::size_t e : flipped) same += std::size_t{student.sign(1, e / cols, e % cols) == teacher.sign(1, e / cols, e % cols)};
+    for (const std::size_t e : flipped)
+        same += std::size_t{student.sign(1, e / cols, e % cols) == teacher.sign(1, e / cols, e % cols)};
     return double(same) / double(flipped.size());
 }
 
@@ -155,7 +157,6 @@ Matrix perturbed(const Matrix& teacher, std::mt19937_64& rng, std::vector<std::s
 }
 
 }  // namespace
-
 
 TEST_CASE("teacher-student: every policy recovers the flipped bits of a multi-Boolean teacher", "[training][teacher]") {
     const auto seed = fresh_seed();
@@ -207,9 +208,9 @@ TEST_CASE("teacher-student: a dense teacher's student ends well below its greedy
     // above its start (eta 0.01 is steadier). Required: at most 0.8.
     const Schedule schedule{.steps = 60, .mixing = mixing};
     SECTION("expected improvement: eta 1, at most 1 flip per row and step") {
-        const Matrix trained = train(
-            student, ExpectedImprovementPolicy({.seed = seed, .eta = 1.0, .max_flip_fraction = 1.0 / cols}), teacher,
-            schedule, seed + 1);
+        const Matrix trained =
+            train(student, ExpectedImprovementPolicy({.seed = seed, .eta = 1.0, .max_flip_fraction = 1.0 / cols}),
+                  teacher, schedule, seed + 1);
         CHECK(output_mse(trained, teacher, x_eval) <= 0.8 * before);
     }
     SECTION("BOLD, float accumulator: eta 0.01") {
@@ -232,7 +233,8 @@ TEST_CASE("teacher-student: the same seed gives the same bits for any thread cou
         REQUIRE(reference.words().size() > 0);
         for (const auto& [tiles, threads] : {std::pair<std::size_t, std::size_t>{16, 2}, {64, 1}, {64, 2}, {5, 2}}) {
             CAPTURE(tiles, threads);
-            const Matrix other = train(student, make_policy(), teacher, {.steps = 10, .tiles = tiles, .threads = threads}, seed);
+            const Matrix other =
+                train(student, make_policy(), teacher, {.steps = 10, .tiles = tiles, .threads = threads}, seed);
             CHECK(std::ranges::equal(other.words(), reference.words()));
         }
     };

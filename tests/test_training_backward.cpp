@@ -136,7 +136,8 @@ void for_each_training_shape(F&& f) {
         ((f.template operator()<BitPlaneMatrix<Ks + 1, 32>>(), f.template operator()<BitPlaneMatrix<Ks + 1, 64>>(),
           f.template operator()<BitPlaneMatrix<Ks + 1, per_row, float, std::uint8_t>>()),
          ...);
-    }(std::make_index_sequence<3>{});
+    }
+    (std::make_index_sequence<3>{});
 }
 
 }  // namespace
@@ -251,9 +252,9 @@ TEST_CASE("for_each_gradient_tile: the tiles make up dY^T X, identically for any
                 std::vector<int> misshapen(rows, 0);  // per first row: tiles arrive from several threads
                 for_each_gradient_tile(view(x, tokens, n), view(dy, tokens, rows), {tile_rows, threads},
                                        [&](std::size_t first_row, MatrixView<const float> tile) {
-                                           misshapen[first_row] = first_row % tile_rows != 0 ||
-                                                                  tile.rows() != std::min(tile_rows, rows - first_row) ||
-                                                                  tile.cols() != n;
+                                           misshapen[first_row] =
+                                               first_row % tile_rows != 0 ||
+                                               tile.rows() != std::min(tile_rows, rows - first_row) || tile.cols() != n;
                                            for (std::size_t r = 0; r < tile.rows(); ++r) {
                                                ++seen[first_row + r];
                                                for (std::size_t j = 0; j < n; ++j) {
@@ -319,8 +320,7 @@ TEST_CASE("backward: the peak extra memory is gradient_workspace_bytes, never an
         AllocationLog log;
         ScaleGradient gradient(m);
         const auto report = backward(ScalarBackend{}, m, view(x, tokens, n), view(dy, tokens, rows),
-                                     view(dx, tokens, n), gradient, tiling, NoFlips{},
-                                     CountingAllocator<float>(&log));
+                                     view(dx, tokens, n), gradient, tiling, NoFlips{}, CountingAllocator<float>(&log));
         REQUIRE(log.peak == gradient_workspace_bytes(n, rows, tiling));
         REQUIRE(report.peak_extra_bytes == log.peak);
         REQUIRE(log.current == 0);
@@ -343,8 +343,8 @@ TEST_CASE("backward through a MultiBoolLinear layer uses its backend and weights
     backward(layer, view(x, tokens, n), view(dy, tokens, rows), view(dx, tokens, n), gradient, {16, 2},
              [&](std::size_t, MatrixView<const float>) { ++tiles; });
     REQUIRE(tiles == 3);
-    backward(ScalarBackend{}, layer.weights(), view(x, tokens, n), view(dy, tokens, rows),
-             view(dx_scalar, tokens, n), gradient_scalar, {16, 2}, NoFlips{});
+    backward(ScalarBackend{}, layer.weights(), view(x, tokens, n), view(dy, tokens, rows), view(dx_scalar, tokens, n),
+             gradient_scalar, {16, 2}, NoFlips{});
     // The scale gradient does not involve the backend; dX may differ by the backend's rounding.
     REQUIRE(std::equal(gradient.data().begin(), gradient.data().end(), gradient_scalar.data().begin()));
     for (std::size_t e = 0; e < dx.size(); ++e) REQUIRE(dx[e] == Approx(dx_scalar[e]).margin(1e-4));
@@ -370,11 +370,12 @@ TEST_CASE("backward and its pieces refuse mismatched shapes, naming them", "[tra
     };
     using Catch::Matchers::Contains;
 
+    REQUIRE_THAT(
+        invalid_argument_message([&] { for_each_gradient_tile(view(x, 5, 70), view(short_dy, 4, 10), {}, NoFlips{}); }),
+        Contains("5x70") && Contains("4x10"));
     REQUIRE_THAT(invalid_argument_message([&] {
-                     for_each_gradient_tile(view(x, 5, 70), view(short_dy, 4, 10), {}, NoFlips{});
+                     for_each_gradient_tile(view(x, 5, 70), view(dy, 5, 10), {0, 1}, NoFlips{});
                  }),
-                 Contains("5x70") && Contains("4x10"));
-    REQUIRE_THAT(invalid_argument_message([&] { for_each_gradient_tile(view(x, 5, 70), view(dy, 5, 10), {0, 1}, NoFlips{}); }),
                  Contains("tile_rows"));
     REQUIRE_THAT(invalid_argument_message(call(view(wide_x, 5, 71), view(dy, 5, 10), view(dx, 5, 70), gradient)),
                  Contains("10x70") && Contains("5x71"));
@@ -389,6 +390,5 @@ TEST_CASE("backward and its pieces refuse mismatched shapes, naming them", "[tra
                  Contains("tile_rows"));
     REQUIRE_THAT(invalid_argument_message([&] { gradient.accumulate(m, 8, view(x, 5, 70)); }),
                  Contains("5x70 tile at row 8") && Contains("10x70"));
-    REQUIRE_THAT(invalid_argument_message([&] { gradient.accumulate(m, 0, view(wide_x, 5, 71)); }),
-                 Contains("5x71"));
+    REQUIRE_THAT(invalid_argument_message([&] { gradient.accumulate(m, 0, view(wide_x, 5, 71)); }), Contains("5x71"));
 }

@@ -1,5 +1,5 @@
 #pragma once
-// The fine-tuning objective (SPEC §5): knowledge distillation from the float teacher,
+// The fine-tuning objective (docs/METHOD.md §5): knowledge distillation from the float teacher,
 //   L = w_kl * T^2 * mean_t KL(softmax(z_teacher / T) || softmax(z_student / T))
 //     + gamma * mean over the chosen blocks of mean_{t,j} (h_student - h_teacher)^2
 //     + w_ce * mean_t -log softmax(z_student)[target_t],
@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "multibool/core/matrix_view.hpp"
 #include "multibool/backends/thread_pool.hpp"
+#include "multibool/core/matrix_view.hpp"
 
 namespace multibool::llama {
 

@@ -1,5 +1,13 @@
 #pragma once
 // Umbrella header: everything multibool offers.
+#include "multibool/backends/boolean_activations.hpp"
+#include "multibool/backends/default_backend.hpp"
+#include "multibool/backends/int8_activations.hpp"
+#include "multibool/backends/lookup_table_matrix.hpp"
+#include "multibool/backends/prepacking_backend.hpp"
+#include "multibool/backends/product_backend.hpp"
+#include "multibool/backends/scalar_backend.hpp"
+#include "multibool/backends/thread_pool.hpp"
 #include "multibool/core/binary_io.hpp"
 #include "multibool/core/bit_plane_matrix.hpp"
 #include "multibool/core/bit_plane_storage.hpp"
@@ -11,14 +19,6 @@
 #include "multibool/core/row_column_serialization.hpp"
 #include "multibool/core/serialization.hpp"
 #include "multibool/core/shape.hpp"
-#include "multibool/backends/boolean_activations.hpp"
-#include "multibool/backends/default_backend.hpp"
-#include "multibool/backends/int8_activations.hpp"
-#include "multibool/backends/lookup_table_matrix.hpp"
-#include "multibool/backends/product_backend.hpp"
-#include "multibool/backends/prepacking_backend.hpp"
-#include "multibool/backends/scalar_backend.hpp"
-#include "multibool/backends/thread_pool.hpp"
 // The SIMD backends come with their libraries (see cmake/MultiboolBackends.cmake).
 #if MULTIBOOL_HAS_HIGHWAY
 #include "multibool/backends/highway_backend.hpp"

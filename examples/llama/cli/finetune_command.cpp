@@ -175,15 +175,16 @@ Command finetune_command() {
         {"resume", "CKPT",
          "continue the run saved in CKPT (the options that define the run are kept; --out defaults to CKPT)"},
     };
-    return {"finetune", "fine-tune K Boolean kernels by distillation from the float model",
-            "Converts the float checkpoint (--model, the teacher) to K Boolean kernels with group-G scales,\n"
-            "then trains them in the Boolean domain (SPEC 5): each step distills the teacher into the student\n"
-            "on --batch windows of --seq tokens of --train (KL on the logits plus gamma x MSE of the hidden\n"
-            "states), flips bits of the trainable kernels and moves the scales by AdamW. Writes a checkpoint\n"
-            "to --out every --save-every steps (atomically), a CSV log, and the validation perplexity of --valid\n"
-            "every --eval-every steps; Ctrl-C saves and stops. --resume CKPT continues a run bit-exactly.\n"
-            "stdout ends with 'perplexity: <value> tokens: <count>' on --valid after the last step.",
-            std::move(options), run_finetune};
+    return {
+        "finetune", "fine-tune K Boolean kernels by distillation from the float model",
+        "Converts the float checkpoint (--model, the teacher) to K Boolean kernels with group-G scales,\n"
+        "then trains them in the Boolean domain (docs/METHOD.md §5): each step distills the teacher into the student\n"
+        "on --batch windows of --seq tokens of --train (KL on the logits plus gamma x MSE of the hidden\n"
+        "states), flips bits of the trainable kernels and moves the scales by AdamW. Writes a checkpoint\n"
+        "to --out every --save-every steps (atomically), a CSV log, and the validation perplexity of --valid\n"
+        "every --eval-every steps; Ctrl-C saves and stops. --resume CKPT continues a run bit-exactly.\n"
+        "stdout ends with 'perplexity: <value> tokens: <count>' on --valid after the last step.",
+        std::move(options), run_finetune};
 }
 
 }  // namespace multibool::llama::cli

@@ -52,7 +52,6 @@ namespace multibool {
 namespace HWY_NAMESPACE {
 namespace highway_kernels {
 
-
 namespace hn = hwy::HWY_NAMESPACE;
 
 using FloatTag = hn::ScalableTag<float>;
@@ -71,15 +70,16 @@ inline constexpr std::size_t tile_chunks = 4;
 // 16 tokens), more tokens than these spill and run slower than one token at a time.
 inline constexpr std::size_t transposed_token_block = 4;
 template <std::size_t K>
-inline constexpr std::size_t forward_token_block = K == 1 ? 4 : K <= 4 ? 2 : 1;
+inline constexpr std::size_t forward_token_block = K == 1   ? 4
+                                                   : K <= 4 ? 2
+                                                            : 1;
 
 // Calls f(std::integral_constant<std::size_t, I>()) for I = 0 .. N-1, unrolled at any optimization
 // level, so that arrays of vectors indexed by I stay in registers.
 template <std::size_t N, class F>
 HWY_INLINE void unroll(F&& f) {
-    [&]<std::size_t... I>(std::index_sequence<I...>) HWY_ATTR {
-        (f(std::integral_constant<std::size_t, I>()), ...);
-    }(std::make_index_sequence<N>());
+    [&]<std::size_t... I>(std::index_sequence<I...>) HWY_ATTR { (f(std::integral_constant<std::size_t, I>()), ...); }
+    (std::make_index_sequence<N>());
 }
 
 // Lane l is true where bit l of bits is set.
@@ -128,7 +128,8 @@ void forward_row(const M& m, std::size_t i, const std::array<const float*, Token
         std::array<std::array<FloatVec, K>, Tokens> s;
         unroll<Tokens>([&](auto t) HWY_ATTR { unroll<K>([&](auto k) HWY_ATTR { s[t][k] = hn::Zero(d); }); });
         // s_tk += the chunk from column j of x_t, signed by bits_k; lanes past `count` of x are zero.
-        const auto add_chunk = [&](const std::array<std::uint64_t, K>& bits, std::size_t j, std::size_t count) HWY_ATTR {
+        const auto add_chunk = [&](const std::array<std::uint64_t, K>& bits, std::size_t j,
+                                   std::size_t count) HWY_ATTR {
             std::array<FloatVec, Tokens> xv;
             std::array<FloatVec, Tokens> neg_xv;
             unroll<Tokens>([&](auto t) HWY_ATTR {
@@ -137,7 +138,8 @@ void forward_row(const M& m, std::size_t i, const std::array<const float*, Token
             });
             unroll<K>([&](auto k) HWY_ATTR {
                 const auto mask = lane_mask(d, bits[k]);
-                unroll<Tokens>([&](auto t) HWY_ATTR { s[t][k] = hn::Add(s[t][k], hn::IfThenElse(mask, xv[t], neg_xv[t])); });
+                unroll<Tokens>([&](auto t)
+                                   HWY_ATTR { s[t][k] = hn::Add(s[t][k], hn::IfThenElse(mask, xv[t], neg_xv[t])); });
             });
         };
         std::array<std::uint64_t, K> bits;
@@ -186,13 +188,14 @@ void for_each_token_block(MatrixView<const float> in, MatrixView<float> out, F&&
 // Rows [begin, end) for every token of xs: blocks of rows whose planes stay in cache while
 // blocks of tokens go over them.
 template <class M>
-void forward_rows(const M& m, MatrixView<const float> xs, MatrixView<float> ys, std::size_t begin,
-                  std::size_t end) {
+void forward_rows(const M& m, MatrixView<const float> xs, MatrixView<float> ys, std::size_t begin, std::size_t end) {
     for (std::size_t row_block = begin; row_block < end; row_block += row_grain) {
         const std::size_t row_end = std::min(end, row_block + row_grain);
-        for_each_token_block<forward_token_block<M::kernels>>(xs, ys, [&](auto tokens, const auto& x, const auto& y) HWY_ATTR {
-            for (std::size_t i = row_block; i < row_end; ++i) forward_row<decltype(tokens)::value>(m, i, x, y);
-        });
+        for_each_token_block<forward_token_block<M::kernels>>(xs, ys,
+                                                              [&](auto tokens, const auto& x, const auto& y) HWY_ATTR {
+                                                                  for (std::size_t i = row_block; i < row_end; ++i)
+                                                                      forward_row<decltype(tokens)::value>(m, i, x, y);
+                                                              });
     }
 }
 
@@ -283,8 +286,8 @@ void transposed_tile(const M& m, const ChunkGroups& groups, std::size_t c0, std:
 
 // Chunks [begin, end) of dx for Tokens tokens over a block of rows, a tile at a time.
 template <std::size_t Tokens, class M>
-void transposed_chunks(const M& m, const ChunkGroups& groups, std::size_t begin, std::size_t end,
-                       std::size_t row_begin, std::size_t row_end, const std::array<const float*, Tokens>& dy,
+void transposed_chunks(const M& m, const ChunkGroups& groups, std::size_t begin, std::size_t end, std::size_t row_begin,
+                       std::size_t row_end, const std::array<const float*, Tokens>& dy,
                        const std::array<float*, Tokens>& dx) {
     for (std::size_t c = begin; c < end; c += tile_chunks) {
         transposed_tile<Tokens>(m, groups, c, std::min(tile_chunks, end - c), row_begin, row_end, dy, dx);
@@ -304,9 +307,10 @@ void transposed_columns(const M& m, const ChunkGroups& groups, MatrixView<const 
     }
     for (std::size_t row_begin = 0; row_begin < m.rows(); row_begin += transposed_row_block) {
         const std::size_t row_end = std::min(m.rows(), row_begin + transposed_row_block);
-        for_each_token_block<transposed_token_block>(dys, dxs, [&](auto tokens, const auto& dy, const auto& dx) HWY_ATTR {
-            transposed_chunks<decltype(tokens)::value>(m, groups, begin, end, row_begin, row_end, dy, dx);
-        });
+        for_each_token_block<transposed_token_block>(
+            dys, dxs, [&](auto tokens, const auto& dy, const auto& dx) HWY_ATTR {
+                transposed_chunks<decltype(tokens)::value>(m, groups, begin, end, row_begin, row_end, dy, dx);
+            });
     }
 }
 
@@ -484,8 +488,9 @@ void forward_products(std::size_t threads, const M& m, MatrixView<const float> x
 template <class M>
 void transposed_products(std::size_t threads, const M& m, MatrixView<const float> dys, MatrixView<float> dxs) {
     const auto groups = chunk_groups(m, hn::Lanes(FloatTag()));
-    parallel_for(threads, groups.first.size(), tile_chunks,
-                 [&](std::size_t begin, std::size_t end) HWY_ATTR { transposed_columns(m, groups, dys, dxs, begin, end); });
+    parallel_for(threads, groups.first.size(), tile_chunks, [&](std::size_t begin, std::size_t end) HWY_ATTR {
+        transposed_columns(m, groups, dys, dxs, begin, end);
+    });
 }
 
 // Threads split the output rows.

@@ -37,8 +37,9 @@
 // counts models use (VariableKernelLinear's default too).
 #define MULTIBOOL_DYNAMIC_DISPATCH_SCALES(X, K) \
     X(K, float, F32) X(K, double, F64) X(K, ::multibool::half, F16) X(K, ::multibool::bfloat16, BF16)
-#define MULTIBOOL_DYNAMIC_DISPATCH_LIST(X)                                                            \
-    MULTIBOOL_DYNAMIC_DISPATCH_SCALES(X, 1) MULTIBOOL_DYNAMIC_DISPATCH_SCALES(X, 2)                   \
+#define MULTIBOOL_DYNAMIC_DISPATCH_LIST(X)  \
+    MULTIBOOL_DYNAMIC_DISPATCH_SCALES(X, 1) \
+    MULTIBOOL_DYNAMIC_DISPATCH_SCALES(X, 2) \
     MULTIBOOL_DYNAMIC_DISPATCH_SCALES(X, 3) MULTIBOOL_DYNAMIC_DISPATCH_SCALES(X, 4)
 
 namespace multibool {
@@ -51,17 +52,18 @@ namespace detail {
 // Defined in highway_dynamic_dispatch_unit.hpp, each on the target chosen at run time: Y = X W_hat^T
 // through the int8 tables (m packed for that target's tile height, dynamic_tile_rows()), and the
 // ProductBackend products of the unpacked matrix.
-#define MULTIBOOL_DYNAMIC_DISPATCH_DECLARE(K, SCALE, SUFFIX)                                                        \
-    void lookup_table_gemm(const LookupTableMatrix<K, SCALE>& m, MatrixView<const float> xs, MatrixView<float> ys,   \
-                           std::size_t threads);                                                                      \
-    void dispatched_gemm(const PackedPlanes<K, SCALE, DispatchedWord>& m, MatrixView<const float> xs,                \
-                         MatrixView<float> ys, std::size_t threads);                                                  \
-    void dispatched_gemm_transposed(const PackedPlanes<K, SCALE, DispatchedWord>& m, MatrixView<const float> dys,    \
-                                    MatrixView<float> dxs, std::size_t threads);                                      \
-    void dispatched_gemv_int8(const PackedPlanes<K, SCALE, DispatchedWord>& m,                                       \
-                              const Int8Activations<DispatchedWord>& xq, std::span<float> y, std::size_t threads);    \
-    void dispatched_gemv_boolean(const PackedPlanes<K, SCALE, DispatchedWord>& m,                                    \
-                                 const BooleanActivations<DispatchedWord>& xb, std::span<float> y, std::size_t threads);
+#define MULTIBOOL_DYNAMIC_DISPATCH_DECLARE(K, SCALE, SUFFIX)                                                       \
+    void lookup_table_gemm(const LookupTableMatrix<K, SCALE>& m, MatrixView<const float> xs, MatrixView<float> ys, \
+                           std::size_t threads);                                                                   \
+    void dispatched_gemm(const PackedPlanes<K, SCALE, DispatchedWord>& m, MatrixView<const float> xs,              \
+                         MatrixView<float> ys, std::size_t threads);                                               \
+    void dispatched_gemm_transposed(const PackedPlanes<K, SCALE, DispatchedWord>& m, MatrixView<const float> dys,  \
+                                    MatrixView<float> dxs, std::size_t threads);                                   \
+    void dispatched_gemv_int8(const PackedPlanes<K, SCALE, DispatchedWord>& m,                                     \
+                              const Int8Activations<DispatchedWord>& xq, std::span<float> y, std::size_t threads); \
+    void dispatched_gemv_boolean(const PackedPlanes<K, SCALE, DispatchedWord>& m,                                  \
+                                 const BooleanActivations<DispatchedWord>& xb, std::span<float> y,                 \
+                                 std::size_t threads);
 MULTIBOOL_DYNAMIC_DISPATCH_LIST(MULTIBOOL_DYNAMIC_DISPATCH_DECLARE)
 #undef MULTIBOOL_DYNAMIC_DISPATCH_DECLARE
 
@@ -71,8 +73,8 @@ inline constexpr std::size_t dispatched_kernel_counts[] = {
 #undef MULTIBOOL_DYNAMIC_DISPATCH_KERNEL_COUNT
 
 // The largest K the unit compiles (every K from 1 up to it, for every ScaleType).
-inline constexpr std::size_t dispatched_max_kernels = *std::max_element(std::begin(dispatched_kernel_counts),
-                                                                        std::end(dispatched_kernel_counts));
+inline constexpr std::size_t dispatched_max_kernels =
+    *std::max_element(std::begin(dispatched_kernel_counts), std::end(dispatched_kernel_counts));
 
 // The tile height of the LookupTableMatrix layout the chosen target reads.
 std::size_t dynamic_tile_rows();
@@ -162,9 +164,10 @@ private:
 
     template <std::size_t K>
     static constexpr void check_kernels() {
-        static_assert(K >= 1 && K <= detail::dispatched_max_kernels,
-                      "HighwayDynamicLookupBackend: the dispatch unit compiles the table-lookup kernels for K = 1..4 "
-                      "only (MULTIBOOL_DYNAMIC_DISPATCH_LIST); use HighwayLookupBackend (static dispatch) for larger K");
+        static_assert(
+            K >= 1 && K <= detail::dispatched_max_kernels,
+            "HighwayDynamicLookupBackend: the dispatch unit compiles the table-lookup kernels for K = 1..4 "
+            "only (MULTIBOOL_DYNAMIC_DISPATCH_LIST); use HighwayLookupBackend (static dispatch) for larger K");
     }
 };
 

@@ -43,7 +43,7 @@ namespace HWY_NAMESPACE {
 
 namespace kernels = multibool::HWY_NAMESPACE::highway_kernels;
 
-#define MULTIBOOL_DYNAMIC_DISPATCH_ENTRY(K, SCALE, SUFFIX)                                                           \
+#define MULTIBOOL_DYNAMIC_DISPATCH_ENTRY(K, SCALE, SUFFIX)                                                         \
     void LookupTableGemm##K##SUFFIX(const LookupTableMatrix<K, SCALE>& m, MatrixView<const float> xs,              \
                                     MatrixView<float> ys, std::size_t threads) {                                   \
         multibool::HWY_NAMESPACE::lookup_table_gemm_target(m, xs, ys, threads);                                    \
@@ -56,8 +56,8 @@ namespace kernels = multibool::HWY_NAMESPACE::highway_kernels;
                                    MatrixView<float> dxs, std::size_t threads) {                                   \
         kernels::transposed_products(threads, m, dys, dxs);                                                        \
     }                                                                                                              \
-    void GemvInt8##K##SUFFIX(const PackedPlanes<K, SCALE, DispatchedWord>& m, const Int8Activations<DispatchedWord>& xq, \
-                             std::span<float> y, std::size_t threads) {                                            \
+    void GemvInt8##K##SUFFIX(const PackedPlanes<K, SCALE, DispatchedWord>& m,                                      \
+                             const Int8Activations<DispatchedWord>& xq, std::span<float> y, std::size_t threads) { \
         kernels::int8_products(threads, m, xq, y);                                                                 \
     }                                                                                                              \
     void GemvBoolean##K##SUFFIX(const PackedPlanes<K, SCALE, DispatchedWord>& m,                                   \
@@ -81,32 +81,32 @@ HWY_AFTER_NAMESPACE();
 namespace multibool {
 namespace detail {
 
-#define MULTIBOOL_DYNAMIC_DISPATCH_TABLES(K, SCALE, SUFFIX)                                                       \
-    HWY_EXPORT(LookupTableGemm##K##SUFFIX);                                                                       \
-    HWY_EXPORT(Gemm##K##SUFFIX);                                                                                  \
-    HWY_EXPORT(GemmTransposed##K##SUFFIX);                                                                        \
-    HWY_EXPORT(GemvInt8##K##SUFFIX);                                                                              \
-    HWY_EXPORT(GemvBoolean##K##SUFFIX);                                                                           \
-    void lookup_table_gemm(const LookupTableMatrix<K, SCALE>& m, MatrixView<const float> xs, MatrixView<float> ys, \
-                           std::size_t threads) {                                                                 \
-        HWY_DYNAMIC_DISPATCH(LookupTableGemm##K##SUFFIX)(m, xs, ys, threads);                                     \
-    }                                                                                                             \
-    void dispatched_gemm(const PackedPlanes<K, SCALE, DispatchedWord>& m, MatrixView<const float> xs,             \
-                         MatrixView<float> ys, std::size_t threads) {                                             \
-        HWY_DYNAMIC_DISPATCH(Gemm##K##SUFFIX)(m, xs, ys, threads);                                                \
-    }                                                                                                             \
-    void dispatched_gemm_transposed(const PackedPlanes<K, SCALE, DispatchedWord>& m, MatrixView<const float> dys, \
-                                    MatrixView<float> dxs, std::size_t threads) {                                 \
-        HWY_DYNAMIC_DISPATCH(GemmTransposed##K##SUFFIX)(m, dys, dxs, threads);                                    \
-    }                                                                                                             \
-    void dispatched_gemv_int8(const PackedPlanes<K, SCALE, DispatchedWord>& m,                                    \
+#define MULTIBOOL_DYNAMIC_DISPATCH_TABLES(K, SCALE, SUFFIX)                                                         \
+    HWY_EXPORT(LookupTableGemm##K##SUFFIX);                                                                         \
+    HWY_EXPORT(Gemm##K##SUFFIX);                                                                                    \
+    HWY_EXPORT(GemmTransposed##K##SUFFIX);                                                                          \
+    HWY_EXPORT(GemvInt8##K##SUFFIX);                                                                                \
+    HWY_EXPORT(GemvBoolean##K##SUFFIX);                                                                             \
+    void lookup_table_gemm(const LookupTableMatrix<K, SCALE>& m, MatrixView<const float> xs, MatrixView<float> ys,  \
+                           std::size_t threads) {                                                                   \
+        HWY_DYNAMIC_DISPATCH(LookupTableGemm##K##SUFFIX)(m, xs, ys, threads);                                       \
+    }                                                                                                               \
+    void dispatched_gemm(const PackedPlanes<K, SCALE, DispatchedWord>& m, MatrixView<const float> xs,               \
+                         MatrixView<float> ys, std::size_t threads) {                                               \
+        HWY_DYNAMIC_DISPATCH(Gemm##K##SUFFIX)(m, xs, ys, threads);                                                  \
+    }                                                                                                               \
+    void dispatched_gemm_transposed(const PackedPlanes<K, SCALE, DispatchedWord>& m, MatrixView<const float> dys,   \
+                                    MatrixView<float> dxs, std::size_t threads) {                                   \
+        HWY_DYNAMIC_DISPATCH(GemmTransposed##K##SUFFIX)(m, dys, dxs, threads);                                      \
+    }                                                                                                               \
+    void dispatched_gemv_int8(const PackedPlanes<K, SCALE, DispatchedWord>& m,                                      \
                               const Int8Activations<DispatchedWord>& xq, std::span<float> y, std::size_t threads) { \
-        HWY_DYNAMIC_DISPATCH(GemvInt8##K##SUFFIX)(m, xq, y, threads);                                             \
-    }                                                                                                             \
-    void dispatched_gemv_boolean(const PackedPlanes<K, SCALE, DispatchedWord>& m,                                 \
-                                 const BooleanActivations<DispatchedWord>& xb, std::span<float> y,                \
-                                 std::size_t threads) {                                                           \
-        HWY_DYNAMIC_DISPATCH(GemvBoolean##K##SUFFIX)(m, xb, y, threads);                                          \
+        HWY_DYNAMIC_DISPATCH(GemvInt8##K##SUFFIX)(m, xq, y, threads);                                               \
+    }                                                                                                               \
+    void dispatched_gemv_boolean(const PackedPlanes<K, SCALE, DispatchedWord>& m,                                   \
+                                 const BooleanActivations<DispatchedWord>& xb, std::span<float> y,                  \
+                                 std::size_t threads) {                                                             \
+        HWY_DYNAMIC_DISPATCH(GemvBoolean##K##SUFFIX)(m, xb, y, threads);                                            \
     }
 MULTIBOOL_DYNAMIC_DISPATCH_LIST(MULTIBOOL_DYNAMIC_DISPATCH_TABLES)
 #undef MULTIBOOL_DYNAMIC_DISPATCH_TABLES

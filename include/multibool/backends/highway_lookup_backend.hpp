@@ -7,11 +7,11 @@
 #include <span>
 #include <string_view>
 
-#include "multibool/core/bit_plane_storage.hpp"
-#include "multibool/core/matrix_view.hpp"
 #include "multibool/backends/highway_backend.hpp"
 #include "multibool/backends/lookup_table_gemv.hpp"
 #include "multibool/backends/lookup_table_matrix.hpp"
+#include "multibool/core/bit_plane_storage.hpp"
+#include "multibool/core/matrix_view.hpp"
 
 namespace multibool {
 namespace HWY_NAMESPACE {
@@ -20,9 +20,9 @@ class HighwayLookupBackend : public HighwayBackend {
 public:
     static constexpr std::string_view name = "highway_lut";
 
-    using HighwayBackend::HighwayBackend;
     using HighwayBackend::gemm;
     using HighwayBackend::gemv;
+    using HighwayBackend::HighwayBackend;
 
     template <BitPlaneStorage M>
     using packed_type = LookupTableMatrix<M::kernels, typename M::scale_type>;

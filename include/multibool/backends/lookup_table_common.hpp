@@ -15,11 +15,11 @@
 #include <string>
 #include <vector>
 
-#include "multibool/core/matrix_view.hpp"
-#include "multibool/core/shape.hpp"
 #include "multibool/backends/int8_activations.hpp"
 #include "multibool/backends/lookup_table_matrix.hpp"
 #include "multibool/backends/thread_pool.hpp"
+#include "multibool/core/matrix_view.hpp"
+#include "multibool/core/shape.hpp"
 
 namespace multibool {
 
@@ -70,7 +70,8 @@ private:
             const std::size_t chunks = 2 * block.pairs;
             // The largest |sum| of a table entry is a chunk's sum of |x|; it maps to 127.
             magnitudes.assign(chunks, 0.0f);
-            for (std::size_t j = block.begin; j < block.end; ++j) magnitudes[(j - block.begin) / chunk_columns] += std::fabs(x[j]);
+            for (std::size_t j = block.begin; j < block.end; ++j)
+                magnitudes[(j - block.begin) / chunk_columns] += std::fabs(x[j]);
             const float largest = *std::max_element(magnitudes.begin(), magnitudes.end());
             const float total = std::accumulate(magnitudes.begin(), magnitudes.end(), 0.0f);
             if (!std::isfinite(total)) throw_not_finite(x, block, t);
@@ -84,7 +85,8 @@ private:
         std::size_t j = block.begin;
         while (j + 1 < block.end && std::isfinite(x[j])) ++j;
         throw std::invalid_argument("LookupTables: activation " + std::to_string(j) + " of token " + std::to_string(t) +
-                                    " is " + std::to_string(x[j]) + ", not a finite number (or the block's sum of |x| overflows)");
+                                    " is " + std::to_string(x[j]) +
+                                    ", not a finite number (or the block's sum of |x| overflows)");
     }
 
     std::size_t tokens_;

@@ -13,16 +13,17 @@
 #include <hwy/highway.h>
 
 #if HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
-#error "multibool lookup-table products need a SIMD target with byte shuffles (SSSE3 or better): compile with e.g. -mssse3 or -march=native, or use HighwayBackend/XsimdBackend (or HighwayDynamicLookupBackend, highway_dynamic_dispatch.hpp)"
+#error \
+    "multibool lookup-table products need a SIMD target with byte shuffles (SSSE3 or better): compile with e.g. -mssse3 or -march=native, or use HighwayBackend/XsimdBackend (or HighwayDynamicLookupBackend, highway_dynamic_dispatch.hpp)"
 #endif
 
 #include <cstddef>
 #include <span>
 
-#include "multibool/core/matrix_view.hpp"
-#include "multibool/core/shape.hpp"
 #include "multibool/backends/lookup_table_common.hpp"
 #include "multibool/backends/lookup_table_matrix.hpp"
+#include "multibool/core/matrix_view.hpp"
+#include "multibool/core/shape.hpp"
 
 // The kernels, once, for the static target.
 #include "multibool/backends/lookup_table_kernels-inl.hpp"

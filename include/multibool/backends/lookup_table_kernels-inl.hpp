@@ -28,10 +28,10 @@
 #include <type_traits>
 #include <utility>
 
-#include "multibool/core/half.hpp"
-#include "multibool/core/matrix_view.hpp"
 #include "multibool/backends/lookup_table_common.hpp"
 #include "multibool/backends/lookup_table_matrix.hpp"
+#include "multibool/core/half.hpp"
+#include "multibool/core/matrix_view.hpp"
 
 HWY_BEFORE_NAMESPACE();
 namespace multibool {
@@ -63,9 +63,8 @@ HWY_INLINE std::size_t tile_rows() noexcept {
 
 template <std::size_t K, class F>
 HWY_INLINE void for_each_kernel(F&& f) {
-    [&]<std::size_t... k>(std::index_sequence<k...>) HWY_ATTR {
-        (f(std::integral_constant<std::size_t, k>{}), ...);
-    }(std::make_index_sequence<K>{});
+    [&]<std::size_t... k>(std::index_sequence<k...>) HWY_ATTR { (f(std::integral_constant<std::size_t, k>{}), ...); }
+    (std::make_index_sequence<K>{});
 }
 
 // The 16 signed sums of a chunk (already divided by the table unit), rounded to levels in
@@ -85,8 +84,10 @@ HWY_INLINE void quantized_signed_sums(const std::array<float, 4>& chunk, std::ui
     }();
     for (std::size_t e = 0; e < 16; e += hn::Lanes(df)) {
         auto sum = hn::Mul(hn::Set(df, chunk[0]), hn::Load(df, sign[0].data() + e));
-        for (std::size_t q = 1; q < 4; ++q) sum = hn::MulAdd(hn::Set(df, chunk[q]), hn::Load(df, sign[q].data() + e), sum);
-        const auto level = hn::Clamp(hn::NearestInt(sum), hn::Set(di32, -int8_max_level), hn::Set(di32, int8_max_level));
+        for (std::size_t q = 1; q < 4; ++q)
+            sum = hn::MulAdd(hn::Set(df, chunk[q]), hn::Load(df, sign[q].data() + e), sum);
+        const auto level =
+            hn::Clamp(hn::NearestInt(sum), hn::Set(di32, -int8_max_level), hn::Set(di32, int8_max_level));
         hn::StoreU(hn::DemoteTo(du8, hn::Add(level, hn::Set(di32, 128))), du8, entry + e);
     }
 }
@@ -144,12 +145,14 @@ HWY_INLINE auto load_scales(D df, const Scale* p) {
     if constexpr (std::is_same_v<Scale, float>) {
         return hn::LoadU(df, p);
     } else if constexpr (std::is_same_v<Scale, half>) {
-        return hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::float16_t, D>(), reinterpret_cast<const hwy::float16_t*>(p)));
+        return hn::PromoteTo(df,
+                             hn::LoadU(hn::Rebind<hwy::float16_t, D>(), reinterpret_cast<const hwy::float16_t*>(p)));
     } else {
         static_assert(std::is_same_v<Scale, bfloat16>, "load_scales: float, half or bfloat16");
         // bfloat16 is the top half of a float.
         const hn::Rebind<std::uint32_t, D> du32;
-        const auto bits = hn::PromoteTo(du32, hn::LoadU(hn::Rebind<std::uint16_t, D>(), reinterpret_cast<const std::uint16_t*>(p)));
+        const auto bits =
+            hn::PromoteTo(du32, hn::LoadU(hn::Rebind<std::uint16_t, D>(), reinterpret_cast<const std::uint16_t*>(p)));
         return hn::BitCast(df, hn::ShiftLeft<16>(bits));
     }
 }
@@ -222,7 +225,8 @@ HWY_INLINE void block_product(const LookupTableMatrix<K, Scale>& m, std::size_t 
             const S* alpha = block_alpha + k * n;
             const auto even = hn::Sub(whole[t][k], hn::ShiftLeft<8>(odd[t][k]));
             y0 = hn::MulAdd(hn::Mul(load_scales(df, alpha), unit), as_float(hn::LowerHalf(du16_half, even)), y0);
-            y1 = hn::MulAdd(hn::Mul(load_scales(df, alpha + quarter), unit), as_float(hn::UpperHalf(du16_half, even)), y1);
+            y1 = hn::MulAdd(hn::Mul(load_scales(df, alpha + quarter), unit), as_float(hn::UpperHalf(du16_half, even)),
+                            y1);
             y2 = hn::MulAdd(hn::Mul(load_scales(df, alpha + 2 * quarter), unit),
                             as_float(hn::LowerHalf(du16_half, odd[t][k])), y2);
             y3 = hn::MulAdd(hn::Mul(load_scales(df, alpha + 3 * quarter), unit),
@@ -264,11 +268,10 @@ template <std::size_t K, class Scale>
 void lookup_table_gemm_target(const LookupTableMatrix<K, Scale>& m, MatrixView<const float> xs, MatrixView<float> ys,
                               std::size_t threads) {
     detail::check_gemm_arguments("lookup_table_gemm", m, xs, ys, lookup_table_kernels::tile_rows());
-    const LookupTables tables(m.blocks(), m.pairs_per_row(), xs, threads,
-                              [](std::span<const float> x, const LookupTableBlock& block, float inverse,
-                                 std::uint8_t* table) HWY_ATTR {
-                                  lookup_table_kernels::quantize_block(x, block, inverse, table);
-                              });
+    const LookupTables tables(
+        m.blocks(), m.pairs_per_row(), xs, threads,
+        [](std::span<const float> x, const LookupTableBlock& block, float inverse, std::uint8_t* table)
+            HWY_ATTR { lookup_table_kernels::quantize_block(x, block, inverse, table); });
     detail::for_each_tile(m, ys, threads, [&](std::size_t tile, float* y_tile) HWY_ATTR {
         lookup_table_kernels::tile_product(m, tile, tables, y_tile);
     });

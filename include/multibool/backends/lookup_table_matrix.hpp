@@ -76,13 +76,13 @@ public:
     [[nodiscard]] std::size_t cols() const noexcept { return cols_; }
     [[nodiscard]] std::size_t tile_rows() const noexcept { return tile_rows_; }
     // A default-constructed (empty) matrix has no tiles.
-    [[nodiscard]] std::size_t tiles() const noexcept { return tile_rows_ == 0 ? 0 : (rows_ + tile_rows_ - 1) / tile_rows_; }
+    [[nodiscard]] std::size_t tiles() const noexcept {
+        return tile_rows_ == 0 ? 0 : (rows_ + tile_rows_ - 1) / tile_rows_;
+    }
     [[nodiscard]] std::size_t pairs_per_row() const noexcept { return pairs_per_row_; }
     [[nodiscard]] std::span<const LookupTableBlock> blocks() const noexcept { return blocks_; }
     // Bytes a product streams: the packed bits and the scales, padding included.
-    [[nodiscard]] std::size_t bytes() const noexcept {
-        return weights_.size() + scales_.size() * sizeof(scale_type);
-    }
+    [[nodiscard]] std::size_t bytes() const noexcept { return weights_.size() + scales_.size() * sizeof(scale_type); }
 
     // Tile t's bits, ordered block, pair, kernel, row: K * pairs_per_row * tile_rows bytes.
     [[nodiscard]] std::span<const std::uint8_t> tile_weights(std::size_t t) const noexcept {
@@ -119,7 +119,8 @@ private:
                 for (std::size_t p = 0; p < block.pairs; ++p) {
                     const std::size_t begin = block.begin + p * columns_per_pair;
                     const std::size_t end = std::min(block.end, begin + columns_per_pair);
-                    weights[((block.first_pair + p) * K + k) * tile_rows_ + r] = std::uint8_t(bits_at(plane, begin) & low_bits(end - begin));
+                    weights[((block.first_pair + p) * K + k) * tile_rows_ + r] =
+                        std::uint8_t(bits_at(plane, begin) & low_bits(end - begin));
                 }
             }
         }

@@ -35,9 +35,7 @@ public:
     [[nodiscard]] std::size_t groups_per_row() const noexcept { return groups_per_row_; }
     [[nodiscard]] std::size_t words_per_row() const noexcept { return words_per_row_; }
     [[nodiscard]] std::size_t group_begin(std::size_t g) const noexcept { return g * group_size_; }
-    [[nodiscard]] std::size_t group_end(std::size_t g) const noexcept {
-        return std::min(cols_, (g + 1) * group_size_);
-    }
+    [[nodiscard]] std::size_t group_end(std::size_t g) const noexcept { return std::min(cols_, (g + 1) * group_size_); }
     // BitPlaneMatrix's layouts: planes [kernel][row][word], scales [kernel][row][group].
     [[nodiscard]] std::span<const Word> plane_row(std::size_t k, std::size_t i) const noexcept {
         return words_.subspan((k * rows_ + i) * words_per_row_, words_per_row_);

@@ -6,8 +6,8 @@
 #include <concepts>
 #include <span>
 
-#include "multibool/core/matrix_view.hpp"
 #include "multibool/backends/product_backend.hpp"
+#include "multibool/core/matrix_view.hpp"
 
 namespace multibool {
 

@@ -6,10 +6,10 @@
 #include <span>
 #include <string_view>
 
-#include "multibool/core/bit_plane_storage.hpp"
-#include "multibool/core/matrix_view.hpp"
 #include "multibool/backends/boolean_activations.hpp"
 #include "multibool/backends/int8_activations.hpp"
+#include "multibool/core/bit_plane_storage.hpp"
+#include "multibool/core/matrix_view.hpp"
 
 namespace multibool {
 

@@ -43,7 +43,8 @@ private:
                     float sum = 0.0f;
                     for_each_word<Word>(m.group_begin(g), m.group_end(g), [&](std::size_t w, Word mask) {
                         for (std::size_t b = 0; b < M::word_bits; ++b) {
-                            if ((mask >> b) & Word{1}) sum = std::fma(sign_of(plane[w], b), x[w * M::word_bits + b], sum);
+                            if ((mask >> b) & Word{1})
+                                sum = std::fma(sign_of(plane[w], b), x[w * M::word_bits + b], sum);
                         }
                     });
                     s[g] = sum;

@@ -20,12 +20,12 @@
 #include <xsimd/xsimd.hpp>
 
 #include "multibool/backends/backend_common.hpp"
-#include "multibool/core/bit_plane_storage.hpp"
-#include "multibool/core/matrix_view.hpp"
-#include "multibool/core/packed_bits.hpp"
 #include "multibool/backends/boolean_activations.hpp"
 #include "multibool/backends/int8_activations.hpp"
 #include "multibool/backends/thread_pool.hpp"
+#include "multibool/core/bit_plane_storage.hpp"
+#include "multibool/core/matrix_view.hpp"
+#include "multibool/core/packed_bits.hpp"
 
 namespace multibool {
 

@@ -7,11 +7,11 @@
 #include <span>
 #include <utility>
 
+#include "multibool/backends/default_backend.hpp"
+#include "multibool/backends/prepacking_backend.hpp"
+#include "multibool/backends/product_backend.hpp"
 #include "multibool/core/bit_plane_matrix.hpp"
 #include "multibool/core/matrix_view.hpp"
-#include "multibool/backends/default_backend.hpp"
-#include "multibool/backends/product_backend.hpp"
-#include "multibool/backends/prepacking_backend.hpp"
 #include "multibool/solvers/greedy_residual.hpp"
 
 namespace multibool {

@@ -12,8 +12,8 @@
 #include <utility>
 #include <variant>
 
-#include "multibool/core/matrix_view.hpp"
 #include "multibool/backends/default_backend.hpp"
+#include "multibool/core/matrix_view.hpp"
 #include "multibool/nn/multibool_linear.hpp"
 
 namespace multibool {

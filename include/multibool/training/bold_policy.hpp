@@ -12,8 +12,8 @@
 //
 // The accumulator is the policy's only per-weight state, stored as Storage per trainable bit:
 // float (4 bytes), multibool::half (2 bytes, round to nearest even) or std::int8_t with one float
-// scale per (kernel, row) (1 + 4 / cols bytes, saturating at |m| = 1, see below). Each step decodes a row to float, updates it and
-// decides its flips in float, then stores it back, so storage rounding only touches the carry.
+// scale per (kernel, row) (1 + 4 / cols bytes, saturating at |m| = 1, see below). Each step decodes a row to float,
+// updates it and decides its flips in float, then stores it back, so storage rounding only touches the carry.
 //
 // State (write_state / read_state): u64 kernels, u64 rows, u64 cols, u32 trainable-kernel mask
 // (bit k: kernel k trains), u32 bytes per stored value (4 float, 2 half, 1 int8), f64 beta, then
@@ -43,7 +43,11 @@
 namespace multibool {
 
 struct BoldOptions {
-    double eta = 5e-3;  // the published LLM recipe's
+    // In units of 1 / gradient: a bit flips once eta times its accumulated gradient reaches 1, so
+    // eta scales with how the loss is normalized. 5e-3 is the published LLM recipe's; a loss that is
+    // a mean over a batch's tokens (the LLaMA example's) needs about eta x tokens per batch there
+    // (its default 2 for 2048 tokens, examples/README.md).
+    double eta = 5e-3;
     TrainableKernels trainable = TrainableKernels::last();
 };
 
@@ -67,9 +71,7 @@ public:
     }
     [[nodiscard]] std::size_t bytes() const noexcept { return values_.size() * sizeof(Storage); }
 
-    void write(BinaryWriter& writer) const {
-        writer.write_counted(std::span<const Storage>(values_));
-    }
+    void write(BinaryWriter& writer) const { writer.write_counted(std::span<const Storage>(values_)); }
     // Validated: no NaN. Infinity is allowed: keep evidence beyond half's range rounds to it.
     static BoldAccumulator read(BinaryReader& reader, std::size_t rows, std::size_t cols) {
         const std::size_t count = rows * cols;
@@ -109,7 +111,9 @@ public:
         const float scale = std::min(largest, 1.0f) / float(int8_max_level);
         scales_[row] = scale;
         for (std::size_t j = 0; j < cols_; ++j) {
-            const float q = scale == 0 ? 0.0f : std::clamp(std::nearbyint(in[j] / scale), -float(int8_max_level), float(int8_max_level));
+            const float q =
+                scale == 0 ? 0.0f
+                           : std::clamp(std::nearbyint(in[j] / scale), -float(int8_max_level), float(int8_max_level));
             values_[row * cols_ + j] = static_cast<std::int8_t>(q);
         }
     }
@@ -187,10 +191,10 @@ public:
     FlipStatistics apply(M& m, std::size_t first_row, MatrixView<const float> gradient_tile) {
         check_gradient_tile(m, first_row, gradient_tile, "BoldPolicy::apply");
         if (M::kernels != kernels_ || m.rows() != rows_ || m.cols() != cols_) {
-            throw std::invalid_argument("BoldPolicy::apply: the accumulator was made for K=" + std::to_string(kernels_) +
-                                        " " + std::to_string(rows_) + "x" + std::to_string(cols_) + ", got K=" +
-                                        std::to_string(M::kernels) + " " + std::to_string(m.rows()) + "x" +
-                                        std::to_string(m.cols()));
+            throw std::invalid_argument(
+                "BoldPolicy::apply: the accumulator was made for K=" + std::to_string(kernels_) + " " +
+                std::to_string(rows_) + "x" + std::to_string(cols_) + ", got K=" + std::to_string(M::kernels) + " " +
+                std::to_string(m.rows()) + "x" + std::to_string(m.cols()));
         }
         const auto beta = static_cast<float>(beta_);
         const auto eta = static_cast<float>(options_.eta);

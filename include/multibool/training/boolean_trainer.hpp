@@ -11,9 +11,9 @@
 #include <mutex>
 #include <utility>
 
+#include "multibool/backends/product_backend.hpp"
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/matrix_view.hpp"
-#include "multibool/backends/product_backend.hpp"
 #include "multibool/training/flip_optimizer.hpp"
 #include "multibool/training/multibool_backward.hpp"
 #include "multibool/training/scale_gradient.hpp"
@@ -47,14 +47,14 @@ public:
         policy_.begin_step(context);
         TrainStepReport report;
         std::mutex merge;  // statistics sum exactly, so the merge order does not matter
-        report.peak_extra_bytes =
-            backward(backend_, matrix_, x, dy, dx, scale_gradient_, tiling_,
-                     [&](std::size_t first_row, MatrixView<const float> tile) {
-                         const FlipStatistics tile_statistics = policy_.apply(matrix_, first_row, tile);
-                         const std::lock_guard lock(merge);
-                         report.statistics += tile_statistics;
-                     })
-                .peak_extra_bytes;
+        report.peak_extra_bytes = backward(backend_, matrix_, x, dy, dx, scale_gradient_, tiling_,
+                                           [&](std::size_t first_row, MatrixView<const float> tile) {
+                                               const FlipStatistics tile_statistics =
+                                                   policy_.apply(matrix_, first_row, tile);
+                                               const std::lock_guard lock(merge);
+                                               report.statistics += tile_statistics;
+                                           })
+                                      .peak_extra_bytes;
         policy_.end_step(report.statistics);
         return report;
     }

@@ -21,8 +21,7 @@ namespace multibool {
 // Distinct last coordinates never collide (mix is a bijection); distinct prefixes share a hash
 // with probability about 2^-64. Not cryptographic, and it need not be.
 [[nodiscard]] constexpr double counter_uniform(std::uint64_t seed, std::uint64_t step, std::uint64_t layer,
-                                               std::uint64_t kernel, std::uint64_t row,
-                                               std::uint64_t column) noexcept {
+                                               std::uint64_t kernel, std::uint64_t row, std::uint64_t column) noexcept {
     constexpr std::uint64_t gamma = 0x9E3779B97F4A7C15ull;  // SplitMix64's Weyl increment (odd)
     std::uint64_t h = seed;
     for (const std::uint64_t x : {step, layer, kernel, row, column}) h = splitmix64_mix(h + (x + 1) * gamma);

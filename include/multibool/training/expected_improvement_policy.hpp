@@ -135,8 +135,7 @@ private:
         if (options_.deterministic) return true;
         if (tau_ == 0) return false;  // still measuring tau
         const double probability = options_.eta * double(gain) / tau_;
-        return probability >= 1 ||
-               counter_uniform(options_.seed, context_.step, context_.layer, k, i, j) < probability;
+        return probability >= 1 || counter_uniform(options_.seed, context_.step, context_.layer, k, i, j) < probability;
     }
 
     ExpectedImprovementOptions options_;

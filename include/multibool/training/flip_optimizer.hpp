@@ -104,8 +104,8 @@ struct FlipStatistics {
     std::array<std::size_t, max_kernels> kernel_bits{};        // trainable bits looked at
     std::array<std::size_t, max_kernels> kernel_candidates{};  // bits with dL < 0
     std::array<std::size_t, max_kernels> kernel_flips{};       // bits flipped
-    ExactSum candidate_gain;  // sum of -dL over candidates
-    ExactSum flip_gain;       // sum of |dL| over flipped bits (a BOLD flip may go against this step's dL)
+    ExactSum candidate_gain;                                   // sum of -dL over candidates
+    ExactSum flip_gain;  // sum of |dL| over flipped bits (a BOLD flip may go against this step's dL)
 
     [[nodiscard]] std::size_t bits() const noexcept { return total(kernel_bits); }
     [[nodiscard]] std::size_t candidates() const noexcept { return total(kernel_candidates); }
@@ -157,16 +157,15 @@ void check_gradient_tile(const M& m, std::size_t first_row, MatrixView<const flo
 }
 
 template <class O, class M>
-concept FlipOptimizer =
-    BitPlaneStorage<M> && requires(O& optimizer, const O& const_optimizer, M& m, std::size_t index,
-                                   MatrixView<const float> gradient_tile, FlipContext context,
-                                   const FlipStatistics& total) {
-        m.flip(index, index, index);  // kernel, row, column
-        optimizer.begin_step(context);
-        { optimizer.apply(m, index, gradient_tile) } -> std::same_as<FlipStatistics>;
-        optimizer.end_step(total);
-        // Persistent optimizer state over the matrix's rows * cols weights (bits and scales excluded).
-        { const_optimizer.state_bytes_per_weight() } -> std::convertible_to<double>;
-    };
+concept FlipOptimizer = BitPlaneStorage<M> &&
+    requires(O& optimizer, const O& const_optimizer, M& m, std::size_t index, MatrixView<const float> gradient_tile,
+             FlipContext context, const FlipStatistics& total) {
+    m.flip(index, index, index);  // kernel, row, column
+    optimizer.begin_step(context);
+    { optimizer.apply(m, index, gradient_tile) } -> std::same_as<FlipStatistics>;
+    optimizer.end_step(total);
+    // Persistent optimizer state over the matrix's rows * cols weights (bits and scales excluded).
+    { const_optimizer.state_bytes_per_weight() } -> std::convertible_to<double>;
+};
 
 }  // namespace multibool

@@ -10,9 +10,9 @@
 #include <type_traits>
 #include <utility>
 
+#include "multibool/backends/product_backend.hpp"
 #include "multibool/core/bit_plane_storage.hpp"
 #include "multibool/core/matrix_view.hpp"
-#include "multibool/backends/product_backend.hpp"
 #include "multibool/training/scale_gradient.hpp"
 #include "multibool/training/weight_gradient.hpp"
 
@@ -57,21 +57,23 @@ void check_backward_shapes(const M& m, MatrixView<const float> x, MatrixView<con
 // gradient are computed before on_tile sees the tile, so on_tile may flip bits of the tile's rows
 // in m itself.
 template <class Backend, BitPlaneStorage M, class OnTile, class Allocator = std::allocator<float>>
-    requires ProductBackend<Backend, M>
-BackwardReport backward(const Backend& backend, const M& m, MatrixView<const float> x, MatrixView<const float> dy,
-                        MatrixView<float> dx, ScaleGradient<M::kernels>& scale_gradient, GradientTiling tiling,
-                        OnTile&& on_tile, const Allocator& allocator = {}) {
-    detail::check_backward_shapes(m, x, dy, dx, scale_gradient, tiling);
-    backend.gemm_transposed(m, dy, dx);
-    for_each_gradient_tile(
-        x, dy, tiling,
-        [&](std::size_t first_row, MatrixView<const float> tile) {
-            scale_gradient.accumulate(m, first_row, tile);
-            on_tile(first_row, tile);
-        },
-        allocator);
-    return {gradient_workspace_bytes(m.cols(), m.rows(), tiling)};
-}
+    requires ProductBackend<Backend, M> BackwardReport backward(const Backend& backend, const M& m,
+                                                                MatrixView<const float> x, MatrixView<const float> dy,
+                                                                MatrixView<float> dx,
+                                                                ScaleGradient<M::kernels>& scale_gradient,
+                                                                GradientTiling tiling, OnTile&& on_tile,
+                                                                const Allocator& allocator = {}) {
+        detail::check_backward_shapes(m, x, dy, dx, scale_gradient, tiling);
+        backend.gemm_transposed(m, dy, dx);
+        for_each_gradient_tile(
+            x, dy, tiling,
+            [&](std::size_t first_row, MatrixView<const float> tile) {
+                scale_gradient.accumulate(m, first_row, tile);
+                on_tile(first_row, tile);
+            },
+            allocator);
+        return {gradient_workspace_bytes(m.cols(), m.rows(), tiling)};
+    }
 
 // The same for a layer that owns its weights and its backend (MultiBoolLinear), through both. The
 // weights are read-only here: on_tile must not flip them; flip a copy (or use BooleanTrainer) and
@@ -84,8 +86,8 @@ template <class Layer, class OnTile, class Allocator = std::allocator<float>>
 BackwardReport backward(const Layer& layer, MatrixView<const float> x, MatrixView<const float> dy, MatrixView<float> dx,
                         ScaleGradient<std::remove_cvref_t<decltype(layer.weights())>::kernels>& scale_gradient,
                         GradientTiling tiling, OnTile&& on_tile, const Allocator& allocator = {}) {
-    return backward(layer.backend(), layer.weights(), x, dy, dx, scale_gradient, tiling,
-                    std::forward<OnTile>(on_tile), allocator);
+    return backward(layer.backend(), layer.weights(), x, dy, dx, scale_gradient, tiling, std::forward<OnTile>(on_tile),
+                    allocator);
 }
 
 }  // namespace multibool

@@ -11,9 +11,9 @@
 #include <string>
 #include <type_traits>
 
+#include "multibool/backends/thread_pool.hpp"
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/core/shape.hpp"
-#include "multibool/backends/thread_pool.hpp"
 
 namespace multibool {
 
@@ -107,8 +107,7 @@ inline void gradient_rows(MatrixView<const float> x, MatrixView<const float> dy,
 // and 0 when m or n is 0 (nothing to compute).
 constexpr std::size_t gradient_workspace_bytes(std::size_t n, std::size_t m, GradientTiling tiling) noexcept {
     if (m == 0 || n == 0 || tiling.tile_rows == 0) return 0;
-    return detail::gradient_workers(m, tiling) *
-           (std::min(tiling.tile_rows, m) * n * sizeof(float) + sizeof(float*));
+    return detail::gradient_workers(m, tiling) * (std::min(tiling.tile_rows, m) * n * sizeof(float) + sizeof(float*));
 }
 
 // Calls consume(first_row, tile) for the row tiles [first_row, first_row + tile_rows) of
@@ -119,8 +118,7 @@ void for_each_gradient_tile(MatrixView<const float> x, MatrixView<const float> d
                             Consume&& consume, const Allocator& allocator = {}) {
     if (x.rows() != dy.rows()) {
         throw std::invalid_argument("for_each_gradient_tile: X is " + detail::shape_of(x) + " and dY is " +
-                                    detail::shape_of(dy) +
-                                    "; they need the same number of rows (tokens)");
+                                    detail::shape_of(dy) + "; they need the same number of rows (tokens)");
     }
     if (tiling.tile_rows == 0) throw std::invalid_argument("for_each_gradient_tile: tile_rows must be at least 1");
     const std::size_t n = x.cols(), m = dy.cols();
