@@ -39,49 +39,49 @@ public:
 
     template <BitPlaneStorage M>
     void gemv(const M& m, std::span<const float> x, std::span<float> y) const {
-        check_length(who("gemv").c_str(), "x", m.cols(), x.size());
-        check_length(who("gemv").c_str(), "y", m.rows(), y.size());
+        check("gemv", "x", m.cols(), x.size());
+        check("gemv", "y", m.rows(), y.size());
         self().forward_products(m, MatrixView<const float>(x, 1, x.size()), MatrixView<float>(y, 1, y.size()));
     }
 
     // Y = X W_hat^T, one row of X per token.
     template <BitPlaneStorage M>
     void gemm(const M& m, MatrixView<const float> xs, MatrixView<float> ys) const {
-        check_length(who("gemm").c_str(), "columns of X", m.cols(), xs.cols());
-        check_length(who("gemm").c_str(), "columns of Y", m.rows(), ys.cols());
-        check_length(who("gemm").c_str(), "rows of Y (tokens)", xs.rows(), ys.rows());
+        check("gemm", "columns of X", m.cols(), xs.cols());
+        check("gemm", "columns of Y", m.rows(), ys.cols());
+        check("gemm", "rows of Y (tokens)", xs.rows(), ys.rows());
         self().forward_products(m, xs, ys);
     }
 
     // dx = W_hat^T dy.
     template <BitPlaneStorage M>
     void gemv_transposed(const M& m, std::span<const float> dy, std::span<float> dx) const {
-        check_length(who("gemv_transposed").c_str(), "dy", m.rows(), dy.size());
-        check_length(who("gemv_transposed").c_str(), "dx", m.cols(), dx.size());
+        check("gemv_transposed", "dy", m.rows(), dy.size());
+        check("gemv_transposed", "dx", m.cols(), dx.size());
         self().transposed_products(m, MatrixView<const float>(dy, 1, dy.size()), MatrixView<float>(dx, 1, dx.size()));
     }
 
     template <BitPlaneStorage M>
     void gemm_transposed(const M& m, MatrixView<const float> dys, MatrixView<float> dxs) const {
-        check_length(who("gemm_transposed").c_str(), "columns of dY", m.rows(), dys.cols());
-        check_length(who("gemm_transposed").c_str(), "columns of dX", m.cols(), dxs.cols());
-        check_length(who("gemm_transposed").c_str(), "rows of dX (tokens)", dys.rows(), dxs.rows());
+        check("gemm_transposed", "columns of dY", m.rows(), dys.cols());
+        check("gemm_transposed", "columns of dX", m.cols(), dxs.cols());
+        check("gemm_transposed", "rows of dX (tokens)", dys.rows(), dxs.rows());
         self().transposed_products(m, dys, dxs);
     }
 
     // y = W_hat (scale * u), bit-serial over the int8 activations' planes.
     template <BitPlaneStorage M>
     void gemv_int8(const M& m, const Int8Activations<typename M::word_type>& xq, std::span<float> y) const {
-        check_length(who("gemv_int8").c_str(), "x", m.cols(), xq.size());
-        check_length(who("gemv_int8").c_str(), "y", m.rows(), y.size());
+        check("gemv_int8", "x", m.cols(), xq.size());
+        check("gemv_int8", "y", m.rows(), y.size());
         self().int8_products(m, xq, y);
     }
 
     // y = W_hat x for x in {-1, +1}^n, XNOR + popcount.
     template <BitPlaneStorage M>
     void gemv_boolean(const M& m, const BooleanActivations<typename M::word_type>& xb, std::span<float> y) const {
-        check_length(who("gemv_boolean").c_str(), "x", m.cols(), xb.size());
-        check_length(who("gemv_boolean").c_str(), "y", m.rows(), y.size());
+        check("gemv_boolean", "x", m.cols(), xb.size());
+        check("gemv_boolean", "y", m.rows(), y.size());
         self().boolean_products(m, xb, y);
     }
 
@@ -90,7 +90,13 @@ protected:
 
 private:
     [[nodiscard]] const Backend& self() const noexcept { return static_cast<const Backend&>(*this); }
-    static std::string who(const char* product) { return std::string(Backend::name) + " backend " + product; }
+    // The message names the backend and the product; it is built only when a length is wrong, so a
+    // product's hot path allocates nothing.
+    static void check(const char* product, const char* name, std::size_t expected, std::size_t found) {
+        if (expected != found) {
+            check_length((std::string(Backend::name) + " backend " + product).c_str(), name, expected, found);
+        }
+    }
 };
 
 // Rows interleaved by accumulate_rows: independent fma chains hide each other's latency.
