@@ -63,7 +63,7 @@ public:
                                         " tokens, got " + std::to_string(sequences) + " of " + std::to_string(length));
         }
         const std::size_t t = tokens();
-        for (std::size_t p = 0; p < length; ++p) set_rotation(rotation_row(p), p);
+        for (std::size_t p = 0; p < length; ++p) set_rotation(rotation_row(p), p, c.rope_theta);
         layers_.resize(c.n_layers);
         for (LayerTape& l : layers_) {
             l.input.resize(t * c.dim);
@@ -297,7 +297,7 @@ private:
         model.embed(std::span<const int>(tokens_).subspan(s * length_, length_), rows(layers_[0].input, c.dim, s));
         for (std::size_t layer = 0; layer < c.n_layers; ++layer) {
             LayerTape& l = layers_[layer];
-            block_forward(model.blocks()[layer], attention_heads(c), tape_rows(layer, s),
+            block_forward(model.blocks()[layer], c, tape_rows(layer, s),
                           [&](std::size_t h, std::size_t t) { return probability_row(l, s, h, t); });
         }
         model.classify(rows(final_input_, c.dim, s), rows(final_normed_, c.dim, s), per_token(final_inverse_, s),

@@ -21,6 +21,9 @@
 
 namespace multibool::llama {
 
+inline constexpr float llama2c_rope_theta = 10000.0f;
+inline constexpr float llama2c_norm_epsilon = 1e-5f;
+
 struct Config {
     std::size_t dim = 0;         // width of the residual stream
     std::size_t hidden_dim = 0;  // width of the feed-forward layer
@@ -30,6 +33,10 @@ struct Config {
     std::size_t vocab_size = 0;
     std::size_t seq_len = 0;
     bool shared_classifier = true;  // the classifier is the token embedding (no wcls)
+    // llama2.c's fixed values; a GGUF file states its own (llama.rope.freq_base,
+    // llama.attention.layer_norm_rms_epsilon).
+    float rope_theta = llama2c_rope_theta;
+    float norm_epsilon = llama2c_norm_epsilon;
 
     [[nodiscard]] std::size_t head_size() const noexcept { return n_heads == 0 ? 0 : dim / n_heads; }
     [[nodiscard]] std::size_t kv_dim() const noexcept { return head_size() * n_kv_heads; }
@@ -127,7 +134,13 @@ inline Config read_config(BinaryReader& reader) {
 }
 
 // The 7 int32 header fields as read_config reads them (negative vocab_size: untied classifier).
+// They have no room for RoPE's theta or RMSNorm's epsilon: a model with other values is refused.
 inline void write_config(BinaryWriter& w, const Config& c) {
+    if (c.rope_theta != llama2c_rope_theta || c.norm_epsilon != llama2c_norm_epsilon) {
+        throw std::invalid_argument("llama2.c-style header: the model has RoPE theta " + std::to_string(c.rope_theta) +
+                                    " and RMSNorm epsilon " + std::to_string(c.norm_epsilon) +
+                                    ", this format stores only llama2.c's 10000 and 1e-5: write a GGUF file instead");
+    }
     const std::array<std::int32_t, 7> header = {
         std::int32_t(c.dim),        std::int32_t(c.hidden_dim),
         std::int32_t(c.n_layers),   std::int32_t(c.n_heads),

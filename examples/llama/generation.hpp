@@ -1,9 +1,8 @@
 #pragma once
 // Text generation with llama2.c's `run` loop: the prompt is encoded with BOS, positions run up
-// to `steps` (prompt included, at most seq_len), and generation stops early at a BOS token.
-// Greedy decoding reproduces llama2.c exactly; sampling is plain temperature sampling (llama2.c
-// adds top-p 0.9 and its own generator). The prompt goes through one batched forward; then one
-// token per step from the KV cache.
+// to `steps` (prompt included; beyond the model's seq_len if asked, as llama.cpp allows), and generation stops early at
+// a BOS token. Greedy decoding reproduces llama2.c exactly; sampling is plain temperature sampling (llama2.c adds top-p
+// 0.9 and its own generator). The prompt goes through one batched forward; then one token per step from the KV cache.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -17,7 +16,7 @@
 #include <string_view>
 #include <vector>
 
-#include "llama/tokenizer.hpp"
+#include "llama/text_tokenizer.hpp"
 #include "llama/transformer.hpp"
 
 namespace multibool::llama {
@@ -81,18 +80,18 @@ inline bool printable_piece(std::string_view piece) noexcept {
 // on_text(piece) receives the printable text as it is produced: the prompt first (its leading
 // dummy-prefix space dropped, as after BOS), then each generated piece.
 template <LinearLayer Linear>
-GenerationResult generate(const Transformer<Linear>& model, const Tokenizer& tokenizer, std::string_view prompt,
+GenerationResult generate(const Transformer<Linear>& model, const TextTokenizer& tokenizer, std::string_view prompt,
                           std::size_t steps, Sampler& sampler,
                           const std::function<void(std::string_view)>& on_text = {}) {
     GenerationResult result;
     result.tokens = tokenizer.encode(prompt, true, false);
     result.prompt_tokens = result.tokens.size();
     // As in llama2.c, `steps` counts forward passes; the token sampled after the last one is kept.
-    const std::size_t positions = std::min(steps, model.config().seq_len);
+    const std::size_t positions = steps;
     if (result.prompt_tokens > positions) {
         throw std::invalid_argument("generate: the prompt is " + std::to_string(result.prompt_tokens) +
                                     " tokens (BOS included), more than the " + std::to_string(positions) +
-                                    " positions allowed (the smaller of steps and the model's seq_len)");
+                                    " positions allowed by steps");
     }
     const auto emit = [&](int previous, int token) {
         const std::string_view piece = tokenizer.decode(previous, token);
@@ -107,7 +106,7 @@ GenerationResult generate(const Transformer<Linear>& model, const Tokenizer& tok
     const auto prefilled = clock::now();
     while (true) {
         const int next = sampler.sample(logits.row(0));
-        if (next == Tokenizer::bos) break;
+        if (next == tokenizer.bos()) break;
         emit(result.tokens.back(), next);
         result.tokens.push_back(next);
         const std::size_t pos = result.tokens.size() - 1;

@@ -1,5 +1,6 @@
-// multibool-llama: perplexity, generation, conversion and fine-tuning of llama2.c models, float or
-// with every projection as K Boolean kernels with group-G scales. Run with --help for the options;
+// multibool-llama: perplexity, generation, conversion, fine-tuning and tokenization of LLaMA models
+// (llama2.c checkpoints, GGUF files), float or with every projection as K Boolean kernels with
+// group-G scales. Run with --help for the options;
 // each command is defined in llama/cli/<command>_command.cpp.
 #include <exception>
 #include <iostream>
@@ -17,7 +18,7 @@ using namespace multibool::llama::cli;
 
 const std::vector<Command>& commands() {
     static const std::vector<Command> list = {perplexity_command(), generate_command(), finetune_command(),
-                                              quantize_command()};
+                                              quantize_command(), tokenize_command()};
     return list;
 }
 

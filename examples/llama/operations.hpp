@@ -12,22 +12,21 @@
 
 namespace multibool::llama {
 
-inline constexpr float rms_norm_epsilon = 1e-5f;
-
-// llama2.c's RMSNorm of one row: out = weight * x * r with r = 1 / sqrt(mean(x^2) + eps); returns r.
-inline float rms_norm_row(std::span<const float> x, std::span<const float> weight, std::span<float> out) noexcept {
+// llama2.c's RMSNorm of one row: out = weight * x * r with r = 1 / sqrt(mean(x^2) + epsilon); returns r.
+inline float rms_norm_row(std::span<const float> x, std::span<const float> weight, float epsilon,
+                          std::span<float> out) noexcept {
     float sum_squares = 0.0f;
     for (float e : x) sum_squares += e * e;
-    const float inv = 1.0f / std::sqrt(sum_squares / float(x.size()) + rms_norm_epsilon);
+    const float inv = 1.0f / std::sqrt(sum_squares / float(x.size()) + epsilon);
     for (std::size_t j = 0; j < x.size(); ++j) out[j] = weight[j] * (inv * x[j]);
     return inv;
 }
 
 // RMSNorm of every row; inverse (one float per row, or empty) keeps each row's r for the backward.
-inline void rms_norm(MatrixView<const float> x, std::span<const float> weight, MatrixView<float> out,
+inline void rms_norm(MatrixView<const float> x, std::span<const float> weight, float epsilon, MatrixView<float> out,
                      std::span<float> inverse = {}) noexcept {
     for (std::size_t t = 0; t < x.rows(); ++t) {
-        const float r = rms_norm_row(x.row(t), weight, out.row(t));
+        const float r = rms_norm_row(x.row(t), weight, epsilon, out.row(t));
         if (!inverse.empty()) inverse[t] = r;
     }
 }
@@ -52,12 +51,13 @@ inline void rms_norm_backward(MatrixView<const float> x, std::span<const float> 
     for (std::size_t t = 0; t < x.rows(); ++t) rms_norm_backward_row(x.row(t), inverse[t], w, g.row(t), dx.row(t), dw);
 }
 
-// RoPE as llama2.c computes it in float: pair i of a head turns by pos / 10000^(i / head_size).
-// rotation holds (cos, sin) of each pair's angle, head_size floats.
-inline void set_rotation(std::span<float> rotation, std::size_t pos) noexcept {
+// RoPE as llama2.c computes it in float: pair i of a head turns by pos / theta^(i / head_size)
+// (theta = 10000 in llama2.c, a GGUF file's llama.rope.freq_base). rotation holds (cos, sin) of
+// each pair's angle, head_size floats.
+inline void set_rotation(std::span<float> rotation, std::size_t pos, float theta) noexcept {
     const std::size_t hs = rotation.size();
     for (std::size_t i = 0; i < hs; i += 2) {
-        const float angle = float(pos) * (1.0f / std::pow(10000.0f, float(i) / float(hs)));
+        const float angle = float(pos) * (1.0f / std::pow(theta, float(i) / float(hs)));
         rotation[i] = std::cos(angle);
         rotation[i + 1] = std::sin(angle);
     }

@@ -147,11 +147,11 @@ inline void add_rows(MatrixView<const float> delta, MatrixView<float> x) noexcep
 // RMSNorm -> w1/w3 -> SwiGLU -> w2 -> residual. Each projection runs once over the n rows (the
 // layers' GEMM path); probabilities is causal_attention's.
 template <LinearLayer Linear, class Probabilities>
-void block_forward(const Block<Linear>& b, AttentionHeads heads, const BlockRows& r, Probabilities&& probabilities) {
+void block_forward(const Block<Linear>& b, const Config& c, const BlockRows& r, Probabilities&& probabilities) {
     const std::size_t n = r.q.rows();
     const MatrixView<float> k = last_rows(r.keys, n);
     const MatrixView<float> v = last_rows(r.values, n);
-    rms_norm(r.input, b.rms_att, r.att_normed, r.att_inverse);
+    rms_norm(r.input, b.rms_att, c.norm_epsilon, r.att_normed, r.att_inverse);
     b.wq.forward(r.att_normed, r.q);
     b.wk.forward(r.att_normed, k);
     b.wv.forward(r.att_normed, v);
@@ -159,11 +159,11 @@ void block_forward(const Block<Linear>& b, AttentionHeads heads, const BlockRows
         rotate(r.q.row(t), r.rotation.row(t));
         rotate(k.row(t), r.rotation.row(t));
     }
-    causal_attention(heads, r.q, r.keys, r.values, probabilities, r.attended);
+    causal_attention(attention_heads(c), r.q, r.keys, r.values, probabilities, r.attended);
     b.wo.forward(r.attended, r.mid);
     add_rows(r.input, r.mid);
 
-    rms_norm(r.mid, b.rms_ffn, r.ffn_normed, r.ffn_inverse);
+    rms_norm(r.mid, b.rms_ffn, c.norm_epsilon, r.ffn_normed, r.ffn_inverse);
     b.w1.forward(r.ffn_normed, r.gate);
     b.w3.forward(r.ffn_normed, r.up);
     for (std::size_t e = 0; e < r.gate.data().size(); ++e) {
@@ -199,16 +199,15 @@ private:
 
 // The per-sequence state: the KV cache and scratch buffers. One per concurrent sequence; the
 // model itself is read-only while it runs, so threads share it. The cache holds `capacity`
-// positions (at most seq_len), so scoring 256-token chunks does not pay for the model's whole
-// context, and it remembers how many positions are filled, so a call cannot read unset keys.
+// positions (by default seq_len, the context the model was trained on; RoPE has no table, so
+// like llama.cpp's -c a session may hold more), so scoring 256-token chunks does not pay for
+// the model's whole context, and it remembers how many positions are filled, so a call cannot
+// read unset keys.
 class Session {
 public:
     explicit Session(const Config& c) : Session(c, c.seq_len) {}
     Session(const Config& c, std::size_t capacity) : config_(c), capacity_(capacity) {
-        if (capacity == 0 || capacity > c.seq_len) {
-            throw std::invalid_argument("llama::Session: capacity " + std::to_string(capacity) +
-                                        " outside 1..seq_len (" + std::to_string(c.seq_len) + ")");
-        }
+        if (capacity == 0) throw std::invalid_argument("llama::Session: a capacity of 0 positions");
         const std::size_t cache = checked_product("llama::Session", c.n_layers * capacity, c.kv_dim());
         keys_.resize(cache);
         values_.resize(cache);
@@ -364,7 +363,7 @@ public:
         embed(tokens, x);
         // The angles depend on the position only: once per token, shared by every layer.
         const auto rotation = Session::rows_of(s.rotation_, n, c.head_size());
-        for (std::size_t t = 0; t < n; ++t) set_rotation(rotation.row(t), start + t);
+        for (std::size_t t = 0; t < n; ++t) set_rotation(rotation.row(t), start + t, c.rope_theta);
         // The residual stream goes x -> mid -> x; normed_ and gate_ are reused once dead; no
         // inverse is kept (no backward follows); one softmax row of scratch serves every head.
         const auto normed = Session::rows_of(s.normed_, n, c.dim);
@@ -389,7 +388,7 @@ public:
         for (std::size_t l = 0; l < c.n_layers; ++l) {
             rows.keys = s.keys(l, start + n);
             rows.values = s.values(l, start + n);
-            block_forward(blocks_[l], attention_heads(c), rows, probabilities);
+            block_forward(blocks_[l], c, rows, probabilities);
         }
         s.filled_ = start + n;
 
@@ -409,7 +408,7 @@ public:
     // The final RMSNorm (inverse as in rms_norm) and the classifier over rows of the residual stream.
     void classify(MatrixView<const float> hidden, MatrixView<float> normed, std::span<float> inverse,
                   MatrixView<float> logits) const {
-        rms_norm(hidden, rms_final_, normed, inverse);
+        rms_norm(hidden, rms_final_, config_.norm_epsilon, normed, inverse);
         classifier_.forward(normed, logits);
     }
 

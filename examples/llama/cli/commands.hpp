@@ -8,5 +8,6 @@ Command perplexity_command();
 Command generate_command();
 Command finetune_command();
 Command quantize_command();
+Command tokenize_command();
 
 }  // namespace multibool::llama::cli

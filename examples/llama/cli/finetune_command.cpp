@@ -106,14 +106,14 @@ int run_finetune(const ParsedOptions& options) {
     const std::vector<std::size_t> hidden_blocks = parse_hidden_blocks(options);
     const std::filesystem::path model_path = options.path("model");
     std::cerr << "loading " << model_path.string() << "\n";
-    const Checkpoint teacher = load_checkpoint(model_path);
+    const Checkpoint teacher = load_float_checkpoint(model_path);
     fine_tune.loss.hidden_blocks = hidden_block_mask(hidden_blocks, teacher.config().n_layers);
     try {
         if (!resume) check_fine_tune_options(fine_tune, teacher.config());
     } catch (const std::invalid_argument& e) {
         throw UsageError(e.what());
     }
-    const Tokenizer tokenizer = load_matching_tokenizer(options.path("tokenizer"), teacher.config());
+    const TextTokenizer tokenizer = load_matching_tokenizer(options, teacher.config());
     const std::filesystem::path train_path = options.path("train");
     const std::filesystem::path valid_path = options.path("valid");
     const std::vector<int> train = tokenizer.encode(read_text_file(train_path), false, false);
@@ -135,8 +135,8 @@ Command finetune_command() {
                                      flip_policy_name(FlipPolicyKind::bold) + " " +
                                      number_text(FineTuneOptions::default_bold_rate);
     std::vector<OptionSpec> options = {
-        {"model", "M", "float llama2.c checkpoint, the teacher (default: {})", asset("stories260K.bin").string(),
-         names_input_file},
+        {"model", "M", "float llama2.c checkpoint or GGUF file, the teacher (default: {})",
+         asset("stories260K.bin").string(), names_input_file},
         tokenizer_option(names_input_file),
         {"train", "F", "training text (default: {})", asset("tinystories-train.txt").string(), names_input_file},
         {"valid", "F", "validation text (default: {})", asset("tinystories-valid.txt").string(), names_input_file},

@@ -25,7 +25,7 @@ int run_generate(const ParsedOptions& options) {
     const LoadedModel loaded = load_chosen_model(choice, options);
     std::visit(
         [&](const auto& model) {
-            const Tokenizer tokenizer = load_matching_tokenizer(options.path("tokenizer"), model.config());
+            const TextTokenizer tokenizer = load_matching_tokenizer(options, model.config());
             const GenerationResult result = generate(model, tokenizer, prompt, steps, sampler,
                                                      [](std::string_view piece) { std::cout << piece << std::flush; });
             std::cout << "\n";
@@ -41,14 +41,12 @@ int run_generate(const ParsedOptions& options) {
 
 Command generate_command() {
     std::vector<OptionSpec> options = model_options(true);
-    options.insert(
-        options.end(),
-        {
-            {"prompt", "P", "text to continue (default: \"{}\")", "Once upon a time"},
-            {"steps", "N", "forward passes, prompt included, at most the model's seq_len (default {})", "256"},
-            {"temperature", "X", "{} for greedy (default), higher for more varied text", "0"},
-            {"seed", "S", "seed of the sampler when temperature > 0 (default {})", "42"},
-        });
+    options.insert(options.end(), {
+                                      {"prompt", "P", "text to continue (default: \"{}\")", "Once upon a time"},
+                                      {"steps", "N", "forward passes, prompt included (default {})", "256"},
+                                      {"temperature", "X", "{} for greedy (default), higher for more varied text", "0"},
+                                      {"seed", "S", "seed of the sampler when temperature > 0 (default {})", "42"},
+                                  });
     return {"generate", "continue a prompt, greedy or sampled",
             "Continues a prompt with llama2.c's run loop: greedy at temperature 0 (as llama2.c), otherwise\n"
             "sampled from softmax(logits / temperature). The text goes to stdout; stderr ends with\n"

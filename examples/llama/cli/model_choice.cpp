@@ -14,6 +14,7 @@
 #include "llama/calibration.hpp"
 #include "llama/checkpoint.hpp"
 #include "llama/cli/model_inputs.hpp"
+#include "llama/gguf_model.hpp"
 #include "llama/model_file.hpp"
 
 namespace multibool::llama::cli {
@@ -23,8 +24,9 @@ namespace fs = std::filesystem;
 std::vector<OptionSpec> model_options(bool converted_files) {
     return {
         {"model", "M",
-         converted_files ? "llama2.c checkpoint or converted multibool model file (default: {})"
-                         : "llama2.c checkpoint (default: {})",
+         converted_files ? "llama2.c checkpoint, GGUF file (float, or Q1_0 kernels run as they are) or converted "
+                           "multibool model file (default: {})"
+                         : "llama2.c checkpoint or GGUF file (default: {})",
          asset("stories260K.bin").string()},
         tokenizer_option(),
         {"kernels", "K", "Boolean kernels per weight, 1..4; 0 or absent: float (a converted file sets its own)"},
@@ -47,6 +49,18 @@ namespace {
 
 constexpr std::size_t max_rtn_bits = 8;
 
+// A file that already holds kernels (K, G) takes no conversion options but a matching K or G.
+void check_no_conversion(const fs::path& path, std::size_t K, std::size_t G, const ParsedOptions& options) {
+    const auto kernels = options.count("kernels");
+    const bool conflicting = (kernels && *kernels != K) || (options.given("group") && *options.count("group") != G);
+    if (conflicting || options.given("bits") || options.given("rtn") || options.given("scales") ||
+        options.given("init")) {
+        throw UsageError(path.string() + " holds a model converted with K=" + std::to_string(K) +
+                         ", G=" + std::to_string(G) +
+                         "; conversion options (--kernels, --group, --bits, --rtn, --scales, --init) do not apply");
+    }
+}
+
 // A converted file's header, checked against what this tool reads and what the options ask for.
 void check_model_file(const ModelChoice& choice, const ModelFileHeader& header, const ParsedOptions& options) {
     const fs::path& path = choice.path;
@@ -55,15 +69,7 @@ void check_model_file(const ModelChoice& choice, const ModelFileHeader& header, 
                                  ", G=" + std::to_string(header.group_size) + ", which this tool does not support (" +
                                  supported_values() + ")");
     }
-    const auto kernels = options.count("kernels");
-    const bool conflicting = (kernels && *kernels != header.kernels) ||
-                             (options.given("group") && *options.count("group") != header.group_size);
-    if (conflicting || options.given("bits") || options.given("rtn") || options.given("scales") ||
-        options.given("init")) {
-        throw UsageError(path.string() + " holds a model converted with K=" + std::to_string(header.kernels) +
-                         ", G=" + std::to_string(header.group_size) +
-                         "; conversion options (--kernels, --group, --bits, --rtn, --scales, --init) do not apply");
-    }
+    check_no_conversion(path, header.kernels, header.group_size, options);
     constexpr std::size_t word_bits = std::numeric_limits<std::uint64_t>::digits;
     if (header.word_bits != word_bits) {
         throw std::runtime_error(path.string() + ": written with " + std::to_string(header.word_bits) +
@@ -80,7 +86,7 @@ std::optional<CalibrationStatistics> calibrate_if_needed(const ModelChoice& choi
     if (!needed) return std::nullopt;
     const fs::path text_path = options.path("calibration");
     const std::size_t max_tokens = *options.count("calibration-tokens");
-    const Tokenizer tokenizer = load_matching_tokenizer(options.path("tokenizer"), checkpoint.config());
+    const TextTokenizer tokenizer = load_matching_tokenizer(options, checkpoint.config());
     const std::vector<int> stream = tokenizer.encode(read_text_file(text_path), false, false);
     std::cerr << "calibrating on " << std::min(stream.size(), max_tokens) << " tokens of " << text_path.string()
               << "\n";
@@ -142,6 +148,16 @@ ModelChoice choose_model(const ParsedOptions& options) {
     }
 
     if (!fs::exists(choice.path)) throw std::runtime_error(choice.path.string() + ": no such file");
+    if (gguf::is_gguf_file(choice.path)) {
+        const gguf::File file(choice.path);
+        if (gguf_projections(file, read_gguf_config(file)) == GgufProjections::q1_0) {
+            check_no_conversion(choice.path, 1, q1_0_block_columns, options);
+            choice.kind = ModelChoice::Kind::gguf_q1_0;
+            choice.kernels = 1;
+            choice.group = q1_0_block_columns;
+        }
+        return choice;
+    }
     if (!is_model_file(choice.path)) return choice;
     const ModelFileHeader header = read_model_header(choice.path);
     check_model_file(choice, header, options);
@@ -161,8 +177,12 @@ LoadedModel load_chosen_model(const ModelChoice& choice, const ParsedOptions& op
         });
         return std::move(*loaded);
     }
+    if (choice.kind == Kind::gguf_q1_0) {
+        std::cerr << "loading " << choice.path.string() << " (GGUF, Q1_0 kernels: K=1, G=128)\n";
+        return {read_gguf_q1_0_model(gguf::File(choice.path)), std::nullopt};
+    }
     std::cerr << "loading " << choice.path.string() << "\n";
-    const Checkpoint checkpoint = load_checkpoint(choice.path);
+    const Checkpoint checkpoint = load_float_checkpoint(choice.path);
     if (choice.kind == Kind::float_model) {
         return {Transformer<DenseLinear>::from_checkpoint(
                     checkpoint, [](MatrixView<const float> w, std::size_t, Projection) { return DenseLinear(w); }),

@@ -1,8 +1,8 @@
 #pragma once
-// The model a perplexity, generate or quantize run uses: a float checkpoint, a converted model
-// file, or a checkpoint converted now (fixed K with group or row x column scales, K per
-// projection under a bit budget, or the RTN baseline). Loading and converting are compiled once,
-// in model_choice.cpp, for every supported (K, G); the commands visit the loaded variant.
+// The model a perplexity, generate or quantize run uses: a float checkpoint (llama2.c or GGUF), a
+// converted model file, a GGUF file of Q1_0 kernels, or a checkpoint converted now (fixed K with group or row x column
+// scales, K per projection under a bit budget, or the RTN baseline). Loading and converting are compiled once, in
+// model_choice.cpp, for every supported (K, G); the commands visit the loaded variant.
 #include <cstddef>
 #include <filesystem>
 #include <optional>
@@ -22,7 +22,7 @@ namespace multibool::llama::cli {
 std::vector<OptionSpec> model_options(bool converted_files);
 
 struct ModelChoice {
-    enum class Kind { float_model, model_file, kernels, budget, rtn };
+    enum class Kind { float_model, model_file, gguf_q1_0, kernels, budget, rtn };
     Kind kind = Kind::float_model;
     std::filesystem::path path;
     std::size_t kernels = 0;

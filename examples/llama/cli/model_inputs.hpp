@@ -1,6 +1,6 @@
 #pragma once
-// What several commands read or print about a model: text files, the tokenizer that must match
-// the model, the initializer's name, a conversion's totals.
+// What several commands read or print about a model: text files, the float checkpoint (llama2.c
+// or GGUF), the tokenizer that must match the model, the initializer's name, a conversion's totals.
 #include <cstddef>
 #include <cstdio>
 #include <filesystem>
@@ -15,7 +15,9 @@
 #include "llama/cli/options.hpp"
 #include "llama/cli/supported_shapes.hpp"
 #include "llama/conversion.hpp"
-#include "llama/tokenizer.hpp"
+#include "llama/gguf_model.hpp"
+#include "llama/text_tokenizer.hpp"
+#include "multibool/core/gguf_file.hpp"
 
 namespace multibool::llama::cli {
 
@@ -28,8 +30,21 @@ inline std::string read_text_file(const std::filesystem::path& path) {
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-inline Tokenizer load_matching_tokenizer(const std::filesystem::path& path, const Config& config) {
-    Tokenizer tokenizer = load_tokenizer(path);
+// A float model from a llama2.c checkpoint or a GGUF file (told apart by GGUF's magic).
+inline Checkpoint load_float_checkpoint(const std::filesystem::path& path) {
+    return gguf::is_gguf_file(path) ? load_gguf_checkpoint(path) : load_checkpoint(path);
+}
+
+// --tokenizer when given; else a GGUF model's own vocabulary; else the shipped llama2.c file.
+inline std::filesystem::path tokenizer_path(const ParsedOptions& options) {
+    if (options.given("tokenizer")) return options.path("tokenizer");
+    if (const auto model = options.text("model"); model && gguf::is_gguf_file(*model)) return *model;
+    return asset("tok512.bin");
+}
+
+inline TextTokenizer load_matching_tokenizer(const ParsedOptions& options, const Config& config) {
+    const std::filesystem::path path = tokenizer_path(options);
+    TextTokenizer tokenizer = load_text_tokenizer(path);
     if (tokenizer.vocab_size() != config.vocab_size) {
         throw std::runtime_error(path.string() + ": the tokenizer has " + std::to_string(tokenizer.vocab_size()) +
                                  " pieces, the model's vocab_size is " + std::to_string(config.vocab_size));
@@ -38,7 +53,10 @@ inline Tokenizer load_matching_tokenizer(const std::filesystem::path& path, cons
 }
 
 inline OptionSpec tokenizer_option(unsigned flags = no_flags) {
-    return {"tokenizer", "T", "llama2.c tokenizer file (default: {})", asset("tok512.bin").string(), flags};
+    return {"tokenizer", "T",
+            "llama2.c tokenizer file or GGUF file (default: a GGUF model's own vocabulary, else " +
+                asset("tok512.bin").string() + ")",
+            std::nullopt, flags};
 }
 
 inline OptionSpec group_option(unsigned flags = no_flags) {

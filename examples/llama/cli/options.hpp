@@ -49,9 +49,9 @@ struct OptionSpec {
           default_value(std::move(default_value)),
           flags(flags) {}
 
-    std::string name;  // without the leading dashes
-    std::string value_name;
-    std::string help;  // "{}" stands for the default
+    std::string name;        // without the leading dashes
+    std::string value_name;  // empty: a flag, given without a value
+    std::string help;        // "{}" stands for the default
     std::optional<std::string> default_value;
     unsigned flags = no_flags;
 
@@ -128,7 +128,8 @@ inline std::string usage(const Command& c) {
 inline std::string tool_usage(std::span<const Command> commands) {
     std::string s =
         "usage: multibool-llama <command> [options]\n\n"
-        "Runs llama2.c models with float weights or K Boolean kernels per weight (multibool).\n\ncommands:\n";
+        "Runs LLaMA models (llama2.c checkpoints, GGUF files) with float weights or K Boolean kernels per\n"
+        "weight (multibool).\n\ncommands:\n";
     for (const auto& c : commands)
         s += "  " + c.name + std::string(command_column - c.name.size(), ' ') + c.brief + "\n";
     s += "\nRun 'multibool-llama <command> --help' for its options. Default files come from $MULTIBOOL_ASSETS\n"
@@ -150,7 +151,12 @@ public:
             }
             if (!arg.starts_with("--")) throw UsageError("unexpected argument '" + std::string(arg) + "'");
             const std::string name(arg.substr(2));
-            if (find(name) == nullptr) throw UsageError("unknown option --" + name + " for '" + command.name + "'");
+            const OptionSpec* spec = find(name);
+            if (spec == nullptr) throw UsageError("unknown option --" + name + " for '" + command.name + "'");
+            if (spec->value_name.empty()) {
+                if (!values_.emplace(name, "").second) throw UsageError("option --" + name + " given twice");
+                continue;
+            }
             // A value that is itself an option means the real value was left out.
             if (i + 1 >= args.size() || std::string_view(args[i + 1]).starts_with("--")) {
                 throw UsageError("option --" + name + " needs a value");
@@ -161,6 +167,11 @@ public:
     [[nodiscard]] const Command& command() const noexcept { return command_; }
     [[nodiscard]] bool help() const noexcept { return help_; }
     [[nodiscard]] bool given(const std::string& name) const { return values_.contains(name); }
+    // A flag (an option without a value) is on when given.
+    [[nodiscard]] bool flag(const std::string& name) const {
+        (void)spec(name);
+        return given(name);
+    }
     // The first option given that has the flag, in table order.
     [[nodiscard]] const OptionSpec* first_given_with(OptionFlag flag) const {
         for (const auto& o : command_.options) {

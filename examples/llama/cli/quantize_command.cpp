@@ -1,15 +1,20 @@
-// multibool-llama quantize: a checkpoint converted, its per-projection table, a model file.
+// multibool-llama quantize: a checkpoint converted, its per-projection table, a model file (multibool's,
+// or a GGUF file of Q1_0 kernels that llama.cpp loads).
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
 #include "llama/cli/commands.hpp"
 #include "llama/cli/model_choice.hpp"
 #include "llama/cli/model_inputs.hpp"
+#include "llama/gguf_model.hpp"
 #include "llama/model_file.hpp"
+#include "multibool/core/gguf_file.hpp"
 
 namespace multibool::llama::cli {
 
@@ -36,17 +41,52 @@ int run_quantize(const ParsedOptions& options) {
         throw UsageError(choice.path.string() + " is already a converted model file");
     }
     if (choice.kind == ModelChoice::Kind::float_model) throw UsageError("give --kernels, --bits or --rtn");
-    const auto out = options.text("out");
+    std::optional<std::filesystem::path> out;
+    if (const auto text = options.text("out")) out = *text;
     if (out && (choice.kind != ModelChoice::Kind::kernels || choice.row_column)) {
         throw UsageError("--out writes fixed-K group-scale models (--kernels without --scales rowcol)");
+    }
+    const bool gguf_out = out && out->extension() == ".gguf";
+    if (gguf_out && !gguf::is_gguf_file(choice.path)) {
+        throw UsageError("--out " + out->string() + " copies the metadata and vocabulary of a GGUF --model; " +
+                         choice.path.string() + " is not a GGUF file (write a .mbool file instead)");
+    }
+    const bool q1_0 = choice.kernels == 1 && choice.group == q1_0_block_columns;
+    if (gguf_out && !q1_0) {
+        out->replace_extension(".mbool");
+        std::fprintf(stderr,
+                     "note: GGUF cannot carry K=%zu, G=%zu (its one multi-Boolean type, Q1_0, is K=1, G=128): "
+                     "writing the multibool model file %s instead\n",
+                     choice.kernels, choice.group, out->c_str());
+    }
+    if (gguf_out && q1_0) {
+        // Checked before converting: Q1_0 blocks need every projection's inputs in whole blocks.
+        const Config config = read_gguf_config(gguf::File(choice.path));
+        for (Projection p : projections) {
+            const std::size_t inputs = projection_shape(config, p).second;
+            if (inputs % q1_0_block_columns != 0) {
+                throw std::runtime_error(choice.path.string() + ": " + gguf_projection_name(p) + " has " +
+                                         std::to_string(inputs) + " inputs, not a multiple of Q1_0's block of " +
+                                         std::to_string(q1_0_block_columns) +
+                                         ": GGUF cannot carry this model as Q1_0 (write a .mbool file instead)");
+            }
+        }
     }
     const LoadedModel loaded = load_chosen_model(choice, options);
     print_table(*loaded.report);
     if (!out) return exit_success;
     std::visit(
         [&](const auto& model) {
-            if constexpr (requires { save_model(model, std::filesystem::path(*out)); }) {
-                save_model(model, std::filesystem::path(*out));
+            using Model = std::remove_cvref_t<decltype(model)>;
+            if constexpr (std::is_same_v<Model, BooleanTransformer<1, q1_0_block_columns>>) {
+                if (out->extension() == ".gguf") {
+                    save_gguf_q1_0_model(model, gguf::File(choice.path), *out);
+                    std::printf("wrote %s (GGUF, Q1_0 projections)\n", out->c_str());
+                    return;
+                }
+            }
+            if constexpr (requires { save_model(model, *out); }) {
+                save_model(model, *out);
                 std::printf("wrote %s\n", out->c_str());
             }
         },
@@ -58,12 +98,16 @@ int run_quantize(const ParsedOptions& options) {
 
 Command quantize_command() {
     std::vector<OptionSpec> options = model_options(false);
-    options.push_back({"out", "F", "the model file to write"});
+    options.push_back(
+        {"out", "F", "the model file to write: F.gguf (K=1, G=128 from a GGUF model: Q1_0) or a multibool file"});
     return {"quantize", "convert a checkpoint, print the per-projection table, write a model file",
-            "Converts a llama2.c checkpoint and prints each projection's shape, K, G, bits per weight (scales\n"
+            "Converts a llama2.c checkpoint or GGUF model and prints each projection's shape, K, G, bits per weight "
+            "(scales\n"
             "and padding counted), relative Frobenius error and, when calibrated, relative output error\n"
             "E||(W - W_hat) x||^2 / E||W x||^2 (square-rooted), then the totals. --out writes a model file\n"
-            "(fixed K with group scales).",
+            "(fixed K with group scales); a name ending in .gguf writes, from a GGUF --model converted with\n"
+            "--kernels 1 --group 128, a GGUF file whose projections are Q1_0 (the source's other tensors,\n"
+            "metadata and vocabulary copied) for llama.cpp or multibool to run.",
             std::move(options), run_quantize};
 }
 

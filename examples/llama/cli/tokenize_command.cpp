@@ -1,0 +1,44 @@
+// multibool-llama tokenize: the ids of a text, one per line, as llama.cpp's test-tokenizer-0 writes them.
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "llama/cli/commands.hpp"
+#include "llama/cli/model_inputs.hpp"
+#include "llama/text_tokenizer.hpp"
+
+namespace multibool::llama::cli {
+
+namespace {
+
+int run_tokenize(const ParsedOptions& options) {
+    if (!options.given("model") && !options.given("tokenizer")) {
+        throw UsageError("give --model or --tokenizer (a GGUF file or a llama2.c tokenizer file)");
+    }
+    if (options.given("text") == options.given("text-file")) throw UsageError("give one of --text and --text-file");
+    const std::string text = options.given("text") ? *options.text("text") : read_text_file(options.path("text-file"));
+    const TextTokenizer tokenizer = load_text_tokenizer(tokenizer_path(options));
+    for (const int id : tokenizer.encode(text, options.flag("bos"), false)) std::printf("%d\n", id);
+    return exit_success;
+}
+
+}  // namespace
+
+Command tokenize_command() {
+    return {"tokenize",
+            "print the token ids of a text",
+            "Tokenizes a text with the vocabulary of --tokenizer, else of the GGUF --model (a llama2.c\n"
+            "tokenizer file, or a GGUF file's SentencePiece or byte-level BPE vocabulary, tokenized as\n"
+            "llama.cpp does). stdout holds the ids, one per line, and nothing else.",
+            {
+                {"model", "M", "a GGUF model whose vocabulary is used"},
+                tokenizer_option(),
+                {"text", "TXT", "the text itself"},
+                {"text-file", "F", "instead of --text: a file holding the text"},
+                {"bos", "", "start with the BOS token"},
+            },
+            run_tokenize};
+}
+
+}  // namespace multibool::llama::cli
