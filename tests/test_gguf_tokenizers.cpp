@@ -59,7 +59,10 @@ std::vector<VocabularyVector> read_vocabulary_vectors(const fs::path& vocabulary
 
 std::string ids_text(const std::vector<int>& ids) {
     std::string text;
-    for (const int id : ids) text += (text.empty() ? "" : " ") + std::to_string(id);
+    for (const int id : ids) {
+        if (!text.empty()) text += ' ';
+        text += std::to_string(id);
+    }
     return text;
 }
 

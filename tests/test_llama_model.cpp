@@ -66,12 +66,12 @@ std::vector<std::vector<double>> reference_logits(const Checkpoint& ckpt, const 
         }
         return y;
     };
-    const auto rms_norm = [](const Rows& x, std::span<const float> weight) {
+    const auto rms_norm = [&](const Rows& x, std::span<const float> weight) {
         Rows y = x;
         for (auto& row : y) {
             double ss = 0.0;
             for (double e : row) ss += e * e;
-            const double inv = 1.0 / std::sqrt(ss / double(row.size()) + 1e-5);
+            const double inv = 1.0 / std::sqrt(ss / double(row.size()) + double(c.norm_epsilon));
             for (std::size_t j = 0; j < row.size(); ++j) row[j] *= inv * weight[j];
         }
         return y;
@@ -79,7 +79,7 @@ std::vector<std::vector<double>> reference_logits(const Checkpoint& ckpt, const 
     const auto rope = [&](Rows& x) {
         for (std::size_t pos = 0; pos < x.size(); ++pos) {
             for (std::size_t i = 0; i < x[pos].size(); i += 2) {
-                const double angle = double(pos) / std::pow(10000.0, double(i % hs) / double(hs));
+                const double angle = double(pos) / std::pow(double(c.rope_theta), double(i % hs) / double(hs));
                 const double a = x[pos][i];
                 const double b = x[pos][i + 1];
                 x[pos][i] = a * std::cos(angle) - b * std::sin(angle);
@@ -308,6 +308,54 @@ TEST_CASE("perplexity follows the chunk protocol and does not depend on the thre
     CHECK(one.negative_log_likelihood == Approx(expected_nll).epsilon(1e-5));
     const PerplexityResult three = perplexity(model, stream, 3);
     CHECK(three.negative_log_likelihood == one.negative_log_likelihood);
+}
+
+TEST_CASE("perplexity follows llama.cpp's protocol: whole windows, BOS first, the second half scored",
+          "[llama][model]") {
+    const auto seed = testing::fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    const Checkpoint ckpt = random_checkpoint(small_config(false), rng);
+    const FloatModel model = float_model(ckpt);
+    // 3 windows of 20 and 7 tokens dropped; positions 10..18 of each window predict tokens 11..19.
+    constexpr std::size_t context = 20;
+    const std::vector<int> stream = random_tokens(3 * context + 7, ckpt.config().vocab_size, rng);
+    constexpr int bos = 7;  // any id: the protocol writes it over each window's first token
+    double expected_nll = 0.0;
+    for (std::size_t w = 0; w < 3; ++w) {
+        std::vector<int> input(stream.begin() + long(w * context), stream.begin() + long((w + 1) * context));
+        input[0] = bos;
+        const auto logits = reference_logits(ckpt, input);
+        for (std::size_t p = context / 2; p + 1 < context; ++p) {
+            double sum = 0.0;
+            for (double l : logits[p]) sum += std::exp(l);
+            expected_nll += std::log(sum) - logits[p][std::size_t(stream[w * context + p + 1])];
+        }
+    }
+    const auto protocol = PerplexityProtocol::llama_cpp(context, bos);
+    const PerplexityResult one = perplexity(model, stream, 1, {}, protocol);
+    CHECK(one.tokens == 3 * 9);
+    CHECK(one.negative_log_likelihood == Approx(expected_nll).epsilon(1e-5));
+    CHECK(perplexity(model, stream, 2, {}, protocol).negative_log_likelihood == one.negative_log_likelihood);
+    REQUIRE_THROWS_WITH(perplexity(model, std::span<const int>(stream).first(context - 1), 1, {}, protocol),
+                        Contains("at least one window"));
+}
+
+TEST_CASE("the forward uses the config's RoPE theta and RMSNorm epsilon (a GGUF file's values)", "[llama][model]") {
+    const auto seed = testing::fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    Config c = small_config(true);
+    const Checkpoint llama2c = random_checkpoint(c, rng);
+    c.rope_theta = 500000.0f;
+    c.norm_epsilon = 1e-2f;
+    const Checkpoint other(c, llama2c.tensors());
+    const std::vector<int> tokens = random_tokens(12, c.vocab_size, rng);
+    Session a(other.config());
+    const FloatModel model = float_model(other);
+    const auto logits = model.forward(tokens, 0, a, Logits::all);
+    CHECK(max_relative_difference(logits, reference_logits(other, tokens)) < 1e-5);
+    CHECK(max_relative_difference(logits, reference_logits(llama2c, tokens)) > 1e-3);
 }
 
 TEST_CASE("forward refuses tokens outside the vocabulary, gaps in the cache and positions beyond capacity",

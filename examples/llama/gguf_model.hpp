@@ -94,6 +94,10 @@ inline Config read_gguf_config(const gguf::File& file) {
         throw FormatError(source, "general.architecture", "\"llama\" (the only architecture this example runs)",
                           "\"" + architecture + "\"");
     }
+    if (file.tensors().empty()) {
+        throw FormatError(source, "tensors", "a model's tensors",
+                          "none (a vocabulary-only file: give it as --tokenizer)");
+    }
     Config c;
     c.dim = detail::gguf_dimension(m, "llama.embedding_length");
     c.hidden_dim = detail::gguf_dimension(m, "llama.feed_forward_length");
@@ -271,7 +275,13 @@ void save_gguf_q1_0_model(const BooleanTransformer<1, q1_0_block_columns, half, 
                                         ", not a multiple: GGUF cannot carry this model");
         }
     }
-    gguf::Writer writer(source.metadata());
+    // As llama-quantize writes a quantized file: the quantization format version (ggml's
+    // GGML_QNT_VERSION, 2), and no general.file_type, which named the source's types (llama.cpp
+    // infers the type from the tensors when the key is absent).
+    gguf::Metadata metadata = source.metadata();
+    metadata.erase("general.file_type");
+    metadata.set("general.quantization_version", gguf::Value::uint32(2));
+    gguf::Writer writer(std::move(metadata));
     for (const gguf::TensorInfo& info : source.tensors()) {
         const auto bytes = source.data(info);
         gguf::TensorType type = info.type;

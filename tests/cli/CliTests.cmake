@@ -110,3 +110,42 @@ foreach(check resume corrupted)
                 -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/cli-finetune-${check} -P ${cli_dir}/finetune.cmake)
     set_tests_properties("cli: finetune ${check}" PROPERTIES SKIP_REGULAR_EXPRESSION "SKIPPED:")
 endforeach()
+
+# GGUF files: llama.cpp's own conversion of stories260K reproduces llama.cpp's perplexity (6.1632
+# with -c 256, gguf/README.md) within 0.05 %, and the checkpoint's figures and text.
+set(f32_gguf "@ASSETS@/gguf/stories260K-f32.gguf")
+multibool_cli_test("GGUF: llama.cpp's perplexity protocol matches llama-perplexity -c 256" 0
+    "perplexity|--model|${f32_gguf}|--protocol|llama.cpp|--ctx|256"
+    NEEDS_ASSETS gguf/stories260K-f32.gguf tinystories-valid.txt
+    STDOUT_LAST_LINE "perplexity: 6\\.16(0[1-9]|[1-5][0-9]|6[0-2]) tokens: 22606")
+multibool_cli_test("GGUF: the assets protocol gives the checkpoint's figure" 0 "perplexity|--model|${f32_gguf}"
+    NEEDS_ASSETS gguf/stories260K-f32.gguf tinystories-valid.txt
+    STDOUT_LAST_LINE "perplexity: 7\\.2486 tokens: 45641")
+multibool_cli_test("GGUF: greedy generation matches llama2.c" 0 "generate|--model|${f32_gguf}|--steps|64"
+    NEEDS_ASSETS gguf/stories260K-f32.gguf
+    STDOUT_REGEX "^Once upon a time, there was a little girl named Lily\\. She loved to play outside in the park\\.")
+multibool_cli_test("GGUF: an F16 file runs" 0
+    "perplexity|--model|@ASSETS@/gguf/stories260K-f16.gguf|--protocol|llama.cpp|--ctx|256"
+    NEEDS_ASSETS gguf/stories260K-f16.gguf tinystories-valid.txt
+    STDOUT_LAST_LINE "perplexity: 6\\.1[56][0-9]+ tokens: 22606")
+multibool_cli_test("tokenize: GPT-2's vocabulary, one id per line" 0
+    "tokenize|--tokenizer|@ASSETS@/gguf/ggml-vocab-gpt-2.gguf|--text|Hello world"
+    NEEDS_ASSETS gguf/ggml-vocab-gpt-2.gguf STDOUT_REGEX "^15496\n995\n$")
+multibool_cli_test("tokenize: a GGUF model's vocabulary, with BOS" 0 "tokenize|--model|${f32_gguf}|--text|Once upon a time|--bos"
+    NEEDS_ASSETS gguf/stories260K-f32.gguf STDOUT_REGEX "^1\n")
+multibool_cli_test("tokenize needs a vocabulary" 2 "tokenize|--text|x" STDERR_REGEX "give --model or --tokenizer")
+multibool_cli_test("GGUF: another architecture is refused by name" 1 "perplexity|--model|@ASSETS@/gguf/ggml-vocab-gpt-2.gguf"
+    NEEDS_ASSETS gguf/ggml-vocab-gpt-2.gguf STDERR_REGEX "general.architecture': expected \"llama\".*found \"gpt2\"")
+multibool_cli_test("GGUF: a vocabulary-only file is not a model" 1 "generate|--model|@ASSETS@/gguf/ggml-vocab-llama-spm.gguf"
+    NEEDS_ASSETS gguf/ggml-vocab-llama-spm.gguf STDERR_REGEX "vocabulary-only file: give it as --tokenizer")
+multibool_cli_test("GGUF: Q1_0 needs inputs in whole 128-blocks" 1
+    "quantize|--model|${f32_gguf}|--kernels|1|--group|128|--out|unused.gguf"
+    NEEDS_ASSETS gguf/stories260K-f32.gguf STDERR_REGEX "attn_q has 64 inputs, not a multiple of Q1_0's block of 128")
+multibool_cli_test("GGUF: writing one needs a GGUF source" 2 "quantize|--kernels|1|--group|128|--out|unused.gguf"
+    NEEDS_ASSETS stories260K.bin STDERR_REGEX "copies the metadata and vocabulary of a GGUF --model")
+multibool_cli_test("unknown protocol" 2 "perplexity|--protocol|lm-eval" STDERR_REGEX "--protocol takes assets or llama.cpp, found 'lm-eval'")
+multibool_cli_test("ctx needs the llama.cpp protocol" 2 "perplexity|--ctx|256" STDERR_REGEX "--ctx applies to --protocol llama.cpp")
+add_test(NAME "cli: GGUF Q1_0 export"
+    COMMAND ${CMAKE_COMMAND} -DTOOL=$<TARGET_FILE:multibool-llama> -DMAKE_GGUF=$<TARGET_FILE:multibool-make-llama-gguf>
+            -DASSETS=${MULTIBOOL_ASSETS} -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/cli-gguf -P ${cli_dir}/gguf_q1_0.cmake)
+set_tests_properties("cli: GGUF Q1_0 export" PROPERTIES SKIP_REGULAR_EXPRESSION "SKIPPED:")

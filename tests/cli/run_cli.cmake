@@ -7,6 +7,8 @@ cmake_minimum_required(VERSION 3.22)
 include("${CMAKE_CURRENT_LIST_DIR}/require_assets.cmake")
 string(REPLACE "|" ";" NEEDS_ASSETS "${NEEDS_ASSETS}")
 multibool_require_assets(${NEEDS_ASSETS})
+# "@ASSETS@" in an argument stands for the assets folder (as $MULTIBOOL_ASSETS may override it).
+string(REPLACE "@ASSETS@" "${ASSETS}" ARGS "${ARGS}")
 string(REPLACE "|" ";" ARGS "${ARGS}")
 execute_process(COMMAND ${TOOL} ${ARGS} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
 set(report "multibool-llama ${ARGS}\nexit status: ${status}\n--- stdout ---\n${out}\n--- stderr ---\n${err}")

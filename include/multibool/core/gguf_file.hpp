@@ -4,7 +4,8 @@
 // mapped, not read: a tensor's bytes are touched only when asked for, so a 13 GB model costs
 // no more memory than the tensors used. Every count, size and offset is checked against the
 // file's length before it is used; a malformed file gets a FormatError naming the key or the
-// tensor at fault, never a crash or an allocation larger than the file.
+// tensor at fault, never a crash; what is allocated is bounded by a fixed multiple of the file's
+// length (an array element of one byte in the file is one Value in memory).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -226,6 +227,8 @@ public:
     [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
     [[nodiscard]] std::uint32_t version() const noexcept { return version_; }
     [[nodiscard]] std::uint64_t alignment() const noexcept { return alignment_; }
+    // Where the data section starts in the file (a multiple of the alignment); tensor offsets count from here.
+    [[nodiscard]] std::uint64_t data_offset() const noexcept { return data_offset_; }
     [[nodiscard]] const Metadata& metadata() const noexcept { return metadata_; }
     [[nodiscard]] std::span<const TensorInfo> tensors() const noexcept { return tensors_; }
 

@@ -109,7 +109,8 @@ public:
     }
     [[nodiscard]] std::optional<std::int64_t> as_signed() const noexcept {
         if (const auto* s = std::get_if<std::int64_t>(&scalar_)) return *s;
-        if (const auto* u = std::get_if<std::uint64_t>(&scalar_); u && *u <= std::uint64_t(INT64_MAX)) {
+        if (const auto* u = std::get_if<std::uint64_t>(&scalar_);
+            u && type_ != ValueType::array && *u <= std::uint64_t(INT64_MAX)) {
             return static_cast<std::int64_t>(*u);
         }
         return std::nullopt;

@@ -6,12 +6,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <ostream>
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <unordered_set>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "multibool/core/binary_io.hpp"
@@ -24,7 +27,9 @@ namespace multibool::gguf {
 class Writer {
 public:
     // The alignment comes from the metadata's general.alignment, else GGUF's default of 32.
+    // Every value must read back as given (see check_value); std::invalid_argument naming the key otherwise.
     explicit Writer(Metadata metadata) : metadata_(std::move(metadata)) {
+        for (const auto& [key, value] : metadata_.entries()) check_value(value, key, 0);
         if (const Value* a = metadata_.find(std::string(alignment_key))) {
             const auto value = a->as_unsigned();
             if (a->type() != ValueType::uint32 || !value || *value == 0 || (*value & (*value - 1)) != 0) {
@@ -46,13 +51,18 @@ public:
         }
         if (!names_.insert(name).second) throw std::invalid_argument(what + " added twice");
         if (dims.empty() || dims.size() > max_dimensions) throw std::invalid_argument(what + ": 1 to 4 dimensions");
+        // Below 2^63 elements, as the reader requires; the size is compared by division, since
+        // blocks × block_bytes need not fit in 64 bits.
+        constexpr auto max_elements = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
         std::uint64_t elements = 1;
         for (std::uint64_t d : dims) {
             if (d == 0) throw std::invalid_argument(what + ": a dimension of 0");
+            if (d > max_elements / elements) throw std::invalid_argument(what + ": 2^63 elements or more");
             elements *= d;
         }
-        if (dims[0] % traits->block_size != 0 ||
-            elements / traits->block_size * traits->block_bytes != std::uint64_t(data.size())) {
+        const std::uint64_t bytes = data.size();
+        if (dims[0] % traits->block_size != 0 || bytes % traits->block_bytes != 0 ||
+            bytes / traits->block_bytes != elements / traits->block_size) {
             throw std::invalid_argument(what + ": " + std::to_string(data.size()) + " bytes do not hold a " +
                                         std::string(traits->name) + " tensor of " + std::to_string(elements) +
                                         " elements with dims[0] = " + std::to_string(dims[0]));
@@ -113,6 +123,67 @@ private:
         TensorType type;
         std::vector<std::byte> data;
     };
+
+    // A value reads back as given when its scalar is held as its type's kind (unsigned, signed, double,
+    // bool, string) and in the type's range, and an array's elements all have its element type and
+    // nest no deeper than the reader accepts. (float32 values are rounded to float.)
+    static void check_value(const Value& value, const std::string& key, int depth) {
+        const auto fail = [&](const std::string& why) {
+            throw std::invalid_argument("gguf::Writer: key '" + key + "': " + why);
+        };
+        if (value.type() != ValueType::array) {
+            if (!scalar_fits(value)) fail("a " + value.type_text() + " held as another kind or out of its range");
+            return;
+        }
+        const ValueType element = value.element_type();
+        if (static_cast<std::uint32_t>(element) >= value_type_count) fail("an array of an unknown type");
+        if (element == ValueType::array && depth + 1 >= max_array_depth) {
+            fail("arrays nested more than " + std::to_string(max_array_depth) + " deep");
+        }
+        for (const Value& e : value.elements()) {
+            if (e.type() != element) fail("an element of type " + e.type_text() + " in an " + value.type_text());
+            check_value(e, key, depth + 1);
+        }
+    }
+    static bool scalar_fits(const Value& value) {
+        const auto& scalar = value.scalar();
+        const auto in_range = [&]<class T>(T) {
+            if constexpr (std::is_unsigned_v<T>) {
+                const auto* u = std::get_if<std::uint64_t>(&scalar);
+                return u != nullptr && *u <= std::numeric_limits<T>::max();
+            } else {
+                const auto* s = std::get_if<std::int64_t>(&scalar);
+                return s != nullptr && *s >= std::numeric_limits<T>::min() && *s <= std::numeric_limits<T>::max();
+            }
+        };
+        switch (value.type()) {
+            case ValueType::uint8:
+                return in_range(std::uint8_t{});
+            case ValueType::int8:
+                return in_range(std::int8_t{});
+            case ValueType::uint16:
+                return in_range(std::uint16_t{});
+            case ValueType::int16:
+                return in_range(std::int16_t{});
+            case ValueType::uint32:
+                return in_range(std::uint32_t{});
+            case ValueType::int32:
+                return in_range(std::int32_t{});
+            case ValueType::uint64:
+                return in_range(std::uint64_t{});
+            case ValueType::int64:
+                return in_range(std::int64_t{});
+            case ValueType::float32:
+            case ValueType::float64:
+                return std::holds_alternative<double>(scalar);
+            case ValueType::boolean:
+                return std::holds_alternative<bool>(scalar);
+            case ValueType::string:
+                return std::holds_alternative<std::string>(scalar);
+            default:
+                return false;  // an unknown type
+        }
+    }
 
     template <class PutScalar, class PutString>
     static void write_value(const Value& value, PutScalar& put_scalar, PutString& put_string) {
