@@ -21,7 +21,7 @@
 #include <utility>
 #include <vector>
 
-#include <unistd.h>
+#include "test_support.hpp"
 
 #include <multibool/core/gguf_file.hpp>
 #include <multibool/core/gguf_metadata.hpp>
@@ -118,40 +118,21 @@ std::vector<std::byte> as_bytes(const std::string& s) {
 }
 std::string as_string(std::span<const std::byte> b) { return {reinterpret_cast<const char*>(b.data()), b.size()}; }
 
-// A folder of scratch files, removed with them at scope exit.
-class Scratch {
+// A TempDir whose files are removed before they are written again.
+class Scratch : public multibool::testing::TempDir {
 public:
-    Scratch()
-        : dir_(std::filesystem::temp_directory_path() /
-               ("multibool-gguf-test-" + std::to_string(::getpid()) + "-" + std::to_string(next_id()))) {
-        std::filesystem::create_directories(dir_);
-    }
-    ~Scratch() {
-        std::error_code ignored;
-        std::filesystem::remove_all(dir_, ignored);
-    }
-    Scratch(const Scratch&) = delete;
-    Scratch& operator=(const Scratch&) = delete;
-
-    [[nodiscard]] const std::filesystem::path& dir() const { return dir_; }
+    [[nodiscard]] const std::filesystem::path& dir() const { return path(); }
     std::filesystem::path write(const std::string& bytes, const std::string& name = "file.gguf") const {
-        const auto path = dir_ / name;
+        const auto file = path() / name;
         // Removed, not truncated: ext4 flushes a file truncated and rewritten to disk on close, which
         // would make the thousands of rewrites below wait on the disk.
-        std::filesystem::remove(path);
-        std::ofstream out(path, std::ios::binary | std::ios::trunc);
+        std::filesystem::remove(file);
+        std::ofstream out(file, std::ios::binary | std::ios::trunc);
         out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
         out.close();
         REQUIRE(out.good());
-        return path;
+        return file;
     }
-
-private:
-    static int next_id() {
-        static int id = 0;
-        return id++;
-    }
-    std::filesystem::path dir_;
 };
 
 // The FormatError a file is refused with (any other exception, or none, fails the test).

@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "llama/tokenizer.hpp"
 #include "llama/unicode_categories.hpp"
 #include "llama/vocabulary.hpp"
 
@@ -207,11 +208,7 @@ inline void split_words(std::span<const char32_t> cps, std::vector<CharClass>& c
 }
 
 // std::string keys looked up by std::string_view without building a string.
-struct StringHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
-using StringToInt = std::unordered_map<std::string, int, StringHash, std::equal_to<>>;
+using StringToInt = std::unordered_map<std::string, int, PieceHash, std::equal_to<>>;
 
 }  // namespace detail::byte_pair
 
@@ -372,7 +369,7 @@ private:
         std::vector<Candidate> heap;
         // Prose repeats its words: each distinct word is merged once per encode() call. Bounded,
         // so that text of endless distinct words costs no more than merging them.
-        std::unordered_map<std::string, CachedWord, detail::byte_pair::StringHash, std::equal_to<>> cache;
+        std::unordered_map<std::string, CachedWord, detail::PieceHash, std::equal_to<>> cache;
         std::vector<int> cached_ids;
     };
     static constexpr std::size_t max_cached_words = std::size_t(1) << 16;

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "llama/tokenizer.hpp"
 #include "llama/vocabulary.hpp"
 
 namespace multibool::llama {
@@ -34,27 +35,6 @@ inline std::size_t utf8_length(char first) noexcept {
     const auto high = static_cast<unsigned char>(first) >> 4;
     return high < 0xC ? 1 : high < 0xE ? 2 : high == 0xE ? 3 : 4;
 }
-
-inline int hex_value(char c) noexcept {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
-// The byte a piece spelled "<0xXX>" (hex digits of either case) stands for, else -1.
-inline int byte_of_piece(std::string_view piece) noexcept {
-    if (piece.size() != 6 || piece.substr(0, 3) != "<0x" || piece[5] != '>') return -1;
-    const int high = hex_value(piece[3]);
-    const int low = hex_value(piece[4]);
-    return high < 0 || low < 0 ? -1 : high * 16 + low;
-}
-
-// Lets the piece table be searched with string_views into the text.
-struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
 
 }  // namespace sentencepiece_detail
 
@@ -100,7 +80,7 @@ public:
                      std::to_string(id));
             }
             const TokenType type = v.type(static_cast<int>(id));
-            if (type == TokenType::byte && sentencepiece_detail::byte_of_piece(v.pieces[id]) < 0) {
+            if (type == TokenType::byte && detail::byte_of_piece(v.pieces[id]) < 0) {
                 fail("byte token " + std::to_string(id) + " is \"" + v.pieces[id] + "\", not \"<0xXX>\"");
             }
             if (type == TokenType::user_defined) user_defined_.push_back(static_cast<int>(id));
@@ -209,8 +189,8 @@ public:
                 return result;
             }
             case TokenType::byte:
-                return std::string(1, static_cast<char>(sentencepiece_detail::byte_of_piece(
-                                          vocabulary_.pieces[static_cast<std::size_t>(id)])));
+                return std::string(
+                    1, static_cast<char>(detail::byte_of_piece(vocabulary_.pieces[static_cast<std::size_t>(id)])));
             case TokenType::user_defined:
                 return lookup_text(id);
             default:
@@ -398,7 +378,7 @@ private:
     }
 
     Vocabulary vocabulary_;
-    std::unordered_map<std::string, int, sentencepiece_detail::Hash, std::equal_to<>> ids_;
+    std::unordered_map<std::string, int, detail::PieceHash, std::equal_to<>> ids_;
     std::vector<int> user_defined_;  // ids of user-defined pieces, longest piece first
     std::array<int, 256> byte_ids_{};
     std::array<bool, 256> barrier_bytes_{};  // ASCII bytes no piece of two bytes or more contains

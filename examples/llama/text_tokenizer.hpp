@@ -89,13 +89,7 @@ public:
     }
 
     [[nodiscard]] std::string decode(std::span<const int> tokens) const {
-        std::string text;
-        int previous = -1;
-        for (const int token : tokens) {
-            text += decode(previous, token);
-            previous = token;
-        }
-        return text;
+        return detail::decode_sequence(*this, tokens);
     }
 
 private:

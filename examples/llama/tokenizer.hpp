@@ -65,6 +65,18 @@ struct PieceHash {
     std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
 };
 
+// tokenizer.decode(tokens[i - 1], tokens[i]) concatenated, with previous = -1 for tokens[0].
+template <class AnyTokenizer>
+std::string decode_sequence(const AnyTokenizer& tokenizer, std::span<const int> tokens) {
+    std::string text;
+    int previous = -1;
+    for (const int token : tokens) {
+        text += tokenizer.decode(previous, token);
+        previous = token;
+    }
+    return text;
+}
+
 }  // namespace detail
 
 class Tokenizer {
@@ -173,13 +185,7 @@ public:
     // decode(encode(text, true, false)) == piece(bos) + text (the prefix is stripped after BOS),
     // provided no merge joins BOS with what follows and no merge spells a byte piece's name.
     [[nodiscard]] std::string decode(std::span<const int> tokens) const {
-        std::string text;
-        int previous = -1;
-        for (const int token : tokens) {
-            text += decode(previous, token);
-            previous = token;
-        }
-        return text;
+        return detail::decode_sequence(*this, tokens);
     }
 
 private:

@@ -1,5 +1,6 @@
 // multibool-llama finetune: the options of a fine-tuning run, checked before any file is read
 // where they can be, then the dispatch to the fine-tuning of the run's K (finetune_run.hpp).
+#include <algorithm>
 #include <charconv>
 #include <cstddef>
 #include <filesystem>
@@ -108,6 +109,8 @@ int run_finetune(const ParsedOptions& options) {
     std::cerr << "loading " << model_path.string() << "\n";
     const Checkpoint teacher = load_float_checkpoint(model_path);
     fine_tune.loss.hidden_blocks = hidden_block_mask(hidden_blocks, teacher.config().n_layers);
+    // A model with a shorter context (llama.cpp's GGUF of stories260K states 128) trains on windows of that length.
+    if (!resume && !options.given("seq")) fine_tune.length = std::min(fine_tune.length, teacher.config().seq_len);
     try {
         if (!resume) check_fine_tune_options(fine_tune, teacher.config());
     } catch (const std::invalid_argument& e) {
@@ -148,7 +151,8 @@ Command finetune_command() {
         {"train-kernels", "W", "{} (default, the published recipe) or all", "last", defines_run},
         {"steps", "N", "total steps of the run (default {}; a resumed run keeps its own)", "1200"},
         {"batch", "B", "sequences per step (default {})", number_text(defaults.batch), defines_run},
-        {"seq", "S", "tokens per sequence (default {})", number_text(defaults.length), defines_run},
+        {"seq", "S", "tokens per sequence (default {}, or the model's context length when shorter)",
+         number_text(defaults.length), defines_run},
         {"lr", "X", "AdamW learning rate of the scales (default {})", number_text(defaults.scale_learning_rate),
          defines_run},
         {"flip-rate", "X", "the policy's eta (default: " + policy_rates + ")", std::nullopt, defines_run},

@@ -1,6 +1,7 @@
 #pragma once
 // What several commands read or print about a model: text files, the float checkpoint (llama2.c
 // or GGUF), the tokenizer that must match the model, the initializer's name, a conversion's totals.
+#include <cmath>
 #include <cstddef>
 #include <cstdio>
 #include <filesystem>
@@ -73,15 +74,23 @@ inline Initializer initializer_option(const ParsedOptions& options) {
     throw UsageError("--init takes greedy, alternating or act-aware, found '" + name + "'");
 }
 
+// The relative output error needs calibration statistics: "-" when the conversion had none.
+inline std::string output_error_text(double error) {
+    if (std::isnan(error)) return "-";
+    char text[32];
+    std::snprintf(text, sizeof text, "%.4f", error);
+    return text;
+}
+
 inline void print_totals(const ConversionReport& report, std::ostream& out) {
     const ErrorTally total = report.total();
     char line[512];
     std::snprintf(line, sizeof line,
                   "%s: %zu projections, %zu weights in %zu bytes (float32: %zu), %.4f bits/weight, relative error "
-                  "%.4f, relative output error %.4f\n",
+                  "%.4f, relative output error %s\n",
                   report.method.c_str(), report.projections.size(), total.weights, total.storage_bytes,
                   total.weights * sizeof(float), total.bits_per_weight(), total.relative_error(),
-                  total.relative_output_error());
+                  output_error_text(total.relative_output_error()).c_str());
     out << line;
 }
 

@@ -25,9 +25,9 @@ void print_table(const ConversionReport& report) {
                 "rel.output");
     for (const auto& p : report.projections) {
         const std::string shape = std::to_string(p.rows) + "x" + std::to_string(p.cols);
-        std::printf("%-5zu %-4s %11s %2zu %10.4f %10.4f %10.4f\n", p.layer, projection_name(p.projection),
-                    shape.c_str(), p.kernels, p.tally.bits_per_weight(), p.tally.relative_error(),
-                    p.tally.relative_output_error());
+        std::printf("%-5zu %-4s %11s %2zu %10.4f %10.4f %10s\n", p.layer, projection_name(p.projection), shape.c_str(),
+                    p.kernels, p.tally.bits_per_weight(), p.tally.relative_error(),
+                    output_error_text(p.tally.relative_output_error()).c_str());
     }
     std::fputs("total: ", stdout);
     std::ostringstream totals;
