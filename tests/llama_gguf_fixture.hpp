@@ -52,7 +52,9 @@ inline void write_llama_gguf(const std::filesystem::path& path, const std::files
         std::vector<gguf::Value> tokens;
         std::vector<gguf::Value> scores;
         for (int i = 0; i < pieces; ++i) {
-            tokens.push_back(gguf::Value::text("t" + std::to_string(i)));
+            std::string piece = std::to_string(i);
+            piece.insert(piece.begin(), 't');
+            tokens.push_back(gguf::Value::text(std::move(piece)));
             scores.push_back(gguf::Value::float32(0.0f));
         }
         tokenizer.set("tokenizer.ggml.model", gguf::Value::text("llama"));

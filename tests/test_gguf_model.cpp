@@ -201,6 +201,17 @@ TEST_CASE("GGUF files the example cannot run are refused, naming what is wrong",
         CHECK(c.seq_len == 256);
         CHECK(c.vocab_size == 512);
     }
+    SECTION("a tensor the example would ignore") {
+        const gguf::File source(good);
+        gguf::Writer writer(source.metadata());
+        for (const gguf::TensorInfo& info : source.tensors()) {
+            const auto data = source.data(info);
+            writer.add_tensor(info.name, info.dims, info.type, {data.begin(), data.end()});
+        }
+        writer.add_tensor("rope_freqs.weight", {16}, gguf::TensorType::F32, f32(16, 1.0f));
+        writer.write(bad);
+        REQUIRE_THROWS_WITH(read_gguf_config(gguf::File(bad)), Contains("rope_freqs.weight") && Contains("ignore"));
+    }
     SECTION("a vocabulary-only file") {
         gguf::Writer writer(gguf::File(good).metadata());
         writer.write(bad);

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -320,25 +321,30 @@ TEST_CASE("perplexity follows llama.cpp's protocol: whole windows, BOS first, th
     // 3 windows of 20 and 7 tokens dropped; positions 10..18 of each window predict tokens 11..19.
     constexpr std::size_t context = 20;
     const std::vector<int> stream = random_tokens(3 * context + 7, ckpt.config().vocab_size, rng);
-    constexpr int bos = 7;  // any id: the protocol writes it over each window's first token
-    double expected_nll = 0.0;
-    for (std::size_t w = 0; w < 3; ++w) {
-        std::vector<int> input(stream.begin() + long(w * context), stream.begin() + long((w + 1) * context));
-        input[0] = bos;
-        const auto logits = reference_logits(ckpt, input);
-        for (std::size_t p = context / 2; p + 1 < context; ++p) {
-            double sum = 0.0;
-            for (double l : logits[p]) sum += std::exp(l);
-            expected_nll += std::log(sum) - logits[p][std::size_t(stream[w * context + p + 1])];
+    // Any id: the protocol writes it over each window's first token; without one (a vocabulary
+    // that adds no BOS) windows are fed as they are.
+    for (const std::optional<int> bos : {std::optional<int>(7), std::optional<int>()}) {
+        CAPTURE(bos.has_value());
+        double expected_nll = 0.0;
+        for (std::size_t w = 0; w < 3; ++w) {
+            std::vector<int> input(stream.begin() + long(w * context), stream.begin() + long((w + 1) * context));
+            if (bos) input[0] = *bos;
+            const auto logits = reference_logits(ckpt, input);
+            for (std::size_t p = context / 2; p + 1 < context; ++p) {
+                double sum = 0.0;
+                for (double l : logits[p]) sum += std::exp(l);
+                expected_nll += std::log(sum) - logits[p][std::size_t(stream[w * context + p + 1])];
+            }
         }
+        const auto protocol = PerplexityProtocol::llama_cpp(context, bos);
+        const PerplexityResult one = perplexity(model, stream, 1, {}, protocol);
+        CHECK(one.tokens == 3 * 9);
+        CHECK(one.negative_log_likelihood == Approx(expected_nll).epsilon(1e-5));
+        CHECK(perplexity(model, stream, 2, {}, protocol).negative_log_likelihood == one.negative_log_likelihood);
+        // llama-perplexity wants at least two windows of text.
+        REQUIRE_THROWS_WITH(perplexity(model, std::span<const int>(stream).first(2 * context - 1), 1, {}, protocol),
+                            Contains("at least two windows"));
     }
-    const auto protocol = PerplexityProtocol::llama_cpp(context, bos);
-    const PerplexityResult one = perplexity(model, stream, 1, {}, protocol);
-    CHECK(one.tokens == 3 * 9);
-    CHECK(one.negative_log_likelihood == Approx(expected_nll).epsilon(1e-5));
-    CHECK(perplexity(model, stream, 2, {}, protocol).negative_log_likelihood == one.negative_log_likelihood);
-    REQUIRE_THROWS_WITH(perplexity(model, std::span<const int>(stream).first(context - 1), 1, {}, protocol),
-                        Contains("at least one window"));
 }
 
 TEST_CASE("the forward uses the config's RoPE theta and RMSNorm epsilon (a GGUF file's values)", "[llama][model]") {

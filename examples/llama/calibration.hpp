@@ -84,7 +84,7 @@ struct RecordingLinear {
 // Runs the float model over up to max_tokens tokens of stream, in the perplexity protocol's
 // chunks (BOS first, an empty cache per chunk), and returns every projection input's H.
 inline CalibrationStatistics calibrate(const Checkpoint& checkpoint, std::span<const int> stream,
-                                       std::size_t max_tokens,
+                                       std::size_t max_tokens, int bos = Tokenizer::bos,
                                        const std::function<void(std::size_t, std::size_t)>& progress = {}) {
     if (stream.empty() || max_tokens == 0) throw std::invalid_argument("calibrate: no calibration tokens");
     CalibrationStatistics statistics(checkpoint.config());
@@ -95,13 +95,13 @@ inline CalibrationStatistics calibrate(const Checkpoint& checkpoint, std::span<c
     });
     const auto tokens = stream.first(std::min(stream.size(), max_tokens));
     const std::size_t chunks = (tokens.size() + perplexity_chunk_tokens - 1) / perplexity_chunk_tokens;
-    Session session(model.config());
+    Session session(model.config(), perplexity_chunk_tokens);
     std::vector<int> input;
     for (std::size_t c = 0; c < chunks; ++c) {
         const auto chunk =
             tokens.subspan(c * perplexity_chunk_tokens,
                            std::min(perplexity_chunk_tokens, tokens.size() - c * perplexity_chunk_tokens));
-        input.assign(1, Tokenizer::bos);
+        input.assign(1, bos);
         input.insert(input.end(), chunk.begin(), chunk.end() - 1);
         model.forward(input, 0, session, Logits::last);
         statistics.count_tokens(input.size());

@@ -133,14 +133,24 @@ inline Config read_config(BinaryReader& reader) {
     return c;
 }
 
-// The 7 int32 header fields as read_config reads them (negative vocab_size: untied classifier).
-// They have no room for RoPE's theta or RMSNorm's epsilon: a model with other values is refused.
-inline void write_config(BinaryWriter& w, const Config& c) {
+}  // namespace detail
+
+// The llama2.c header (also that of multibool's model and fine-tuning files) has no room for
+// RoPE's theta or RMSNorm's epsilon: std::invalid_argument, naming `file`, for other values.
+inline void check_llama2c_header(const Config& c, const std::string& file) {
     if (c.rope_theta != llama2c_rope_theta || c.norm_epsilon != llama2c_norm_epsilon) {
-        throw std::invalid_argument("llama2.c-style header: the model has RoPE theta " + std::to_string(c.rope_theta) +
+        throw std::invalid_argument(file + ": the model has RoPE theta " + std::to_string(c.rope_theta) +
                                     " and RMSNorm epsilon " + std::to_string(c.norm_epsilon) +
-                                    ", this format stores only llama2.c's 10000 and 1e-5: write a GGUF file instead");
+                                    "; multibool's model and checkpoint files store llama2.c's header, which holds "
+                                    "only 10000 and 1e-5");
     }
+}
+
+namespace detail {
+
+// The 7 int32 header fields as read_config reads them (negative vocab_size: untied classifier).
+inline void write_config(BinaryWriter& w, const Config& c) {
+    check_llama2c_header(c, "llama2.c header");
     const std::array<std::int32_t, 7> header = {
         std::int32_t(c.dim),        std::int32_t(c.hidden_dim),
         std::int32_t(c.n_layers),   std::int32_t(c.n_heads),

@@ -1,8 +1,10 @@
 #pragma once
 // Text generation with llama2.c's `run` loop: the prompt is encoded with BOS, positions run up
-// to `steps` (prompt included; beyond the model's seq_len if asked, as llama.cpp allows), and generation stops early at
-// a BOS token. Greedy decoding reproduces llama2.c exactly; sampling is plain temperature sampling (llama2.c adds top-p
-// 0.9 and its own generator). The prompt goes through one batched forward; then one token per step from the KV cache.
+// to `steps` (prompt included; past the model's seq_len if asked, as llama.cpp allows), and
+// generation stops early at BOS (or a GGUF vocabulary's EOS: TextTokenizer::ends_generation).
+// Greedy decoding reproduces llama2.c exactly; sampling is plain temperature sampling (llama2.c
+// adds top-p 0.9 and its own generator). The prompt goes through one batched forward; then one
+// token per step from the KV cache.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -84,7 +86,8 @@ GenerationResult generate(const Transformer<Linear>& model, const TextTokenizer&
                           std::size_t steps, Sampler& sampler,
                           const std::function<void(std::string_view)>& on_text = {}) {
     GenerationResult result;
-    result.tokens = tokenizer.encode(prompt, true, false);
+    result.tokens = tokenizer.encode(prompt, tokenizer.adds_bos(), false);
+    if (result.tokens.empty()) throw std::invalid_argument("generate: the prompt encodes to no tokens");
     result.prompt_tokens = result.tokens.size();
     // As in llama2.c, `steps` counts forward passes; the token sampled after the last one is kept.
     const std::size_t positions = steps;
@@ -106,7 +109,7 @@ GenerationResult generate(const Transformer<Linear>& model, const TextTokenizer&
     const auto prefilled = clock::now();
     while (true) {
         const int next = sampler.sample(logits.row(0));
-        if (next == tokenizer.bos()) break;
+        if (tokenizer.ends_generation(next)) break;
         emit(result.tokens.back(), next);
         result.tokens.push_back(next);
         const std::size_t pos = result.tokens.size() - 1;

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -138,6 +139,22 @@ inline Config read_gguf_config(const gguf::File& file) {
                           std::to_string(c.n_heads) + " heads, " + std::to_string(c.n_kv_heads) + " KV heads, width " +
                               std::to_string(c.dim));
     }
+    // A tensor this example would not read (RoPE frequency factors, biases, ...) would change
+    // the results llama.cpp gets: refused by name rather than ignored.
+    std::unordered_set<std::string> known = {"token_embd.weight", "output_norm.weight", "output.weight"};
+    for (std::size_t l = 0; l < c.n_layers; ++l) {
+        for (const char* name : {"attn_norm", "ffn_norm"}) known.insert(gguf_block_tensor(l, name));
+        for (Projection p : projections) known.insert(gguf_block_tensor(l, gguf_projection_name(p)));
+    }
+    for (const gguf::TensorInfo& info : file.tensors()) {
+        if (!known.contains(info.name)) {
+            throw FormatError(source, "tensor " + info.name,
+                              "only the tensors this example runs (token_embd, blk.N.attn_norm/attn_q/attn_k/attn_v/"
+                              "attn_output/ffn_norm/ffn_gate/ffn_down/ffn_up for N < " +
+                                  std::to_string(c.n_layers) + ", output_norm, output)",
+                              "a tensor it would ignore");
+        }
+    }
     if (const auto rope_dims = m.optional_unsigned_integer("llama.rope.dimension_count");
         rope_dims && *rope_dims != c.head_size()) {
         throw FormatError(source, "llama.rope.dimension_count",
@@ -254,6 +271,20 @@ BooleanTransformer<1, q1_0_block_columns, half, Backend> read_gguf_q1_0_model(co
     return {c, std::move(floats), std::move(blocks)};
 }
 
+// Q1_0 blocks cover 128 inputs: std::invalid_argument (naming `what`) unless every projection's
+// input width is a multiple.
+inline void check_q1_0_exportable(const Config& c, const std::string& what) {
+    for (Projection p : projections) {
+        const std::size_t inputs = projection_shape(c, p).second;
+        if (inputs % q1_0_block_columns != 0) {
+            throw std::invalid_argument(what + ": " + projection_name(p) + " (" + gguf_projection_name(p) + ") has " +
+                                        std::to_string(inputs) + " inputs, not a multiple of Q1_0's block of " +
+                                        std::to_string(q1_0_block_columns) +
+                                        ": GGUF cannot carry this model as Q1_0 (write a .mbool file instead)");
+        }
+    }
+}
+
 // Writes model as a GGUF file that llama.cpp loads: source's metadata and tensors in source's
 // order, each projection replaced by the model's Q1_0 blocks (source is the file the model was
 // converted from; its other tensors are copied byte for byte). Every projection's input
@@ -266,15 +297,7 @@ void save_gguf_q1_0_model(const BooleanTransformer<1, q1_0_block_columns, half, 
         throw std::invalid_argument(path.string() + ": the model's hyperparameters differ from those of " +
                                     source.path().string());
     }
-    for (Projection p : projections) {
-        const std::size_t inputs = projection_shape(c, p).second;
-        if (inputs % q1_0_block_columns != 0) {
-            throw std::invalid_argument(path.string() + ": Q1_0 blocks cover " + std::to_string(q1_0_block_columns) +
-                                        " inputs, and " + projection_name(p) + " (" + gguf_projection_name(p) +
-                                        ") has " + std::to_string(inputs) +
-                                        ", not a multiple: GGUF cannot carry this model");
-        }
-    }
+    check_q1_0_exportable(c, path.string());
     // As llama-quantize writes a quantized file: the quantization format version (ggml's
     // GGML_QNT_VERSION, 2), and no general.file_type, which named the source's types (llama.cpp
     // infers the type from the tensors when the key is absent).

@@ -1,7 +1,8 @@
 #pragma once
 // A GGUF file's tokenizer.ggml.* metadata read into a Vocabulary, with llama.cpp's defaults for
 // keys a file leaves out (SentencePiece: BOS 1, EOS 2, unknown 0, BOS and the space prefix
-// added; byte-level BPE: neither added). Works on vocabulary-only files (no tensors).
+// added; byte-level BPE: BOS and EOS 11, neither added, merges required). Works on
+// vocabulary-only files (no tensors).
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -80,12 +81,13 @@ inline Vocabulary read_vocabulary(const gguf::File& file) {
             v.types.push_back(static_cast<TokenType>(types[i]));
         }
     }
-    if (m.contains("tokenizer.ggml.merges")) v.merges = m.texts("tokenizer.ggml.merges");
+    // A byte-level BPE vocabulary without merges cannot tokenize: llama.cpp refuses it too.
+    if (m.contains("tokenizer.ggml.merges") || !sentencepiece) v.merges = m.texts("tokenizer.ggml.merges");
     const std::size_t n = v.pieces.size();
-    v.bos =
-        detail::special_id(m, "tokenizer.ggml.bos_token_id", n, sentencepiece ? std::optional<int>(1) : std::nullopt);
-    v.eos =
-        detail::special_id(m, "tokenizer.ggml.eos_token_id", n, sentencepiece ? std::optional<int>(2) : std::nullopt);
+    const auto fallback = [n](int id) { return std::size_t(id) < n ? std::optional<int>(id) : std::nullopt; };
+    constexpr int byte_pair_special = 11;  // llama.cpp's BOS and EOS when a gpt2 vocabulary states none
+    v.bos = detail::special_id(m, "tokenizer.ggml.bos_token_id", n, fallback(sentencepiece ? 1 : byte_pair_special));
+    v.eos = detail::special_id(m, "tokenizer.ggml.eos_token_id", n, fallback(sentencepiece ? 2 : byte_pair_special));
     v.unknown = detail::special_id(m, "tokenizer.ggml.unknown_token_id", n,
                                    sentencepiece ? std::optional<int>(0) : std::nullopt);
     v.padding = detail::special_id(m, "tokenizer.ggml.padding_token_id", n, std::nullopt);

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -24,6 +25,8 @@
 namespace multibool::llama {
 
 inline constexpr std::size_t perplexity_chunk_tokens = 256;
+// The smallest llama.cpp window with a scored token: positions N/2 .. N-2 must not be empty.
+inline constexpr std::size_t min_llama_cpp_context = 3;
 
 struct PerplexityResult {
     double negative_log_likelihood = 0.0;  // summed over the scored tokens
@@ -68,10 +71,12 @@ struct PerplexityProtocol {
     enum class Kind { assets, llama_cpp };
     Kind kind = Kind::assets;
     std::size_t context = perplexity_chunk_tokens;  // tokens per window (llama.cpp's -c)
-    int bos = Tokenizer::bos;
+    // The first input token of a window; llama.cpp's protocol leaves windows as they are for a
+    // vocabulary that adds no BOS (nullopt).
+    std::optional<int> bos = Tokenizer::bos;
 
     [[nodiscard]] static PerplexityProtocol assets(int bos) { return {Kind::assets, perplexity_chunk_tokens, bos}; }
-    [[nodiscard]] static PerplexityProtocol llama_cpp(std::size_t context, int bos) {
+    [[nodiscard]] static PerplexityProtocol llama_cpp(std::size_t context, std::optional<int> bos) {
         return {Kind::llama_cpp, context, bos};
     }
     // Windows a stream of `tokens` is cut into.
@@ -85,7 +90,8 @@ struct PerplexityProtocol {
 // progress(windows done, windows in all) is called after each window, from one thread at a time.
 // Windows are shared among `threads` workers; their sums are added in window order, so the
 // result does not depend on the thread count. For llama.cpp's protocol the stream must hold the
-// text tokenized with BOS, as llama-perplexity tokenizes it.
+// text tokenized as llama-perplexity tokenizes it (with BOS when the vocabulary adds one), at
+// least two windows of it, as llama-perplexity requires.
 template <LinearLayer Linear>
 PerplexityResult perplexity(const Transformer<Linear>& model, std::span<const int> stream, std::size_t threads = 1,
                             const std::function<void(std::size_t, std::size_t)>& progress = {},
@@ -93,11 +99,14 @@ PerplexityResult perplexity(const Transformer<Linear>& model, std::span<const in
     using Kind = PerplexityProtocol::Kind;
     if (stream.empty()) throw std::invalid_argument("perplexity: the text encodes to no tokens");
     const std::size_t n = protocol.context;
-    if (protocol.kind == Kind::llama_cpp && (n < 3 || stream.size() < n)) {
-        throw std::invalid_argument(
-            "perplexity: llama.cpp's protocol needs a context of at least 3 tokens and a text "
-            "of at least one window; the context is " +
-            std::to_string(n) + " tokens and the text " + std::to_string(stream.size()));
+    if (protocol.kind == Kind::llama_cpp && (n < min_llama_cpp_context || stream.size() < 2 * n)) {
+        throw std::invalid_argument("perplexity: llama.cpp's protocol needs a context of at least " +
+                                    std::to_string(min_llama_cpp_context) +
+                                    " tokens and a text of at least two windows; the context is " + std::to_string(n) +
+                                    " tokens and the text " + std::to_string(stream.size()));
+    }
+    if (protocol.kind == Kind::assets && !protocol.bos) {
+        throw std::invalid_argument("perplexity: the assets protocol starts every chunk with BOS");
     }
     // Targets are never fed to the model, so forward() does not see them: check them here.
     check_vocabulary(stream, model.config().vocab_size, "perplexity");
@@ -117,10 +126,10 @@ PerplexityResult perplexity(const Transformer<Linear>& model, std::span<const in
                 const std::size_t begin = w * n;
                 const auto window = stream.subspan(begin, std::min(n, stream.size() - begin));
                 if (protocol.kind == Kind::assets) {
-                    window_nll[w] = chunk_negative_log_likelihood(model, window, session, protocol.bos);
+                    window_nll[w] = chunk_negative_log_likelihood(model, window, session, *protocol.bos);
                 } else {
                     input.assign(window.begin(), window.end());
-                    input[0] = protocol.bos;
+                    if (protocol.bos) input[0] = *protocol.bos;
                     window_nll[w] =
                         window_negative_log_likelihood(model, input, first, window.subspan(first + 1), session);
                 }

@@ -52,6 +52,30 @@ public:
         return *id;
     }
 
+    // Whether a text starts with BOS, as llama.cpp tokenizes one with add_special (a GGUF
+    // vocabulary's tokenizer.ggml.add_bos_token; llama2.c always adds it).
+    [[nodiscard]] bool adds_bos() const noexcept {
+        return std::visit(
+            [](const auto& t) {
+                if constexpr (requires { t.vocabulary(); }) return t.vocabulary().add_bos;
+                return true;
+            },
+            tokenizer_);
+    }
+
+    // Whether generation stops at token: BOS, as llama2.c's run loop stops (so a GGUF file and its
+    // llama2.c checkpoint continue a prompt alike), and a GGUF vocabulary's EOS, as llama.cpp stops.
+    [[nodiscard]] bool ends_generation(int token) const noexcept {
+        if (token == bos()) return true;
+        if (std::holds_alternative<Tokenizer>(tokenizer_)) return false;
+        return std::visit(
+            [&](const auto& t) {
+                if constexpr (requires { t.vocabulary(); }) return token == t.eos();
+                return false;
+            },
+            tokenizer_);
+    }
+
     // The text's ids, with BOS and EOS when asked. llama2.c's encoder adds its dummy-prefix
     // space; a GGUF vocabulary adds it when its add_space_prefix says so.
     [[nodiscard]] std::vector<int> encode(std::string_view text, bool add_bos, bool add_eos) const {

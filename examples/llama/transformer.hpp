@@ -208,7 +208,8 @@ public:
     explicit Session(const Config& c) : Session(c, c.seq_len) {}
     Session(const Config& c, std::size_t capacity) : config_(c), capacity_(capacity) {
         if (capacity == 0) throw std::invalid_argument("llama::Session: a capacity of 0 positions");
-        const std::size_t cache = checked_product("llama::Session", c.n_layers * capacity, c.kv_dim());
+        const std::size_t cache =
+            checked_product("llama::Session", checked_product("llama::Session", c.n_layers, capacity), c.kv_dim());
         keys_.resize(cache);
         values_.resize(cache);
         scores_.resize(capacity);

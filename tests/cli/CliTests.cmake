@@ -121,6 +121,12 @@ multibool_cli_test("GGUF: llama.cpp's perplexity protocol matches llama-perplexi
 multibool_cli_test("GGUF: the assets protocol gives the checkpoint's figure" 0 "perplexity|--model|${f32_gguf}"
     NEEDS_ASSETS gguf/stories260K-f32.gguf tinystories-valid.txt
     STDOUT_LAST_LINE "perplexity: 7\\.2486 tokens: 45641")
+# Calibrated conversion reads 256-token chunks past the GGUF's stated context of 128; the figure is
+# the checkpoint's (the same weights, and the GGUF vocabulary gives llama2.c's ids on the text).
+multibool_cli_test("GGUF: act-aware K=2 conversion gives the checkpoint's figure" 0
+    "perplexity|--model|${f32_gguf}|--kernels|2|--group|64"
+    NEEDS_ASSETS gguf/stories260K-f32.gguf tinystories-valid.txt tinystories-train.txt
+    STDOUT_LAST_LINE "perplexity: 35\\.3918 tokens: 45641")
 multibool_cli_test("GGUF: greedy generation matches llama2.c" 0 "generate|--model|${f32_gguf}|--steps|64"
     NEEDS_ASSETS gguf/stories260K-f32.gguf
     STDOUT_REGEX "^Once upon a time, there was a little girl named Lily\\. She loved to play outside in the park\\.")
@@ -134,13 +140,17 @@ multibool_cli_test("tokenize: GPT-2's vocabulary, one id per line" 0
 multibool_cli_test("tokenize: a GGUF model's vocabulary, with BOS" 0 "tokenize|--model|${f32_gguf}|--text|Once upon a time|--bos"
     NEEDS_ASSETS gguf/stories260K-f32.gguf STDOUT_REGEX "^1\n")
 multibool_cli_test("tokenize needs a vocabulary" 2 "tokenize|--text|x" STDERR_REGEX "give --model or --tokenizer")
+multibool_cli_test("tokenize: a llama2.c checkpoint holds no vocabulary" 2 "tokenize|--model|@ASSETS@/stories260K.bin|--text|x"
+    NEEDS_ASSETS stories260K.bin STDERR_REGEX "is not a GGUF file, which would hold its vocabulary: give --tokenizer")
+multibool_cli_test("generate: steps beyond any context" 2 "generate|--steps|2000000"
+    STDERR_REGEX "--steps takes 1..1048576, found 2000000")
 multibool_cli_test("GGUF: another architecture is refused by name" 1 "perplexity|--model|@ASSETS@/gguf/ggml-vocab-gpt-2.gguf"
     NEEDS_ASSETS gguf/ggml-vocab-gpt-2.gguf STDERR_REGEX "general.architecture': expected \"llama\".*found \"gpt2\"")
 multibool_cli_test("GGUF: a vocabulary-only file is not a model" 1 "generate|--model|@ASSETS@/gguf/ggml-vocab-llama-spm.gguf"
     NEEDS_ASSETS gguf/ggml-vocab-llama-spm.gguf STDERR_REGEX "vocabulary-only file: give it as --tokenizer")
 multibool_cli_test("GGUF: Q1_0 needs inputs in whole 128-blocks" 1
     "quantize|--model|${f32_gguf}|--kernels|1|--group|128|--out|unused.gguf"
-    NEEDS_ASSETS gguf/stories260K-f32.gguf STDERR_REGEX "attn_q has 64 inputs, not a multiple of Q1_0's block of 128")
+    NEEDS_ASSETS gguf/stories260K-f32.gguf STDERR_REGEX "wq .attn_q. has 64 inputs, not a multiple of Q1_0's block of 128")
 multibool_cli_test("GGUF: writing one needs a GGUF source" 2 "quantize|--kernels|1|--group|128|--out|unused.gguf"
     NEEDS_ASSETS stories260K.bin STDERR_REGEX "copies the metadata and vocabulary of a GGUF --model")
 multibool_cli_test("unknown protocol" 2 "perplexity|--protocol|lm-eval" STDERR_REGEX "--protocol takes assets or llama.cpp, found 'lm-eval'")

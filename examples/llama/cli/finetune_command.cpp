@@ -109,6 +109,8 @@ int run_finetune(const ParsedOptions& options) {
     std::cerr << "loading " << model_path.string() << "\n";
     const Checkpoint teacher = load_float_checkpoint(model_path);
     fine_tune.loss.hidden_blocks = hidden_block_mask(hidden_blocks, teacher.config().n_layers);
+    // Checked now, not at the first checkpoint: the checkpoint's header must hold the model.
+    check_llama2c_header(teacher.config(), model_path.string());
     // A model with a shorter context (llama.cpp's GGUF of stories260K states 128) trains on windows of that length.
     if (!resume && !options.given("seq")) fine_tune.length = std::min(fine_tune.length, teacher.config().seq_len);
     try {
@@ -117,6 +119,12 @@ int run_finetune(const ParsedOptions& options) {
         throw UsageError(e.what());
     }
     const TextTokenizer tokenizer = load_matching_tokenizer(options, teacher.config());
+    // Training windows and the checkpoint's validation start with llama2.c's BOS id.
+    if (tokenizer.required_bos() != Tokenizer::bos) {
+        throw std::runtime_error("fine-tuning starts every window with BOS id " + std::to_string(Tokenizer::bos) +
+                                 " (llama2.c's and LLaMA's SentencePiece id); this " + std::string(tokenizer.kind()) +
+                                 " vocabulary's BOS is " + std::to_string(tokenizer.required_bos()));
+    }
     const std::filesystem::path train_path = options.path("train");
     const std::filesystem::path valid_path = options.path("valid");
     const std::vector<int> train = tokenizer.encode(read_text_file(train_path), false, false);

@@ -14,10 +14,16 @@ namespace multibool::llama::cli {
 
 namespace {
 
+// A KV cache is allocated for all the steps at once: a bound far above any model's context.
+constexpr std::size_t max_generation_steps = std::size_t{1} << 20;
+
 int run_generate(const ParsedOptions& options) {
     const std::string prompt = *options.text("prompt");
     const std::size_t steps = *options.count("steps");
-    if (steps == 0) throw UsageError("--steps must be at least 1");
+    if (steps == 0 || steps > max_generation_steps) {
+        throw UsageError("--steps takes 1.." + std::to_string(max_generation_steps) + ", found " +
+                         std::to_string(steps));
+    }
     const float temperature = *options.real("temperature");
     if (temperature < 0.0f) throw UsageError("--temperature must be >= 0");
     Sampler sampler(temperature, *options.count("seed"));

@@ -90,7 +90,7 @@ std::optional<CalibrationStatistics> calibrate_if_needed(const ModelChoice& choi
     const std::vector<int> stream = tokenizer.encode(read_text_file(text_path), false, false);
     std::cerr << "calibrating on " << std::min(stream.size(), max_tokens) << " tokens of " << text_path.string()
               << "\n";
-    return calibrate(checkpoint, stream, max_tokens);
+    return calibrate(checkpoint, stream, max_tokens, tokenizer.required_bos());
 }
 
 template <class Model>

@@ -36,6 +36,14 @@ inline Checkpoint load_float_checkpoint(const std::filesystem::path& path) {
     return gguf::is_gguf_file(path) ? load_gguf_checkpoint(path) : load_checkpoint(path);
 }
 
+// The hyperparameters of a llama2.c checkpoint or GGUF file, without reading its tensors.
+inline Config load_float_config(const std::filesystem::path& path) {
+    if (gguf::is_gguf_file(path)) return read_gguf_config(gguf::File(path));
+    std::ifstream in = open_for_reading(path);
+    BinaryReader reader(in, path.string());
+    return llama::detail::read_config(reader);
+}
+
 // --tokenizer when given; else a GGUF model's own vocabulary; else the shipped llama2.c file.
 inline std::filesystem::path tokenizer_path(const ParsedOptions& options) {
     if (options.given("tokenizer")) return options.path("tokenizer");

@@ -18,7 +18,6 @@ namespace multibool::llama::cli {
 
 namespace {
 
-constexpr std::size_t min_llama_cpp_context = 3;  // the smallest window with a scored token
 constexpr std::size_t max_llama_cpp_context = std::size_t{1} << 20;
 
 // A terminal gets one updating line; a log gets a line per tenth of the chunks.
@@ -54,17 +53,19 @@ int run_perplexity(const ParsedOptions& options) {
     std::visit(
         [&](const auto& model) {
             const TextTokenizer tokenizer = load_matching_tokenizer(options, model.config());
-            const int bos = tokenizer.required_bos();
+            // llama-perplexity tokenizes with BOS and writes it over each window's first token only
+            // when the vocabulary adds BOS; the assets protocol always starts a chunk with it.
+            const bool adds_bos = protocol_choice.llama_cpp ? tokenizer.adds_bos() : true;
+            const std::optional<int> bos = adds_bos ? std::optional<int>(tokenizer.required_bos()) : std::nullopt;
             const PerplexityProtocol protocol =
                 protocol_choice.llama_cpp
                     ? PerplexityProtocol::llama_cpp(protocol_choice.context.value_or(model.config().seq_len), bos)
-                    : PerplexityProtocol::assets(bos);
+                    : PerplexityProtocol::assets(*bos);
             if (protocol.context > model.config().seq_len) {
                 std::cerr << "note: windows of " << protocol.context << " tokens exceed the model's context of "
                           << model.config().seq_len << "\n";
             }
-            // llama-perplexity tokenizes the text with BOS; the assets protocol adds BOS per chunk.
-            const std::vector<int> stream = tokenizer.encode(text, protocol_choice.llama_cpp, false);
+            const std::vector<int> stream = tokenizer.encode(text, protocol_choice.llama_cpp && adds_bos, false);
             std::cerr << text_path.string() << ": " << stream.size() << " tokens (" << tokenizer.kind()
                       << " tokenizer), " << threads << " thread(s)\n";
             const auto started = std::chrono::steady_clock::now();

@@ -37,8 +37,8 @@ void print_table(const ConversionReport& report) {
 
 int run_quantize(const ParsedOptions& options) {
     const ModelChoice choice = choose_model(options);
-    if (choice.kind == ModelChoice::Kind::model_file) {
-        throw UsageError(choice.path.string() + " is already a converted model file");
+    if (choice.kind == ModelChoice::Kind::model_file || choice.kind == ModelChoice::Kind::gguf_q1_0) {
+        throw UsageError(choice.path.string() + " already holds Boolean kernels (a converted model file or Q1_0 GGUF)");
     }
     if (choice.kind == ModelChoice::Kind::float_model) throw UsageError("give --kernels, --bits or --rtn");
     std::optional<std::filesystem::path> out;
@@ -59,17 +59,13 @@ int run_quantize(const ParsedOptions& options) {
                      "writing the multibool model file %s instead\n",
                      choice.kernels, choice.group, out->c_str());
     }
-    if (gguf_out && q1_0) {
-        // Checked before converting: Q1_0 blocks need every projection's inputs in whole blocks.
-        const Config config = read_gguf_config(gguf::File(choice.path));
-        for (Projection p : projections) {
-            const std::size_t inputs = projection_shape(config, p).second;
-            if (inputs % q1_0_block_columns != 0) {
-                throw std::runtime_error(choice.path.string() + ": " + gguf_projection_name(p) + " has " +
-                                         std::to_string(inputs) + " inputs, not a multiple of Q1_0's block of " +
-                                         std::to_string(q1_0_block_columns) +
-                                         ": GGUF cannot carry this model as Q1_0 (write a .mbool file instead)");
-            }
+    // What the file to write cannot carry is refused before converting.
+    if (out) {
+        const Config config = load_float_config(choice.path);
+        if (gguf_out && q1_0) {
+            check_q1_0_exportable(config, choice.path.string());
+        } else {
+            check_llama2c_header(config, out->string());
         }
     }
     const LoadedModel loaded = load_chosen_model(choice, options);

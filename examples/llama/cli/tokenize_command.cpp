@@ -7,6 +7,7 @@
 #include "llama/cli/commands.hpp"
 #include "llama/cli/model_inputs.hpp"
 #include "llama/text_tokenizer.hpp"
+#include "multibool/core/gguf_file.hpp"
 
 namespace multibool::llama::cli {
 
@@ -17,6 +18,10 @@ int run_tokenize(const ParsedOptions& options) {
         throw UsageError("give --model or --tokenizer (a GGUF file or a llama2.c tokenizer file)");
     }
     if (options.given("text") == options.given("text-file")) throw UsageError("give one of --text and --text-file");
+    if (options.given("model") && !options.given("tokenizer") && !gguf::is_gguf_file(*options.text("model"))) {
+        throw UsageError(*options.text("model") +
+                         " is not a GGUF file, which would hold its vocabulary: give --tokenizer");
+    }
     const std::string text = options.given("text") ? *options.text("text") : read_text_file(options.path("text-file"));
     const TextTokenizer tokenizer = load_text_tokenizer(tokenizer_path(options));
     for (const int id : tokenizer.encode(text, options.flag("bos"), false)) std::printf("%d\n", id);

@@ -4,8 +4,8 @@
 // mapped, not read: a tensor's bytes are touched only when asked for, so a 13 GB model costs
 // no more memory than the tensors used. Every count, size and offset is checked against the
 // file's length before it is used; a malformed file gets a FormatError naming the key or the
-// tensor at fault, never a crash; what is allocated is bounded by a fixed multiple of the file's
-// length (an array element of one byte in the file is one Value in memory).
+// tensor at fault, never a crash or a huge allocation: besides the file's length, the metadata
+// values a file may hold are capped (max_metadata_values), since each is a Value in memory.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -35,13 +35,14 @@
 namespace multibool::gguf {
 
 inline constexpr std::uint32_t magic = 0x46554747;  // "GGUF" read as a little-endian uint32
-inline constexpr std::uint64_t default_alignment = 32;
-inline constexpr std::string_view alignment_key = "general.alignment";
 // ggml's limits: 4 dimensions, names shorter than 64 bytes (GGML_MAX_DIMS, GGML_MAX_NAME).
 inline constexpr std::uint32_t max_dimensions = 4;
 inline constexpr std::size_t max_name_bytes = 63;
 // Arrays nest (an array of arrays); deeper than this is refused rather than recursed into.
 inline constexpr int max_array_depth = 4;
+// Metadata values (array elements included) a file may hold: 2^24, some 40 times a large model's
+// vocabulary, scores, token types and merges together, and at most about 2 GB as Values.
+inline constexpr std::uint64_t max_metadata_values = std::uint64_t{1} << 24;
 
 struct TensorInfo {
     std::string name;
@@ -110,6 +111,16 @@ public:
     [[nodiscard]] std::uint64_t remaining() const noexcept { return bytes_.size() - position_; }
     [[nodiscard]] const std::string& source() const noexcept { return source_; }
 
+    // Counts values about to be read against max_metadata_values.
+    void take_values(std::uint64_t count, const std::string& field) {
+        if (count > max_metadata_values - values_) {
+            throw FormatError(source_, field,
+                              "at most " + std::to_string(max_metadata_values) + " metadata values in the file",
+                              std::to_string(count) + " more after " + std::to_string(values_));
+        }
+        values_ += count;
+    }
+
     void require(std::uint64_t count, const std::string& field) const {
         if (count > remaining()) {
             throw FormatError(source_, field, std::to_string(count) + " more bytes",
@@ -144,6 +155,7 @@ private:
     std::span<const std::byte> bytes_;
     std::string source_;
     std::uint64_t position_ = 0;
+    std::uint64_t values_ = 0;
 };
 
 inline Value read_value(Cursor& in, ValueType type, const std::string& field, int depth) {
@@ -198,6 +210,7 @@ inline Value read_value(Cursor& in, ValueType type, const std::string& field, in
                                       " elements (what the rest of the file can hold)",
                                   std::to_string(count));
             }
+            in.take_values(count, field + " count");
             std::vector<Value> elements;
             elements.reserve(static_cast<std::size_t>(count));
             for (std::uint64_t i = 0; i < count; ++i) {
@@ -297,10 +310,11 @@ private:
             if (!metadata_.insert(key, std::move(value))) throw FormatError(source, key, "a unique key", "a duplicate");
         }
         if (const Value* a = metadata_.find(std::string(alignment_key))) {
-            const auto value = a->as_unsigned();
-            if (a->type() != ValueType::uint32 || !value || *value == 0 || (*value & (*value - 1)) != 0) {
-                throw FormatError(source, std::string(alignment_key), "a uint32 power of two",
-                                  a->type() == ValueType::uint32 ? std::to_string(*value) : "a " + a->type_text());
+            const auto value = valid_alignment(*a);
+            if (!value) {
+                throw FormatError(
+                    source, std::string(alignment_key), "a uint32 power of two",
+                    a->type() == ValueType::uint32 ? std::to_string(*a->as_unsigned()) : "a " + a->type_text());
             }
             alignment_ = *value;
         }

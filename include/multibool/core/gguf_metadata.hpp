@@ -66,16 +66,6 @@ inline constexpr std::uint32_t value_type_count = 13;
     }
 }
 
-[[nodiscard]] constexpr bool is_unsigned_type(ValueType t) noexcept {
-    return t == ValueType::uint8 || t == ValueType::uint16 || t == ValueType::uint32 || t == ValueType::uint64;
-}
-[[nodiscard]] constexpr bool is_signed_type(ValueType t) noexcept {
-    return t == ValueType::int8 || t == ValueType::int16 || t == ValueType::int32 || t == ValueType::int64;
-}
-[[nodiscard]] constexpr bool is_float_type(ValueType t) noexcept {
-    return t == ValueType::float32 || t == ValueType::float64;
-}
-
 // One metadata value with its file type. Integers are held widened (unsigned ones as uint64,
 // signed ones as int64) and float32 as double, all exactly, so writing back restores the bytes.
 class Value {
@@ -137,6 +127,16 @@ private:
     ValueType element_type_ = ValueType::uint8;
     std::vector<Value> elements_;
 };
+
+inline constexpr std::uint64_t default_alignment = 32;
+inline constexpr std::string_view alignment_key = "general.alignment";
+
+// general.alignment's value when it is valid (a uint32 power of two), else nullopt.
+[[nodiscard]] inline std::optional<std::uint64_t> valid_alignment(const Value& value) noexcept {
+    const auto a = value.as_unsigned();
+    if (value.type() != ValueType::uint32 || !a || *a == 0 || (*a & (*a - 1)) != 0) return std::nullopt;
+    return a;
+}
 
 // The key-value pairs of a file in file order; keys are unique. Typed getters throw FormatError
 // naming the file (source) and the key when a key is missing or has another type.

@@ -31,10 +31,8 @@ public:
     explicit Writer(Metadata metadata) : metadata_(std::move(metadata)) {
         for (const auto& [key, value] : metadata_.entries()) check_value(value, key, 0);
         if (const Value* a = metadata_.find(std::string(alignment_key))) {
-            const auto value = a->as_unsigned();
-            if (a->type() != ValueType::uint32 || !value || *value == 0 || (*value & (*value - 1)) != 0) {
-                throw std::invalid_argument("gguf::Writer: general.alignment must be a uint32 power of two");
-            }
+            const auto value = valid_alignment(*a);
+            if (!value) throw std::invalid_argument("gguf::Writer: general.alignment must be a uint32 power of two");
             alignment_ = *value;
         }
     }
