@@ -66,6 +66,23 @@ std::string ids_text(const std::vector<int>& ids) {
     return text;
 }
 
+// llama.cpp's 46 test-tokenizer-0 vectors for the vocabulary at path: each text gives exactly the
+// expected ids (a failure names the text) and, with decodes_back, decodes back to itself.
+template <class AnyTokenizer>
+void check_llama_cpp_vectors(const AnyTokenizer& t, const fs::path& path, bool decodes_back) {
+    const std::vector<VocabularyVector> vectors = read_vocabulary_vectors(path);
+    CHECK(vectors.size() == 46);
+    std::size_t passed = 0;
+    for (const auto& [text, expected] : vectors) {
+        const std::vector<int> ids = t.encode(text);
+        INFO("text \"" << text << "\": expected [" << ids_text(expected) << "], got [" << ids_text(ids) << "]");
+        CHECK(ids == expected);
+        if (decodes_back) CHECK(t.decode(ids) == text);
+        passed += ids == expected ? 1 : 0;
+    }
+    CHECK(passed == vectors.size());
+}
+
 // ---------------------------------------------------------------------------------------------
 // SentencePiece
 // ---------------------------------------------------------------------------------------------
@@ -315,16 +332,7 @@ TEST_CASE("SentencePiece passes llama.cpp's test vectors for ggml-vocab-llama-sp
     const fs::path path = multibool::examples::assets_dir() / file;
     const SentencePieceTokenizer t(multibool::llama::load_vocabulary(path));
     CHECK(t.vocab_size() == 32000);
-    const std::vector<VocabularyVector> vectors = read_vocabulary_vectors(path);
-    CHECK(vectors.size() == 46);
-    std::size_t passed = 0;
-    for (const auto& [text, expected] : vectors) {
-        const std::vector<int> ids = t.encode(text);
-        INFO("text \"" << text << "\": expected [" << ids_text(expected) << "], got [" << ids_text(ids) << "]");
-        CHECK(ids == expected);
-        passed += ids == expected ? 1 : 0;
-    }
-    CHECK(passed == vectors.size());
+    check_llama_cpp_vectors(t, path, false);
 }
 
 TEST_CASE("SentencePiece on stories260K's GGUF vocabulary equals llama2.c's encoder on tinystories",
@@ -614,17 +622,7 @@ TEST_CASE("BytePair passes llama.cpp's test vectors for ggml-vocab-gpt-2.gguf", 
     CHECK(t.token_to_piece(50256) == "");  // <|endoftext|> is a control token
     CHECK(t.encode(" ") == std::vector<int>{220});
     CHECK(t.encode("\n") == std::vector<int>{198});
-    const std::vector<VocabularyVector> vectors = read_vocabulary_vectors(path);
-    CHECK(vectors.size() == 46);
-    std::size_t passed = 0;
-    for (const auto& [text, expected] : vectors) {
-        const std::vector<int> ids = t.encode(text);
-        INFO("text \"" << text << "\": expected [" << ids_text(expected) << "], got [" << ids_text(ids) << "]");
-        CHECK(ids == expected);
-        CHECK(t.decode(ids) == text);
-        passed += ids == expected ? 1 : 0;
-    }
-    CHECK(passed == vectors.size());
+    check_llama_cpp_vectors(t, path, true);
 }
 
 TEST_CASE("BytePair round-trips tinystories through the GPT-2 vocabulary", "[gguf_tokenizer]") {
