@@ -1,3 +1,7 @@
+// The GGUF container against files built byte by byte here from the format's description
+// (ggml's docs/gguf.md): every metadata type, alignment, the writer's exact bytes, every error
+// with the key or tensor it names, every truncation and sampled corruptions, and Q1_0 blocks as
+// planes and scales byte for byte.
 #include <catch2/catch.hpp>
 
 #include <bit>

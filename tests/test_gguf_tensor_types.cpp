@@ -1,3 +1,6 @@
+// ggml's tensor types to float against blocks written field by field here from ggml's block
+// definitions and values computed by an independent scalar formula (hand-worked cases included),
+// and the block geometry of every type id against ggml's type_traits table.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
