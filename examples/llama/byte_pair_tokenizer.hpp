@@ -229,29 +229,8 @@ public:
         if (v.pre != "gpt-2") {
             throw std::invalid_argument("tokenizer.ggml.pre = '" + v.pre + "' is not supported; supported: gpt-2");
         }
-        if (v.pieces.empty()) throw std::invalid_argument("byte-level BPE vocabulary has no pieces");
-        if (v.pieces.size() > std::size_t(std::numeric_limits<int>::max())) {
-            throw std::invalid_argument("byte-level BPE vocabulary has more pieces than int ids can number");
-        }
+        check_vocabulary_shape(v, "byte-level BPE vocabulary");
         const auto n = v.pieces.size();
-        if (!v.scores.empty() && v.scores.size() != n) {
-            throw std::invalid_argument("byte-level BPE vocabulary has " + std::to_string(v.scores.size()) +
-                                        " scores for " + std::to_string(n) + " pieces");
-        }
-        if (!v.types.empty() && v.types.size() != n) {
-            throw std::invalid_argument("byte-level BPE vocabulary has " + std::to_string(v.types.size()) +
-                                        " token types for " + std::to_string(n) + " pieces");
-        }
-        const auto check_id = [&](const std::optional<int>& id, const char* key) {
-            if (id && (*id < 0 || std::size_t(*id) >= n)) {
-                throw std::invalid_argument(std::string(key) + " = " + std::to_string(*id) + " is not below the " +
-                                            std::to_string(n) + " pieces");
-            }
-        };
-        check_id(v.bos, "tokenizer.ggml.bos_token_id");
-        check_id(v.eos, "tokenizer.ggml.eos_token_id");
-        check_id(v.unknown, "tokenizer.ggml.unknown_token_id");
-        check_id(v.padding, "tokenizer.ggml.padding_token_id");
 
         piece_ids_.reserve(n);
         for (std::size_t id = 0; id < n; ++id) {
@@ -283,13 +262,8 @@ public:
         rendered_.resize(n);
         for (std::size_t id = 0; id < n; ++id) rendered_[id] = render(static_cast<int>(id));
 
-        // User-defined tokens are cut out of the text before anything else, longest first.
-        for (std::size_t id = 0; id < n; ++id) {
-            if (v.type(static_cast<int>(id)) == TokenType::user_defined) user_defined_.push_back(static_cast<int>(id));
-        }
-        std::stable_sort(user_defined_.begin(), user_defined_.end(), [&](int a, int b) {
-            return v.pieces[static_cast<std::size_t>(a)].size() > v.pieces[static_cast<std::size_t>(b)].size();
-        });
+        // User-defined tokens are cut out of a text before anything else.
+        user_defined_ = UserDefinedPieces(v, [&](int id) { return v.pieces[static_cast<std::size_t>(id)]; });
     }
 
     [[nodiscard]] std::size_t vocab_size() const noexcept { return vocabulary_.pieces.size(); }
@@ -302,7 +276,7 @@ public:
     [[nodiscard]] std::vector<int> encode(std::string_view text) const {
         std::vector<int> ids;
         Scratch scratch;
-        for (const auto& [offset, length, id] : partition(text)) {
+        for (const auto& [offset, length, id] : user_defined_.split(text)) {
             if (id >= 0) {
                 ids.push_back(id);
             } else {
@@ -327,12 +301,6 @@ public:
     }
 
 private:
-    struct Fragment {
-        std::size_t offset;
-        std::size_t length;
-        int id;  // the user-defined token, or -1 for raw text
-    };
-
     // One merged symbol of a word: a byte range of the spelled word, linked to its neighbours.
     struct Symbol {
         std::uint32_t begin;
@@ -373,36 +341,6 @@ private:
         std::vector<int> cached_ids;
     };
     static constexpr std::size_t max_cached_words = std::size_t(1) << 16;
-
-    // llama.cpp's special-token partition with parse_special = false: only user-defined tokens
-    // cut the text, each in turn (longest first) at every leftmost occurrence in what is left.
-    [[nodiscard]] std::vector<Fragment> partition(std::string_view text) const {
-        std::vector<Fragment> fragments;
-        if (text.empty()) return fragments;
-        fragments.push_back({0, text.size(), -1});
-        for (const int id : user_defined_) {
-            const std::string_view piece = vocabulary_.pieces[static_cast<std::size_t>(id)];
-            std::vector<Fragment> cut;
-            for (const Fragment& f : fragments) {
-                if (f.id >= 0) {
-                    cut.push_back(f);
-                    continue;
-                }
-                std::size_t start = f.offset;
-                const std::size_t stop = f.offset + f.length;
-                for (;;) {
-                    const std::size_t match = text.substr(0, stop).find(piece, start);
-                    if (match == std::string_view::npos) break;
-                    if (match > start) cut.push_back({start, match - start, -1});
-                    cut.push_back({match, piece.size(), id});
-                    start = match + piece.size();
-                }
-                if (start < stop) cut.push_back({start, stop - start, -1});
-            }
-            fragments = std::move(cut);
-        }
-        return fragments;
-    }
 
     void encode_fragment(std::string_view text, Scratch& s, std::vector<int>& ids) const {
         namespace bp = detail::byte_pair;
@@ -555,7 +493,7 @@ private:
     detail::byte_pair::StringToInt merge_ranks_;
     std::size_t longest_merge_ = 0;  // in bytes, the ' ' included
     std::vector<std::string> rendered_;
-    std::vector<int> user_defined_;
+    UserDefinedPieces user_defined_;
 };
 
 }  // namespace multibool::llama

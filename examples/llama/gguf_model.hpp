@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -25,7 +26,6 @@
 #include "multibool/core/gguf_file.hpp"
 #include "multibool/core/gguf_writer.hpp"
 #include "multibool/core/q1_0_blocks.hpp"
-#include "multibool/nn/dense_linear.hpp"
 
 namespace multibool::llama {
 
@@ -60,9 +60,7 @@ inline const gguf::TensorInfo& gguf_tensor(const gguf::File& file, const std::st
                                            std::vector<std::uint64_t> dims) {
     const gguf::TensorInfo& info = file.tensor(name);
     if (info.dims != dims) {
-        gguf::TensorInfo expected;
-        expected.dims = std::move(dims);
-        throw FormatError(file.path().string(), "tensor " + name, "dimensions " + expected.shape_text(),
+        throw FormatError(file.path().string(), "tensor " + name, "dimensions " + gguf::shape_text(dims),
                           info.shape_text());
     }
     return info;
@@ -188,9 +186,8 @@ inline GgufProjections gguf_projections(const gguf::File& file, const Config& c)
     return q1_0.value_or(false) ? GgufProjections::q1_0 : GgufProjections::float_weights;
 }
 
-// The float tensors and norms shared by both kinds of file, with every shape checked.
-template <class Linear>
-std::pair<FloatTensors, std::vector<Block<Linear>>> read_gguf_float_tensors(const gguf::File& file, const Config& c) {
+// The embedding, final norm and (untied) classifier, with every shape checked.
+inline FloatTensors read_gguf_float_tensors(const gguf::File& file, const Config& c) {
     const std::uint64_t dim = c.dim;
     FloatTensors tensors;
     tensors.token_embedding =
@@ -199,14 +196,12 @@ std::pair<FloatTensors, std::vector<Block<Linear>>> read_gguf_float_tensors(cons
     if (!c.shared_classifier) {
         tensors.wcls = detail::gguf_floats(file, detail::gguf_tensor(file, "output.weight", {dim, c.vocab_size}));
     }
-    std::vector<Block<Linear>> blocks(c.n_layers);
-    for (std::size_t l = 0; l < c.n_layers; ++l) {
-        blocks[l].rms_att =
-            detail::gguf_floats(file, detail::gguf_tensor(file, gguf_block_tensor(l, "attn_norm"), {dim}));
-        blocks[l].rms_ffn =
-            detail::gguf_floats(file, detail::gguf_tensor(file, gguf_block_tensor(l, "ffn_norm"), {dim}));
-    }
-    return {std::move(tensors), std::move(blocks)};
+    return tensors;
+}
+
+// Layer l's RMSNorm weights, "attn_norm" or "ffn_norm".
+inline std::vector<float> read_gguf_norm(const gguf::File& file, const Config& c, std::size_t l, const char* name) {
+    return detail::gguf_floats(file, detail::gguf_tensor(file, gguf_block_tensor(l, name), {c.dim}));
 }
 
 // A file with float (or float-convertible) projections as a Checkpoint, ready to convert.
@@ -216,14 +211,16 @@ inline Checkpoint read_gguf_checkpoint(const gguf::File& file) {
         throw FormatError(file.path().string(), "projections", "float weights to convert",
                           "Q1_0 Boolean kernels (run the file as it is, without --kernels)");
     }
-    auto [floats, blocks] = read_gguf_float_tensors<DenseLinear>(file, c);
+    FloatTensors floats = read_gguf_float_tensors(file, c);
     CheckpointTensors t;
     t.token_embedding = std::move(floats.token_embedding);
     t.rms_final = std::move(floats.rms_final);
     t.wcls = std::move(floats.wcls);
     for (std::size_t l = 0; l < c.n_layers; ++l) {
-        t.rms_att.insert(t.rms_att.end(), blocks[l].rms_att.begin(), blocks[l].rms_att.end());
-        t.rms_ffn.insert(t.rms_ffn.end(), blocks[l].rms_ffn.begin(), blocks[l].rms_ffn.end());
+        for (const auto& [name, target] : {std::pair{"attn_norm", &t.rms_att}, std::pair{"ffn_norm", &t.rms_ffn}}) {
+            const std::vector<float> norm = read_gguf_norm(file, c, l, name);
+            target->insert(target->end(), norm.begin(), norm.end());
+        }
     }
     const std::array<std::pair<Projection, std::vector<float>*>, 7> targets = {{{Projection::wq, &t.wq},
                                                                                 {Projection::wk, &t.wk},
@@ -255,8 +252,10 @@ BooleanTransformer<1, q1_0_block_columns, half, Backend> read_gguf_q1_0_model(co
     if (gguf_projections(file, c) != GgufProjections::q1_0) {
         throw FormatError(file.path().string(), "projections", "Q1_0", "float weights (convert them with --kernels)");
     }
-    auto [floats, blocks] = read_gguf_float_tensors<Linear>(file, c);
+    std::vector<Block<Linear>> blocks(c.n_layers);
     for (std::size_t l = 0; l < c.n_layers; ++l) {
+        blocks[l].rms_att = read_gguf_norm(file, c, l, "attn_norm");
+        blocks[l].rms_ffn = read_gguf_norm(file, c, l, "ffn_norm");
         for (Projection p : projections) {
             const auto& info =
                 detail::gguf_tensor(file, gguf_block_tensor(l, gguf_projection_name(p)), detail::gguf_dims(c, p));
@@ -268,7 +267,7 @@ BooleanTransformer<1, q1_0_block_columns, half, Backend> read_gguf_q1_0_model(co
             }
         }
     }
-    return {c, std::move(floats), std::move(blocks)};
+    return {c, read_gguf_float_tensors(file, c), std::move(blocks)};
 }
 
 // Q1_0 blocks cover 128 inputs: std::invalid_argument (naming `what`) unless every projection's
@@ -305,19 +304,19 @@ void save_gguf_q1_0_model(const BooleanTransformer<1, q1_0_block_columns, half, 
     metadata.erase("general.file_type");
     metadata.set("general.quantization_version", gguf::Value::uint32(2));
     gguf::Writer writer(std::move(metadata));
-    for (const gguf::TensorInfo& info : source.tensors()) {
-        const auto bytes = source.data(info);
-        gguf::TensorType type = info.type;
-        std::vector<std::byte> data(bytes.begin(), bytes.end());
-        for (std::size_t l = 0; l < c.n_layers; ++l) {
-            for (Projection p : projections) {
-                if (info.name == gguf_block_tensor(l, gguf_projection_name(p))) {
-                    type = gguf::TensorType::Q1_0;
-                    data = q1_0_blocks(model.blocks()[l].projection(p).weights());
-                }
-            }
+    std::unordered_map<std::string, const Q1_0Matrix<>*> kernels;
+    for (std::size_t l = 0; l < c.n_layers; ++l) {
+        for (Projection p : projections) {
+            kernels.emplace(gguf_block_tensor(l, gguf_projection_name(p)), &model.blocks()[l].projection(p).weights());
         }
-        writer.add_tensor(info.name, info.dims, type, std::move(data));
+    }
+    for (const gguf::TensorInfo& info : source.tensors()) {
+        if (const auto k = kernels.find(info.name); k != kernels.end()) {
+            writer.add_tensor(info.name, info.dims, gguf::TensorType::Q1_0, q1_0_blocks(*k->second));
+        } else {
+            const auto bytes = source.data(info);
+            writer.add_tensor(info.name, info.dims, info.type, {bytes.begin(), bytes.end()});
+        }
     }
     writer.write(path);
 }

@@ -41,8 +41,8 @@ inline std::size_t utf8_length(char first) noexcept {
 class SentencePieceTokenizer {
 public:
     // Throws std::invalid_argument naming the problem: no pieces, more than INT32_MAX pieces, a
-    // score count or token type count that is neither 0 nor the piece count, a NaN score, a bos,
-    // eos or unknown id outside the vocabulary, a duplicate piece (llama.cpp refuses them too)
+    // score count or token type count that is neither 0 nor the piece count, a NaN score, a special
+    // id (bos, eos, unknown, padding) outside the vocabulary, a duplicate piece (llama.cpp refuses them too)
     // or a byte token not spelled "<0xXX>". Missing scores count as 0 and missing types as
     // normal, as llama.cpp reads such files.
     explicit SentencePieceTokenizer(Vocabulary vocabulary) : vocabulary_(std::move(vocabulary)) {
@@ -50,26 +50,8 @@ public:
             throw std::invalid_argument("llama::SentencePieceTokenizer: " + what);
         };
         const Vocabulary& v = vocabulary_;
+        check_vocabulary_shape(v, "llama::SentencePieceTokenizer");
         const std::size_t n = v.pieces.size();
-        if (n == 0) fail("the vocabulary has no pieces");
-        if (n > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
-            fail(std::to_string(n) + " pieces do not fit int token ids");
-        }
-        if (!v.scores.empty() && v.scores.size() != n) {
-            fail(std::to_string(v.scores.size()) + " scores for " + std::to_string(n) + " pieces");
-        }
-        if (!v.types.empty() && v.types.size() != n) {
-            fail(std::to_string(v.types.size()) + " token types for " + std::to_string(n) + " pieces");
-        }
-        const auto check_id = [&](const std::optional<int>& id, const char* name) {
-            if (id && (*id < 0 || static_cast<std::size_t>(*id) >= n)) {
-                fail(std::string(name) + " id " + std::to_string(*id) + " outside a vocabulary of " +
-                     std::to_string(n) + " pieces");
-            }
-        };
-        check_id(v.bos, "bos");
-        check_id(v.eos, "eos");
-        check_id(v.unknown, "unknown");
 
         ids_.reserve(n);
         for (std::size_t id = 0; id < n; ++id) {
@@ -83,7 +65,6 @@ public:
             if (type == TokenType::byte && detail::byte_of_piece(v.pieces[id]) < 0) {
                 fail("byte token " + std::to_string(id) + " is \"" + v.pieces[id] + "\", not \"<0xXX>\"");
             }
-            if (type == TokenType::user_defined) user_defined_.push_back(static_cast<int>(id));
         }
         // Bytes below 0x80 always make one-byte symbols; those in no longer piece never merge.
         std::array<bool, 256> in_longer_piece{};
@@ -94,9 +75,7 @@ public:
         }
         for (std::size_t b = 0; b < 0x80; ++b) barrier_bytes_[b] = !in_longer_piece[b];
 
-        // llama.cpp splits the text at user-defined pieces, longest first.
-        std::stable_sort(user_defined_.begin(), user_defined_.end(),
-                         [&](int a, int b) { return lookup_text(a).size() > lookup_text(b).size(); });
+        user_defined_ = UserDefinedPieces(v, [&](int id) { return lookup_text(id); });
 
         // Byte fallback, as llama.cpp's byte_to_token: the piece "<0xXX>" (upper-case hex), else
         // the one-byte piece (never for byte 0, which llama.cpp looks up as an empty C string),
@@ -144,7 +123,7 @@ public:
         ids.reserve(text.size() / 2 + 1);
         std::string escaped;
         bool after_special = true;
-        for (const Fragment& fragment : split_user_defined(text)) {
+        for (const TextFragment& fragment : user_defined_.split(text)) {
             if (fragment.token >= 0) {
                 ids.push_back(fragment.token);
                 after_special = true;
@@ -216,12 +195,6 @@ public:
     }
 
 private:
-    struct Fragment {
-        std::size_t offset;
-        std::size_t length;
-        int token;  // the user-defined piece's id, or -1 for text
-    };
-
     // A piece's text as llama.cpp's loader keys it: empty pieces are renamed "[EMPTY_<id>]".
     [[nodiscard]] std::string lookup_text(int id) const {
         const std::string& piece = vocabulary_.pieces[static_cast<std::size_t>(id)];
@@ -234,33 +207,6 @@ private:
                                     " outside a vocabulary of " + std::to_string(vocabulary_.pieces.size()) +
                                     " pieces");
         }
-    }
-
-    // llama.cpp's tokenizer_st_partition for user-defined pieces: each piece in turn (longest
-    // first) cuts every text fragment at its leftmost non-overlapping occurrences.
-    [[nodiscard]] std::vector<Fragment> split_user_defined(std::string_view text) const {
-        std::vector<Fragment> fragments{{0, text.size(), -1}};
-        std::vector<Fragment> next;
-        for (const int id : user_defined_) {
-            const std::string piece = lookup_text(id);
-            next.clear();
-            for (const Fragment& f : fragments) {
-                if (f.token >= 0) {
-                    next.push_back(f);
-                    continue;
-                }
-                const std::size_t end = f.offset + f.length;
-                std::size_t at = f.offset;
-                for (std::size_t match; (match = text.substr(0, end).find(piece, at)) != std::string_view::npos;) {
-                    if (match > at) next.push_back({at, match - at, -1});
-                    next.push_back({match, piece.size(), id});
-                    at = match + piece.size();
-                }
-                if (at < end) next.push_back({at, end - at, -1});
-            }
-            fragments.swap(next);
-        }
-        return fragments;
     }
 
     struct Symbol {
@@ -379,7 +325,7 @@ private:
 
     Vocabulary vocabulary_;
     std::unordered_map<std::string, int, detail::PieceHash, std::equal_to<>> ids_;
-    std::vector<int> user_defined_;  // ids of user-defined pieces, longest piece first
+    UserDefinedPieces user_defined_;
     std::array<int, 256> byte_ids_{};
     std::array<bool, 256> barrier_bytes_{};  // ASCII bytes no piece of two bytes or more contains
 };

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -36,14 +37,20 @@ public:
         static constexpr std::string_view names[] = {"llama2.c", "SentencePiece", "byte-level BPE"};
         return names[tokenizer_.index()];
     }
-    [[nodiscard]] std::optional<int> bos() const noexcept {
-        if (std::holds_alternative<Tokenizer>(tokenizer_)) return Tokenizer::bos;
+    // A GGUF vocabulary's metadata; null for llama2.c's tokenizer file.
+    [[nodiscard]] const Vocabulary* gguf_vocabulary() const noexcept {
         return std::visit(
-            [](const auto& t) -> std::optional<int> {
-                if constexpr (requires { t.vocabulary(); }) return t.bos();
-                return std::nullopt;
+            [](const auto& t) -> const Vocabulary* {
+                if constexpr (is_llama2c<decltype(t)>)
+                    return nullptr;
+                else
+                    return &t.vocabulary();
             },
             tokenizer_);
+    }
+    [[nodiscard]] std::optional<int> bos() const noexcept {
+        const Vocabulary* v = gguf_vocabulary();
+        return v != nullptr ? v->bos : std::optional<int>(Tokenizer::bos);
     }
     // The BOS id, for protocols that need one; throws when the vocabulary has none.
     [[nodiscard]] int required_bos() const {
@@ -55,46 +62,37 @@ public:
     // Whether a text starts with BOS, as llama.cpp tokenizes one with add_special (a GGUF
     // vocabulary's tokenizer.ggml.add_bos_token; llama2.c always adds it).
     [[nodiscard]] bool adds_bos() const noexcept {
-        return std::visit(
-            [](const auto& t) {
-                if constexpr (requires { t.vocabulary(); }) return t.vocabulary().add_bos;
-                return true;
-            },
-            tokenizer_);
+        const Vocabulary* v = gguf_vocabulary();
+        return v == nullptr || v->add_bos;
     }
 
     // Whether generation stops at token: BOS, as llama2.c's run loop stops (so a GGUF file and its
     // llama2.c checkpoint continue a prompt alike), and a GGUF vocabulary's EOS, as llama.cpp stops.
     [[nodiscard]] bool ends_generation(int token) const noexcept {
-        if (token == bos()) return true;
-        if (std::holds_alternative<Tokenizer>(tokenizer_)) return false;
-        return std::visit(
-            [&](const auto& t) {
-                if constexpr (requires { t.vocabulary(); }) return token == t.eos();
-                return false;
-            },
-            tokenizer_);
+        const Vocabulary* v = gguf_vocabulary();
+        return token == bos() || (v != nullptr && token == v->eos);
     }
 
     // The text's ids, with BOS and EOS when asked. llama2.c's encoder adds its dummy-prefix
     // space; a GGUF vocabulary adds it when its add_space_prefix says so.
     [[nodiscard]] std::vector<int> encode(std::string_view text, bool add_bos, bool add_eos) const {
-        if (const auto* llama2c = std::get_if<Tokenizer>(&tokenizer_)) return llama2c->encode(text, add_bos, add_eos);
-        std::vector<int> ids;
-        if (add_bos) ids.push_back(required_bos());
-        std::visit(
+        return std::visit(
             [&](const auto& t) {
-                if constexpr (requires { t.vocabulary(); }) {
+                if constexpr (is_llama2c<decltype(t)>) {
+                    return t.encode(text, add_bos, add_eos);
+                } else {
+                    std::vector<int> ids;
+                    if (add_bos) ids.push_back(required_bos());
                     const std::vector<int> body = t.encode(text);
                     ids.insert(ids.end(), body.begin(), body.end());
                     if (add_eos) {
                         if (!t.eos()) throw std::runtime_error("the vocabulary has no EOS token");
                         ids.push_back(*t.eos());
                     }
+                    return ids;
                 }
             },
             tokenizer_);
-        return ids;
     }
 
     // The text of token after previous; the dummy-prefix space of the first piece after BOS is
@@ -108,7 +106,7 @@ public:
                                     std::to_string(rendered_.size()));
         }
         std::string_view text = rendered_[static_cast<std::size_t>(token)];
-        if (strip_after_bos_ && previous == bos() && text.starts_with(' ')) text.remove_prefix(1);
+        if (gguf_vocabulary()->add_space_prefix && previous == bos() && text.starts_with(' ')) text.remove_prefix(1);
         return text;
     }
 
@@ -117,15 +115,18 @@ public:
     }
 
 private:
+    template <class T>
+    static constexpr bool is_llama2c = std::is_same_v<std::remove_cvref_t<T>, Tokenizer>;
+
+    // Each id's text, once: decode hands out views of it.
     void render_pieces() {
         std::visit(
             [&](const auto& t) {
-                if constexpr (requires { t.vocabulary(); }) {
+                if constexpr (!is_llama2c<decltype(t)>) {
                     rendered_.reserve(t.vocab_size());
                     for (std::size_t id = 0; id < t.vocab_size(); ++id) {
                         rendered_.push_back(t.token_to_piece(static_cast<int>(id)));
                     }
-                    strip_after_bos_ = t.vocabulary().add_space_prefix;
                 }
             },
             tokenizer_);
@@ -133,7 +134,6 @@ private:
 
     std::variant<Tokenizer, SentencePieceTokenizer, BytePairTokenizer> tokenizer_;
     std::vector<std::string> rendered_;  // GGUF vocabularies: each id's text
-    bool strip_after_bos_ = false;
 };
 
 // A GGUF file (a model or a vocabulary-only file) gives its vocabulary; any other file is read

@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -44,6 +45,13 @@ inline constexpr int max_array_depth = 4;
 // vocabulary, scores, token types and merges together, and at most about 2 GB as Values.
 inline constexpr std::uint64_t max_metadata_values = std::uint64_t{1} << 24;
 
+// "[64, 512]": ggml dimensions as errors show them.
+inline std::string shape_text(std::span<const std::uint64_t> dims) {
+    std::string s = "[";
+    for (std::size_t d = 0; d < dims.size(); ++d) s += (d ? ", " : "") + std::to_string(dims[d]);
+    return s + "]";
+}
+
 struct TensorInfo {
     std::string name;
     std::vector<std::uint64_t> dims;  // ggml's ne: dims[0] is the fastest-varying (a matrix's input) dimension
@@ -55,11 +63,7 @@ struct TensorInfo {
     // A matrix view of the tensor: dims[0] columns (inputs), the product of the others rows.
     [[nodiscard]] std::uint64_t columns() const noexcept { return dims.empty() ? 1 : dims[0]; }
     [[nodiscard]] std::uint64_t rows() const noexcept { return columns() == 0 ? 0 : elements / columns(); }
-    [[nodiscard]] std::string shape_text() const {
-        std::string s = "[";
-        for (std::size_t d = 0; d < dims.size(); ++d) s += (d ? ", " : "") + std::to_string(dims[d]);
-        return s + "]";
-    }
+    [[nodiscard]] std::string shape_text() const { return gguf::shape_text(dims); }
 };
 
 namespace detail {
@@ -159,32 +163,18 @@ private:
 };
 
 inline Value read_value(Cursor& in, ValueType type, const std::string& field, int depth) {
+    if (is_scalar_type(type)) {
+        return visit_scalar_type(type, [&]<class T>() -> Value {
+            if constexpr (std::is_same_v<T, bool>) {
+                const auto b = in.read<std::uint8_t>(field);
+                if (b > 1) throw FormatError(in.source(), field, "a bool (0 or 1)", std::to_string(b));
+                return {type, b == 1};
+            } else {
+                return {type, held_type<T>{in.read<T>(field)}};
+            }
+        });
+    }
     switch (type) {
-        case ValueType::uint8:
-            return {type, std::uint64_t{in.read<std::uint8_t>(field)}};
-        case ValueType::int8:
-            return {type, std::int64_t{in.read<std::int8_t>(field)}};
-        case ValueType::uint16:
-            return {type, std::uint64_t{in.read<std::uint16_t>(field)}};
-        case ValueType::int16:
-            return {type, std::int64_t{in.read<std::int16_t>(field)}};
-        case ValueType::uint32:
-            return {type, std::uint64_t{in.read<std::uint32_t>(field)}};
-        case ValueType::int32:
-            return {type, std::int64_t{in.read<std::int32_t>(field)}};
-        case ValueType::uint64:
-            return {type, in.read<std::uint64_t>(field)};
-        case ValueType::int64:
-            return {type, in.read<std::int64_t>(field)};
-        case ValueType::float32:
-            return {type, double{in.read<float>(field)}};
-        case ValueType::float64:
-            return {type, in.read<double>(field)};
-        case ValueType::boolean: {
-            const auto b = in.read<std::uint8_t>(field);
-            if (b > 1) throw FormatError(in.source(), field, "a bool (0 or 1)", std::to_string(b));
-            return {type, b == 1};
-        }
         case ValueType::string:
             return Value::text(in.read_string(field));
         case ValueType::array: {
@@ -218,6 +208,8 @@ inline Value read_value(Cursor& in, ValueType type, const std::string& field, in
             }
             return Value::array(element_type, std::move(elements));
         }
+        default:
+            break;
     }
     throw FormatError(in.source(), field, "a GGUF value type (0..12)",
                       std::to_string(static_cast<std::uint32_t>(type)));

@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <variant>
@@ -43,27 +45,57 @@ inline constexpr std::uint32_t value_type_count = 13;
     return index < value_type_count ? names[index] : std::string_view("unknown");
 }
 
-// Bytes of one scalar in the file; 0 for string and array, whose size is in the data.
-[[nodiscard]] constexpr std::size_t scalar_bytes(ValueType type) noexcept {
+// Every type but string and array is a fixed-size scalar.
+[[nodiscard]] constexpr bool is_scalar_type(ValueType type) noexcept {
+    return static_cast<std::uint32_t>(type) < value_type_count && type != ValueType::string && type != ValueType::array;
+}
+
+// Calls f.template operator()<T>() with the C++ type a scalar of `type` is stored as (bool: one
+// byte, 0 or 1), so that reading, checking and writing scalars is written once. `type` must be a
+// scalar type.
+template <class F>
+constexpr decltype(auto) visit_scalar_type(ValueType type, F&& f) {
     switch (type) {
         case ValueType::uint8:
+            return f.template operator()<std::uint8_t>();
         case ValueType::int8:
-        case ValueType::boolean:
-            return 1;
+            return f.template operator()<std::int8_t>();
         case ValueType::uint16:
+            return f.template operator()<std::uint16_t>();
         case ValueType::int16:
-            return 2;
+            return f.template operator()<std::int16_t>();
         case ValueType::uint32:
+            return f.template operator()<std::uint32_t>();
         case ValueType::int32:
-        case ValueType::float32:
-            return 4;
+            return f.template operator()<std::int32_t>();
         case ValueType::uint64:
+            return f.template operator()<std::uint64_t>();
         case ValueType::int64:
+            return f.template operator()<std::int64_t>();
+        case ValueType::float32:
+            return f.template operator()<float>();
         case ValueType::float64:
-            return 8;
+            return f.template operator()<double>();
+        case ValueType::boolean:
+            return f.template operator()<bool>();
         default:
-            return 0;
+            throw std::logic_error("gguf::visit_scalar_type: " + std::string(value_type_name(type)) +
+                                   " is not a scalar type");
     }
+}
+
+// How a Value holds a scalar stored as T: widened, exactly (unsigned as uint64, signed as int64,
+// floats as double).
+template <class T>
+using held_type =
+    std::conditional_t<std::is_same_v<T, bool>, bool,
+                       std::conditional_t<std::is_floating_point_v<T>, double,
+                                          std::conditional_t<std::is_signed_v<T>, std::int64_t, std::uint64_t>>>;
+
+// Bytes of one scalar in the file; 0 for string and array, whose size is in the data.
+[[nodiscard]] constexpr std::size_t scalar_bytes(ValueType type) noexcept {
+    if (!is_scalar_type(type)) return 0;
+    return visit_scalar_type(type, []<class T>() { return sizeof(T); });
 }
 
 // One metadata value with its file type. Integers are held widened (unsigned ones as uint64,

@@ -144,78 +144,40 @@ private:
         }
     }
     static bool scalar_fits(const Value& value) {
-        const auto& scalar = value.scalar();
-        const auto in_range = [&]<class T>(T) {
-            if constexpr (std::is_unsigned_v<T>) {
-                const auto* u = std::get_if<std::uint64_t>(&scalar);
-                return u != nullptr && *u <= std::numeric_limits<T>::max();
+        if (value.type() == ValueType::string) return std::holds_alternative<std::string>(value.scalar());
+        if (!is_scalar_type(value.type())) return false;  // an unknown type
+        return visit_scalar_type(value.type(), [&]<class T>() {
+            const auto* held = std::get_if<held_type<T>>(&value.scalar());
+            if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+                return held != nullptr && std::in_range<T>(*held);
             } else {
-                const auto* s = std::get_if<std::int64_t>(&scalar);
-                return s != nullptr && *s >= std::numeric_limits<T>::min() && *s <= std::numeric_limits<T>::max();
+                return held != nullptr;
             }
-        };
-        switch (value.type()) {
-            case ValueType::uint8:
-                return in_range(std::uint8_t{});
-            case ValueType::int8:
-                return in_range(std::int8_t{});
-            case ValueType::uint16:
-                return in_range(std::uint16_t{});
-            case ValueType::int16:
-                return in_range(std::int16_t{});
-            case ValueType::uint32:
-                return in_range(std::uint32_t{});
-            case ValueType::int32:
-                return in_range(std::int32_t{});
-            case ValueType::uint64:
-                return in_range(std::uint64_t{});
-            case ValueType::int64:
-                return in_range(std::int64_t{});
-            case ValueType::float32:
-            case ValueType::float64:
-                return std::holds_alternative<double>(scalar);
-            case ValueType::boolean:
-                return std::holds_alternative<bool>(scalar);
-            case ValueType::string:
-                return std::holds_alternative<std::string>(scalar);
-            default:
-                return false;  // an unknown type
-        }
+        });
     }
 
     template <class PutScalar, class PutString>
     static void write_value(const Value& value, PutScalar& put_scalar, PutString& put_string) {
-        const auto& scalar = value.scalar();
+        if (is_scalar_type(value.type())) {
+            return visit_scalar_type(value.type(), [&]<class T>() {
+                const held_type<T> held = std::get<held_type<T>>(value.scalar());
+                if constexpr (std::is_same_v<T, bool>) {
+                    put_scalar(static_cast<std::uint8_t>(held ? 1 : 0));
+                } else {
+                    put_scalar(static_cast<T>(held));
+                }
+            });
+        }
         switch (value.type()) {
-            case ValueType::uint8:
-                return put_scalar(static_cast<std::uint8_t>(std::get<std::uint64_t>(scalar)));
-            case ValueType::int8:
-                return put_scalar(static_cast<std::int8_t>(std::get<std::int64_t>(scalar)));
-            case ValueType::uint16:
-                return put_scalar(static_cast<std::uint16_t>(std::get<std::uint64_t>(scalar)));
-            case ValueType::int16:
-                return put_scalar(static_cast<std::int16_t>(std::get<std::int64_t>(scalar)));
-            case ValueType::uint32:
-                return put_scalar(static_cast<std::uint32_t>(std::get<std::uint64_t>(scalar)));
-            case ValueType::int32:
-                return put_scalar(static_cast<std::int32_t>(std::get<std::int64_t>(scalar)));
-            case ValueType::uint64:
-                return put_scalar(std::get<std::uint64_t>(scalar));
-            case ValueType::int64:
-                return put_scalar(std::get<std::int64_t>(scalar));
-            case ValueType::float32:
-                return put_scalar(static_cast<float>(std::get<double>(scalar)));
-            case ValueType::float64:
-                return put_scalar(std::get<double>(scalar));
-            case ValueType::boolean:
-                return put_scalar(static_cast<std::uint8_t>(std::get<bool>(scalar) ? 1 : 0));
             case ValueType::string:
-                return put_string(std::get<std::string>(scalar));
+                return put_string(std::get<std::string>(value.scalar()));
             case ValueType::array:
                 put_scalar(static_cast<std::uint32_t>(value.element_type()));
                 put_scalar(std::uint64_t{value.elements().size()});
                 for (const Value& element : value.elements()) write_value(element, put_scalar, put_string);
                 return;
+            default:
+                return;  // check_value admits no other type
         }
     }
 
