@@ -52,6 +52,41 @@ void backend_case(benchmark::State& state, Shape shape, std::size_t threads, Mod
     report_weights(state, double(pool.bytes_each()), double(shape.m * shape.n), seconds);
 }
 
+#if MULTIBOOL_BENCH_HAS_HIGHWAY_LUT
+// The packed layout's two batched paths on their own, whatever highway_lut picks for the batch:
+// lut_tables (int8 tables, cost per token grows with K) and lut_expansion (levels expanded once
+// per tile, int8 dot products).
+template <std::size_t K, class Path>
+void packed_path_case(benchmark::State& state, Shape shape, std::size_t threads, Mode mode, std::size_t tokens,
+                      Path path) {
+    const auto& pool = backend_pool<Packed<multibool::HighwayLookupBackend>, K>(shape);
+    const ActivationPool xs(tokens, shape.n);
+    std::vector<float> y(tokens * shape.m);
+    const MatrixView<float> ys{std::span(y), tokens, shape.m};
+    const double seconds = seconds_per_iteration(state, [&](std::size_t step) {
+        path(pool.at(mode, step), xs.batch(step), ys, threads);
+        return y.data();
+    });
+    report_weights(state, double(pool.bytes_each()), double(shape.m * shape.n), seconds);
+}
+
+void register_packed_paths(Shape shape, std::size_t threads, Mode mode, std::size_t tokens) {
+    if (tokens == 1) return;
+    for_each_k([&]<std::size_t K>() {
+        add_case(gemm_name("lut_tables", K, shape, threads, mode, tokens), [=](benchmark::State& state) {
+            packed_path_case<K>(
+                state, shape, threads, mode, tokens,
+                [](const auto& m, auto xs, auto ys, std::size_t t) { multibool::table_lookup_gemm(m, xs, ys, t); });
+        });
+        add_case(gemm_name("lut_expansion", K, shape, threads, mode, tokens), [=](benchmark::State& state) {
+            packed_path_case<K>(
+                state, shape, threads, mode, tokens,
+                [](const auto& m, auto xs, auto ys, std::size_t t) { multibool::level_expansion_gemm(m, xs, ys, t); });
+        });
+    });
+}
+#endif
+
 void register_all() {
     for (const Shape shape : kShapes) {
         for (const std::size_t threads : kThreadCounts) {
@@ -67,6 +102,9 @@ void register_all() {
                                  openblas_set_num_threads(int(threads));
                                  float_case(state, shape, mode, tokens, openblas_sgemm);
                              });
+#endif
+#if MULTIBOOL_BENCH_HAS_HIGHWAY_LUT
+                    register_packed_paths(shape, threads, mode, tokens);
 #endif
                     for_each_backend([&]<class Adapter>(std::string_view name, Scope scope) {
                         if (!in_scope(scope, shape, threads, mode)) return;

@@ -79,4 +79,87 @@ void check_error_bound(const Backend& backend, const Matrix& m, const Packed& pa
     }
 }
 
+// Level expansion (level_expansion.hpp): weights on a grid s = sum_k |alpha_k| / (127 - floor(K/2))
+// per row and group, rounded per kernel (off by at most K s / 2), activations on u = max |x| /
+// 127 per block (off by at most u / 2, and |level| <= 127), so per output
+// |y - y_exact| <= sum over blocks, columns of (K s / 2) |x_j| + 127 s u / 2.
+template <class Matrix, class Packed>
+std::vector<double> level_expansion_error_bound(const Matrix& m, const Packed& packed, std::span<const float> x) {
+    constexpr std::size_t K = Matrix::kernels;
+    std::vector<double> bound(m.rows(), 0.0);
+    for (const auto& block : packed.blocks()) {
+        double largest = 0.0, magnitude = 0.0;
+        for (std::size_t j = block.begin; j < block.end; ++j) {
+            largest = std::max(largest, std::fabs(double(x[j])));
+            magnitude += std::fabs(double(x[j]));
+        }
+        const double unit = largest / 127.0;
+        for (std::size_t i = 0; i < m.rows(); ++i) {
+            double total = 0.0;
+            for (std::size_t k = 0; k < K; ++k) total += std::fabs(double(m.scales(k, i)[block.group]));
+            const double grid = total / double(127 - int(K / 2));
+            bound[i] +=
+                (0.5 * double(K) * grid * magnitude + 0.5 * 127.0 * grid * unit * double(block.end - block.begin)) *
+                (1.0 + 1e-5);
+        }
+    }
+    return bound;
+}
+
+// product(packed, xs, ys, threads) runs level expansion. Checks the bound against the dense float product,
+// that a batch equals its tokens one by one and any thread count, bit for bit.
+template <class Matrix, class Packed, class Product>
+void check_level_expansion(const Matrix& m, const Packed& packed, std::mt19937_64& rng, Product product) {
+    constexpr std::size_t tokens = 14;
+    const auto xs = random_floats(tokens * m.cols(), rng);
+    const auto dense = m.dequantize();
+    std::vector<float> ys(tokens * m.rows());
+    const MatrixView<const float> x_view(std::span<const float>(xs), tokens, m.cols());
+    product(packed, x_view, MatrixView<float>(std::span<float>(ys), tokens, m.rows()), 1);
+    std::vector<float> threaded(tokens * m.rows());
+    product(packed, x_view, MatrixView<float>(std::span<float>(threaded), tokens, m.rows()), 3);
+    REQUIRE(threaded == ys);
+    for (std::size_t t = 0; t < tokens; ++t) {
+        const std::span<const float> x(xs.data() + t * m.cols(), m.cols());
+        const auto reference = dense_gemv(dense, m.rows(), m.cols(), x);
+        const auto bound = level_expansion_error_bound(m, packed, x);
+        std::vector<float> y(m.rows());
+        product(packed, MatrixView<const float>(x, 1, m.cols()), MatrixView<float>(std::span<float>(y), 1, m.rows()),
+                1);
+        for (std::size_t i = 0; i < m.rows(); ++i) {
+            CAPTURE(t, i);
+            REQUIRE(ys[t * m.rows() + i] == y[i]);
+            double magnitude = 0.0;
+            for (std::size_t j = 0; j < m.cols(); ++j) magnitude += std::fabs(dense[i * m.cols() + j] * x[j]);
+            REQUIRE(std::fabs(double(y[i]) - reference[i]) <= bound[i] + 1e-5 * magnitude);
+        }
+    }
+}
+
+// With sum_k |alpha_k| = 127 - floor(K/2) in integers the weight grid is 1, and with integer
+// activations whose block maximum is 127 the activation unit is 1: level expansion is then exact
+// and equals the scalar reference.
+template <class Packed, class Matrix, class Product>
+void check_exact_level_expansion(Matrix m, std::size_t tile_rows, std::mt19937_64& rng, Product product) {
+    constexpr std::size_t K = Matrix::kernels;
+    using Scale = typename Matrix::scale_type;
+    constexpr int limit = 127 - int(K / 2);
+    for (std::size_t i = 0; i < m.rows(); ++i) {
+        for (std::size_t g = 0; g < m.groups_per_row(); ++g) {
+            for (std::size_t k = 0; k < K; ++k) {
+                const int magnitude = k == 0 ? limit - int(K - 1) : 1;
+                m.set_scale(k, i, g, Scale(float(rng() % 2 ? magnitude : -magnitude)));
+            }
+        }
+    }
+    const Packed packed(m, tile_rows);
+    auto x = small_integers(m.cols(), rng);
+    for (const auto& block : packed.blocks()) x[block.begin] = 127.0f;
+    std::vector<float> expected(m.rows()), y(m.rows());
+    ScalarBackend{}.gemv(m, x, expected);
+    product(packed, MatrixView<const float>(std::span<const float>(x), 1, m.cols()),
+            MatrixView<float>(std::span<float>(y), 1, m.rows()), 1);
+    REQUIRE(y == expected);
+}
+
 }  // namespace multibool::testing

@@ -62,6 +62,9 @@ void check_layout(const Matrix& m, const Packed& packed) {
     }
 }
 
+const auto level_expansion = [](const auto& packed, MatrixView<const float> xs, MatrixView<float> ys,
+                                std::size_t threads) { level_expansion_gemm(packed, xs, ys, threads); };
+
 struct CheckLookupProducts {
     std::mt19937_64& rng;
 
@@ -77,6 +80,9 @@ struct CheckLookupProducts {
                 const HighwayLookupBackend backend(1);
                 testing::check_exact_tables(backend, m, packed, rng);
                 testing::check_error_bound(backend, m, packed, rng);
+                testing::check_level_expansion(m, packed, rng, level_expansion);
+                testing::check_exact_level_expansion<decltype(packed)>(m, lookup_table_tile_rows(), rng,
+                                                                       level_expansion);
             }
         }
     }
@@ -104,9 +110,12 @@ TEST_CASE("lookup-table products do not depend on the thread count", "[backends]
     const auto seed = fresh_seed();
     CAPTURE(seed);
     std::mt19937_64 rng(seed);
-    const std::size_t rows = 1000, cols = 700, tokens = 5;
+    const std::size_t rows = 1000, cols = 700;
     const auto m = testing::random_matrix<BitPlaneMatrix<3, 128, half, std::uint64_t>>(rows, cols, rng);
     const LookupTableMatrix<3, half> packed(m, lookup_table_tile_rows());
+    // Small batches through the tables, large ones (on targets with byte dot products) by level
+    // expansion.
+    const std::size_t tokens = GENERATE(5, 20);
     const auto xs = testing::random_floats(tokens * cols, rng);
     const MatrixView<const float> x_view(std::span<const float>(xs), tokens, cols);
     std::vector<float> one(tokens * rows);
@@ -127,6 +136,12 @@ TEST_CASE("lookup-table products refuse bad input, naming it", "[backends][looku
     REQUIRE_THROWS_WITH(lookup_table_gemv(packed, x, y, 1), Catch::Contains("activation 57 of token 0"));
     x[57] = std::numeric_limits<float>::infinity();
     REQUIRE_THROWS_WITH(lookup_table_gemv(packed, x, y, 1), Catch::Contains("activation 57 of token 0"));
+    // Level expansion too, for every token of a batch.
+    std::vector<float> xs(3 * 100, 1.0f), ys(3 * 10);
+    xs[2 * 100 + 41] = std::numeric_limits<float>::quiet_NaN();
+    REQUIRE_THROWS_WITH(level_expansion_gemm(packed, MatrixView<const float>(std::span<const float>(xs), 3, 100),
+                                             MatrixView<float>(std::span<float>(ys), 3, 10), 1),
+                        Catch::Contains("activation 41 of token 2"));
     std::vector<float> short_x(99, 1.0f);
     REQUIRE_THROWS_AS(lookup_table_gemv(packed, short_x, y, 1), std::invalid_argument);
     const LookupTableMatrix<2, float> other_tiles(m, 2 * lookup_table_tile_rows());

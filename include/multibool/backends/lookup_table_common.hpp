@@ -74,19 +74,11 @@ private:
                 magnitudes[(j - block.begin) / chunk_columns] += std::fabs(x[j]);
             const float largest = *std::max_element(magnitudes.begin(), magnitudes.end());
             const float total = std::accumulate(magnitudes.begin(), magnitudes.end(), 0.0f);
-            if (!std::isfinite(total)) throw_not_finite(x, block, t);
+            if (!std::isfinite(total)) detail::throw_not_finite_activation("LookupTables", x, block, t);
             block_scales_[t * blocks_per_token_ + b] = largest / float(int8_max_level);
             const float inverse = largest > 0.0f ? float(int8_max_level) / largest : 0.0f;
             quantize_block(x, block, inverse, table + 2 * block.first_pair * entries);
         }
-    }
-
-    [[noreturn]] static void throw_not_finite(std::span<const float> x, const LookupTableBlock& block, std::size_t t) {
-        std::size_t j = block.begin;
-        while (j + 1 < block.end && std::isfinite(x[j])) ++j;
-        throw std::invalid_argument("LookupTables: activation " + std::to_string(j) + " of token " + std::to_string(t) +
-                                    " is " + std::to_string(x[j]) +
-                                    ", not a finite number (or the block's sum of |x| overflows)");
     }
 
     std::size_t tokens_;
@@ -115,12 +107,15 @@ void check_gemm_arguments(const char* who, const LookupTableMatrix<K, Scale>& m,
 }
 
 // Shares the tiles of m out among `threads`; tile_product(tile, y_tile) fills y_tile (tokens x
-// tile_rows, zeroed, in the tile's slot order) and the rows are copied to ys in row order.
-template <std::size_t K, class Scale, class TileProduct>
+// tile_rows, zeroed, in the kernel's slot order) and the rows are copied to ys in row order
+// (row_of_slot(slot): the tile row a kernel writes in that slot).
+template <std::size_t K, class Scale, class RowOfSlot, class TileProduct>
 void for_each_tile(const LookupTableMatrix<K, Scale>& m, MatrixView<float> ys, std::size_t threads,
-                   TileProduct tile_product) {
+                   RowOfSlot row_of_slot, TileProduct tile_product) {
     const std::size_t n = m.tile_rows();
     const std::size_t tokens = ys.rows();
+    std::vector<std::size_t> rows_of_slots(n);
+    for (std::size_t slot = 0; slot < n; ++slot) rows_of_slots[slot] = row_of_slot(slot);
     parallel_for(threads, m.tiles(), 1, [&](std::size_t first, std::size_t last) {
         std::vector<float> y_tile(tokens * n);
         for (std::size_t tile = first; tile < last; ++tile) {
@@ -130,7 +125,7 @@ void for_each_tile(const LookupTableMatrix<K, Scale>& m, MatrixView<float> ys, s
             for (std::size_t t = 0; t < tokens; ++t) {
                 const auto y = ys.row(t).subspan(tile * n, rows);
                 for (std::size_t slot = 0; slot < n; ++slot) {
-                    const std::size_t r = m.row_of_slot(slot);
+                    const std::size_t r = rows_of_slots[slot];
                     if (r < rows) y[r] = y_tile[t * n + slot];
                 }
             }

@@ -40,6 +40,19 @@ void lookup_table_gemm(const LookupTableMatrix<K, Scale>& m, MatrixView<const fl
     lookup_table_gemm_target(m, xs, ys, threads);
 }
 
+// Each batched path on its own, for callers that choose (tests, benchmarks): lookup_table_gemm
+// picks by batch size.
+template <std::size_t K, class Scale>
+void table_lookup_gemm(const LookupTableMatrix<K, Scale>& m, MatrixView<const float> xs, MatrixView<float> ys,
+                       std::size_t threads) {
+    table_lookup_gemm_target(m, xs, ys, threads);
+}
+template <std::size_t K, class Scale>
+void level_expansion_gemm(const LookupTableMatrix<K, Scale>& m, MatrixView<const float> xs, MatrixView<float> ys,
+                          std::size_t threads) {
+    level_expansion_gemm_target(m, xs, ys, threads);
+}
+
 template <std::size_t K, class Scale>
 void lookup_table_gemv(const LookupTableMatrix<K, Scale>& m, std::span<const float> x, std::span<float> y,
                        std::size_t threads) {
@@ -51,8 +64,10 @@ void lookup_table_gemv(const LookupTableMatrix<K, Scale>& m, std::span<const flo
 }  // namespace HWY_NAMESPACE
 
 // The static target's entry points, and the tile height of the layout that target reads.
+using HWY_NAMESPACE::level_expansion_gemm;
 using HWY_NAMESPACE::lookup_table_gemm;
 using HWY_NAMESPACE::lookup_table_gemv;
 using HWY_NAMESPACE::lookup_table_tile_rows;
+using HWY_NAMESPACE::table_lookup_gemm;
 
 }  // namespace multibool

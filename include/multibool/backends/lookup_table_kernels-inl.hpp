@@ -263,18 +263,46 @@ void tile_product(const LookupTableMatrix<K, Scale>& m, std::size_t tile, const 
 HWY_INLINE std::size_t lookup_table_tile_rows() noexcept { return lookup_table_kernels::tile_rows(); }
 
 // Y = X W_hat^T through the int8 tables, for this target: builds the tables, then shares the tiles
-// of rows out among `threads`. The entry point of both dispatch modes.
+// of rows out among `threads`.
 template <std::size_t K, class Scale>
-void lookup_table_gemm_target(const LookupTableMatrix<K, Scale>& m, MatrixView<const float> xs, MatrixView<float> ys,
+void table_lookup_gemm_target(const LookupTableMatrix<K, Scale>& m, MatrixView<const float> xs, MatrixView<float> ys,
                               std::size_t threads) {
     detail::check_gemm_arguments("lookup_table_gemm", m, xs, ys, lookup_table_kernels::tile_rows());
     const LookupTables tables(
         m.blocks(), m.pairs_per_row(), xs, threads,
         [](std::span<const float> x, const LookupTableBlock& block, float inverse, std::uint8_t* table)
             HWY_ATTR { lookup_table_kernels::quantize_block(x, block, inverse, table); });
-    detail::for_each_tile(m, ys, threads, [&](std::size_t tile, float* y_tile) HWY_ATTR {
-        lookup_table_kernels::tile_product(m, tile, tables, y_tile);
-    });
+    detail::for_each_tile(
+        m, ys, threads, [&](std::size_t slot) { return m.row_of_slot(slot); },
+        [&](std::size_t tile, float* y_tile) HWY_ATTR { lookup_table_kernels::tile_product(m, tile, tables, y_tile); });
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace multibool
+HWY_AFTER_NAMESPACE();
+
+#include "multibool/backends/level_expansion_kernels-inl.hpp"
+
+HWY_BEFORE_NAMESPACE();
+namespace multibool {
+namespace HWY_NAMESPACE {
+
+// Y = X W_hat^T on a packed matrix, for this target: the entry point of both dispatch modes.
+// On targets with byte dot products, batches of level_expansion_min_tokens<K> tokens or more are
+// multiplied by level expansion, whose cost per token does not grow with K; everything else
+// through the int8 tables.
+template <std::size_t K, class Scale>
+void lookup_table_gemm_target(const LookupTableMatrix<K, Scale>& m, MatrixView<const float> xs, MatrixView<float> ys,
+                              std::size_t threads) {
+#if HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128
+    if constexpr (level_expansion_kernels::byte_dot_product) {
+        if (xs.rows() >= level_expansion_min_tokens<K>) {
+            level_expansion_gemm_target(m, xs, ys, threads);
+            return;
+        }
+    }
+#endif
+    table_lookup_gemm_target(m, xs, ys, threads);
 }
 
 }  // namespace HWY_NAMESPACE

@@ -6,6 +6,7 @@
 // and of the second chunk in its high nibble, so one vector load feeds tile_rows table lookups
 // per nibble. The BitPlaneMatrix stays the storage of record; this is a read-only copy.
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -30,6 +31,23 @@ struct LookupTableBlock {
     std::size_t first_pair = 0;
     std::size_t pairs = 0;
 };
+
+namespace detail {
+// Both kinds of batched activations refuse a block they cannot quantize, naming the culprit: the
+// first value that is not finite, or the block whose sum of |x| overflows.
+[[noreturn]] inline void throw_not_finite_activation(const char* who, std::span<const float> x,
+                                                     const LookupTableBlock& block, std::size_t t) {
+    std::size_t j = block.begin;
+    while (j < block.end && std::isfinite(x[j])) ++j;
+    if (j == block.end) {
+        throw std::invalid_argument(std::string(who) + ": the sum of |x| over columns " + std::to_string(block.begin) +
+                                    ".." + std::to_string(block.end - 1) + " of token " + std::to_string(t) +
+                                    " overflows float");
+    }
+    throw std::invalid_argument(std::string(who) + ": activation " + std::to_string(j) + " of token " +
+                                std::to_string(t) + " is " + std::to_string(x[j]) + ", not a finite number");
+}
+}  // namespace detail
 
 // Scales are read as float: 16-bit scale types stay 16-bit (half the bytes to stream), wider ones
 // are narrowed to float once at packing.
