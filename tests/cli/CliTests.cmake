@@ -126,7 +126,7 @@ multibool_cli_test("GGUF: the assets protocol gives the checkpoint's figure" 0 "
 multibool_cli_test("GGUF: act-aware K=2 conversion gives the checkpoint's figure" 0
     "perplexity|--model|${f32_gguf}|--kernels|2|--group|64"
     NEEDS_ASSETS gguf/stories260K-f32.gguf tinystories-valid.txt tinystories-train.txt
-    STDOUT_LAST_LINE "perplexity: 35\\.3918 tokens: 45641")
+    STDOUT_LAST_LINE "perplexity: 35\\.3712 tokens: 45641")
 multibool_cli_test("GGUF: greedy generation matches llama2.c" 0 "generate|--model|${f32_gguf}|--steps|64"
     NEEDS_ASSETS gguf/stories260K-f32.gguf
     STDOUT_REGEX "^Once upon a time, there was a little girl named Lily\\. She loved to play outside in the park\\.")

@@ -5,7 +5,8 @@
 //   target with byte shuffles; under Highway's scalar fallback (no -m flags on x86), or without
 //   Highway, the xsimd backend, or the scalar reference, is used instead. The table-lookup forward
 //   products round activations to int8 tables (about 0.35 % of a layer's output on the shipped
-//   model).
+//   model); batches at K >= 2 on VNNI targets use level expansion instead (level_expansion.hpp:
+//   int8 activations and weight levels, a bound of the same kind).
 // - ExactBackend: the fastest backend whose products are exact float sums (no int8 tables), for
 //   training and wherever products must be exact.
 #if MULTIBOOL_HAS_HIGHWAY

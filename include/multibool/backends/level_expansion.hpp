@@ -37,11 +37,14 @@ struct QuantizedAlphas {
 };
 
 // The smallest batch the packed products multiply by level expansion rather than table lookup.
-// Its dot products cost about 85 us per token on a 4096 x 4096 matrix (one AVX-512 VNNI thread),
-// table lookup about 45 us per token and kernel: level expansion pays from K = 3 on, once the
-// expansion of every tile is shared by enough tokens (bench/README.md, "Batched products").
+// On a 4096 x 4096 matrix (one AVX-512 VNNI thread) its dot products cost about 57 us per token
+// whatever K, plus the expansion once per product; table lookup costs about 30 us per token and
+// kernel. Level expansion is then 1.1x as fast at K = 3 from 8 tokens, and at K = 2 from 16
+// (bench/README.md, "Batched products", has the measurements); at K = 1 it barely pays.
 template <std::size_t K>
-inline constexpr std::size_t level_expansion_min_tokens = K >= 3 ? 16 : std::numeric_limits<std::size_t>::max();
+inline constexpr std::size_t level_expansion_min_tokens = K >= 3   ? 8
+                                                          : K == 2 ? 16
+                                                                   : std::numeric_limits<std::size_t>::max();
 
 // One row's K scales of one group on their shared int8 grid. Non-finite scales give a non-finite
 // grid (the products then say so in their output) and zero levels.

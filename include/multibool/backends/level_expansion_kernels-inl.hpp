@@ -191,10 +191,48 @@ HWY_INLINE void expand_block(const LookupTableMatrix<K, Scale>& m, std::size_t t
     }
 }
 
+#if MULTIBOOL_LEVEL_EXPANSION_VNNI
+// acc += per 32-bit lane, the 4 bytes of w (unsigned) times the 4 bytes of x (signed). GCC 12
+// copies the accumulator of the vpdpbusd intrinsic from register to register on every pass of a
+// loop (half the speed); the asm keeps it in place.
+HWY_INLINE void dot_bytes(__m512i& acc, __m512i w, __m512i x) {
+    asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(w), "v"(x));
+}
+
+// Per token, the sums of two weight vectors, as separate members: an array of them would be kept
+// in memory.
+template <std::size_t Tokens>
+struct PairSums {
+    __m512i first = _mm512_setzero_si512();
+    __m512i second = _mm512_setzero_si512();
+    PairSums<Tokens - 1> rest;
+};
+template <>
+struct PairSums<0> {};
+
+// Adds chunk products of consecutive tokens (4 bytes each from x on) with both weight vectors.
+template <std::size_t Tokens>
+HWY_INLINE void accumulate_pair(PairSums<Tokens>& sums, __m512i w0, __m512i w1, const std::int8_t* x) {
+    std::int32_t bytes;
+    std::memcpy(&bytes, x, sizeof bytes);
+    const __m512i xt = _mm512_set1_epi32(bytes);
+    dot_bytes(sums.first, w0, xt);
+    dot_bytes(sums.second, w1, xt);
+    if constexpr (Tokens > 1) accumulate_pair(sums.rest, w0, w1, x + BlockInt8Activations::chunk_columns);
+}
+
+template <std::size_t Tokens, class V>
+HWY_INLINE void unpack_pair(const PairSums<Tokens>& sums, V* first, V* second) {
+    *first = V{sums.first};
+    *second = V{sums.second};
+    if constexpr (Tokens > 1) unpack_pair(sums.rest, first + 1, second + 1);
+}
+#endif
+
 // Adds the block's products for tokens [first_token, first_token + Tokens) to y_tile (tokens x
-// tile_rows, in the expansion's slot order). One weight vector at a time meets every token, so
-// only Tokens accumulators live across the loop over chunks. Not inlined: its register
-// allocation then does not depend on the caller.
+// tile_rows, in the expansion's slot order). Each weight load serves every token of the call, and
+// each activation load two weight vectors (with VNNI). Not inlined: its register allocation then
+// does not depend on the caller.
 template <std::size_t Tokens>
 HWY_NOINLINE void block_product(const std::uint8_t* expanded, std::size_t chunks, const BlockInt8Activations& xq,
                                 const LookupTableBlock& block, std::size_t b, const float* grid,
@@ -205,33 +243,39 @@ HWY_NOINLINE void block_product(const std::uint8_t* expanded, std::size_t chunks
     const std::size_t n = hn::Lanes(du8);
     const std::size_t lanes = hn::Lanes(di32);
     using VI = hn::Vec<decltype(di32)>;
-    // Chunk c's values of token first_token + t, as one 32-bit word.
+    // Chunk c's values of the call's tokens: 4 bytes per token, from x + c * chunk_stride on.
     const std::size_t chunk_stride = xq.tokens() * BlockInt8Activations::chunk_columns;
     const std::int8_t* x = xq.chunk(2 * block.first_pair) + first_token * BlockInt8Activations::chunk_columns;
-    const auto quad = [&](std::size_t t, std::size_t c) HWY_ATTR {
-        std::int32_t bytes;
-        std::memcpy(&bytes, x + c * chunk_stride + t * BlockInt8Activations::chunk_columns, sizeof bytes);
-        return bytes;
-    };
-    for (std::size_t v = 0; v < 4; ++v) {
-        std::array<VI, Tokens> acc;
-#if MULTIBOOL_LEVEL_EXPANSION_VNNI
-        // Raw registers: with Highway's vector wrappers GCC 12 copies the accumulators around.
-        __m512i sum[Tokens];
-        for (std::size_t t = 0; t < Tokens; ++t) sum[t] = _mm512_setzero_si512();
-        for (std::size_t c = 0; c < chunks; ++c) {
-            const __m512i w = _mm512_loadu_si512(expanded + (c * 4 + v) * n);
-            for (std::size_t t = 0; t < Tokens; ++t)
-                sum[t] = _mm512_dpbusd_epi32(sum[t], w, _mm512_set1_epi32(quad(t, c)));
+    // The weights were stored as level + 128: their products carry 128 times the token's sum.
+    const auto add_to_outputs = [&](std::size_t v, const std::array<VI, Tokens>& acc) HWY_ATTR {
+        const auto row_grid = hn::LoadU(df, grid + v * lanes);
+        for (std::size_t t = 0; t < Tokens; ++t) {
+            const auto sum = hn::ConvertTo(df, hn::Sub(acc[t], hn::Set(di32, 128 * xq.sum(first_token + t, b))));
+            float* y = y_tile + (first_token + t) * n + v * lanes;
+            hn::StoreU(hn::MulAdd(hn::Mul(row_grid, hn::Set(df, xq.scale(first_token + t, b))), sum, hn::LoadU(df, y)),
+                       df, y);
         }
-        for (std::size_t t = 0; t < Tokens; ++t) acc[t] = VI{sum[t]};
+    };
+#if MULTIBOOL_LEVEL_EXPANSION_VNNI
+    for (std::size_t v = 0; v < 4; v += 2) {
+        PairSums<Tokens> sums;
+        for (std::size_t c = 0; c < chunks; ++c) {
+            accumulate_pair(sums, _mm512_loadu_si512(expanded + (c * 4 + v) * n),
+                            _mm512_loadu_si512(expanded + (c * 4 + v + 1) * n), x + c * chunk_stride);
+        }
+        std::array<VI, Tokens> first, second;
+        unpack_pair(sums, first.data(), second.data());
+        add_to_outputs(v, first);
+        add_to_outputs(v + 1, second);
+    }
 #else
-        // The even and the odd bytes of each 16-bit lane apart, widened: two multiply-adds of
-        // 16-bit pairs give each 32-bit lane its four products.
-        const hn::Repartition<std::int16_t, decltype(du8)> di16;
-        const hn::Repartition<std::uint16_t, decltype(du8)> du16;
-        const auto low_byte = hn::Set(du16, std::uint16_t{0x00FF});
-        std::array<VI, Tokens> acc_odd;
+    // The even and the odd bytes of each 16-bit lane apart, widened: two multiply-adds of 16-bit
+    // pairs give each 32-bit lane its four products.
+    const hn::Repartition<std::int16_t, decltype(du8)> di16;
+    const hn::Repartition<std::uint16_t, decltype(du8)> du16;
+    const auto low_byte = hn::Set(du16, std::uint16_t{0x00FF});
+    for (std::size_t v = 0; v < 4; ++v) {
+        std::array<VI, Tokens> acc, acc_odd;
         for (std::size_t t = 0; t < Tokens; ++t) {
             acc[t] = hn::Zero(di32);
             acc_odd[t] = hn::Zero(di32);
@@ -241,23 +285,18 @@ HWY_NOINLINE void block_product(const std::uint8_t* expanded, std::size_t chunks
             const auto w_even = hn::BitCast(di16, hn::And(w, low_byte));
             const auto w_odd = hn::BitCast(di16, hn::ShiftRight<8>(w));
             for (std::size_t t = 0; t < Tokens; ++t) {
-                const auto xt = hn::BitCast(di16, hn::Set(di32, quad(t, c)));
+                std::int32_t bytes;
+                std::memcpy(&bytes, x + c * chunk_stride + t * BlockInt8Activations::chunk_columns, sizeof bytes);
+                const auto xt = hn::BitCast(di16, hn::Set(di32, bytes));
                 acc[t] = hn::ReorderWidenMulAccumulate(di32, w_even, hn::ShiftRight<8>(hn::ShiftLeft<8>(xt)), acc[t],
                                                        acc_odd[t]);
                 acc[t] = hn::ReorderWidenMulAccumulate(di32, w_odd, hn::ShiftRight<8>(xt), acc[t], acc_odd[t]);
             }
         }
         for (std::size_t t = 0; t < Tokens; ++t) acc[t] = hn::RearrangeToOddPlusEven(acc[t], acc_odd[t]);
-#endif
-        // The weights were stored as level + 128: their products carry 128 times the token's sum.
-        const auto row_grid = hn::LoadU(df, grid + v * lanes);
-        for (std::size_t t = 0; t < Tokens; ++t) {
-            const auto sum = hn::ConvertTo(df, hn::Sub(acc[t], hn::Set(di32, 128 * xq.sum(first_token + t, b))));
-            float* y = y_tile + (first_token + t) * n + v * lanes;
-            hn::StoreU(hn::MulAdd(hn::Mul(row_grid, hn::Set(df, xq.scale(first_token + t, b))), sum, hn::LoadU(df, y)),
-                       df, y);
-        }
+        add_to_outputs(v, acc);
     }
+#endif
 }
 
 // Calls block_product<r> for a batch's last r < token_step tokens.
