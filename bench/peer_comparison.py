@@ -107,10 +107,12 @@ def main():
                 m, n = BATCH_SHAPE
                 for tokens in BATCH_TOKENS:
                     key = ("batch", (m, n), tokens, t)
-                    times = multibool_times(gemm, f"BM_Gemm/highway_lut/K:[123]/G:128/m:{m}/n:{n}/threads:{t}/"
-                                                  f"mode:cold/t:{tokens}$")
+                    # highway_lut picks the path for the batch; lut_tables is the table path alone.
+                    times = multibool_times(gemm, f"BM_Gemm/(highway_lut|lut_tables)/K:[123]/G:128/m:{m}/n:{n}/"
+                                                  f"threads:{t}/mode:cold/t:{tokens}$")
                     for name, us in times.items():
-                        add(key, "K=" + re.search(r"K:(\d)", name).group(1), us)
+                        label = "K=" + re.search(r"K:(\d)", name).group(1)
+                        add(key, label + (" (tables)" if "lut_tables" in name else ""), us)
                     for peer_type, repack in [("tq2_0", 0), ("q4_0", 1), ("bf16", 0)] if peers else []:
                         add(key, peer_type + (" (repacked)" if repack else ""),
                             peer_time(peers, peer_type, repack, m, n, tokens, t))

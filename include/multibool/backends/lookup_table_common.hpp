@@ -44,9 +44,14 @@ public:
           blocks_per_token_(blocks.size()),
           tables_(tokens_ * chunks_per_token_ * entries),
           block_scales_(tokens_ * blocks.size()) {
-        parallel_for(threads, tokens_, 1, [&](std::size_t first, std::size_t last) {
+        // Shared out by (token, block), so that one token's tables are built by every thread too.
+        const std::size_t units = tokens_ * blocks.size();
+        parallel_for(threads, units, blocks_per_unit_of_work, [&](std::size_t first, std::size_t last) {
             std::vector<float> magnitudes;
-            for (std::size_t t = first; t < last; ++t) build(blocks, xs.row(t), t, magnitudes, quantize_block);
+            for (std::size_t u = first; u < last; ++u) {
+                const std::size_t t = u / blocks.size(), b = u % blocks.size();
+                build(blocks[b], b, xs.row(t), t, magnitudes, quantize_block);
+            }
         });
     }
 
@@ -61,24 +66,22 @@ public:
     }
 
 private:
+    // About 2000 columns: enough to amortize handing work to a thread.
+    static constexpr std::size_t blocks_per_unit_of_work = 8;
+
     template <class QuantizeBlock>
-    void build(std::span<const LookupTableBlock> blocks, std::span<const float> x, std::size_t t,
+    void build(const LookupTableBlock& block, std::size_t b, std::span<const float> x, std::size_t t,
                std::vector<float>& magnitudes, QuantizeBlock& quantize_block) {
-        std::uint8_t* table = tables_.data() + t * chunks_per_token_ * entries;
-        for (std::size_t b = 0; b < blocks.size(); ++b) {
-            const LookupTableBlock& block = blocks[b];
-            const std::size_t chunks = 2 * block.pairs;
-            // The largest |sum| of a table entry is a chunk's sum of |x|; it maps to 127.
-            magnitudes.assign(chunks, 0.0f);
-            for (std::size_t j = block.begin; j < block.end; ++j)
-                magnitudes[(j - block.begin) / chunk_columns] += std::fabs(x[j]);
-            const float largest = *std::max_element(magnitudes.begin(), magnitudes.end());
-            const float total = std::accumulate(magnitudes.begin(), magnitudes.end(), 0.0f);
-            if (!std::isfinite(total)) detail::throw_not_finite_activation("LookupTables", x, block, t);
-            block_scales_[t * blocks_per_token_ + b] = largest / float(int8_max_level);
-            const float inverse = largest > 0.0f ? float(int8_max_level) / largest : 0.0f;
-            quantize_block(x, block, inverse, table + 2 * block.first_pair * entries);
-        }
+        // The largest |sum| of a table entry is a chunk's sum of |x|; it maps to 127.
+        magnitudes.assign(2 * block.pairs, 0.0f);
+        for (std::size_t j = block.begin; j < block.end; ++j)
+            magnitudes[(j - block.begin) / chunk_columns] += std::fabs(x[j]);
+        const float largest = *std::max_element(magnitudes.begin(), magnitudes.end());
+        const float total = std::accumulate(magnitudes.begin(), magnitudes.end(), 0.0f);
+        if (!std::isfinite(total)) detail::throw_not_finite_activation("LookupTables", x, block, t);
+        block_scales_[t * blocks_per_token_ + b] = largest / float(int8_max_level);
+        const float inverse = largest > 0.0f ? float(int8_max_level) / largest : 0.0f;
+        quantize_block(x, block, inverse, tables_.data() + (t * chunks_per_token_ + 2 * block.first_pair) * entries);
     }
 
     std::size_t tokens_;

@@ -5,6 +5,7 @@
 // computed by exactly one thread in a fixed order, so results do not depend on the thread count.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <exception>
@@ -66,21 +67,42 @@ public:
             next_part_.store(0);
             finished_ = 0;
             error_ = nullptr;
-            ++generation_;
+            idle_.store(false, std::memory_order_relaxed);
+            generation_.fetch_add(1, std::memory_order_release);
         }
         wake_.notify_all();
         take_parts();
-        std::unique_lock lock(mutex_);
         // Also waits for workers still inside take_parts, so none can claim a part of the next call.
+        spin_until([&] { return idle_.load(std::memory_order_acquire); });
+        std::unique_lock lock(mutex_);
         done_.wait(lock, [&] { return finished_ == parts_ && active_ == 0; });
         task_ = nullptr;
         if (error_) std::rethrow_exception(error_);
     }
 
 private:
+    // A product of tens of microseconds cannot wait for the operating system to wake a sleeping
+    // thread (also microseconds, and more on a loaded machine): a thread that has nothing to do
+    // polls for this long before it sleeps on a condition variable.
+    static constexpr std::chrono::microseconds spin_time{200};
+
+    template <class Ready>
+    static void spin_until(Ready ready) {
+        const auto until = std::chrono::steady_clock::now() + spin_time;
+        while (!ready()) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+            if (std::chrono::steady_clock::now() > until) return;
+        }
+    }
+
     void work() {
         std::size_t seen = 0;
         for (;;) {
+            spin_until([&] {
+                return generation_.load(std::memory_order_acquire) != seen || stopping_.load(std::memory_order_relaxed);
+            });
             {
                 std::unique_lock lock(mutex_);
                 wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
@@ -91,6 +113,7 @@ private:
             take_parts();
             std::lock_guard lock(mutex_);
             if (--active_ == 0) done_.notify_one();
+            idle_.store(finished_ == parts_ && active_ == 0, std::memory_order_release);
         }
     }
 
@@ -106,6 +129,7 @@ private:
             std::lock_guard lock(mutex_);
             if (error && !error_) error_ = error;
             if (++finished_ == parts_) done_.notify_one();
+            idle_.store(finished_ == parts_ && active_ == 0, std::memory_order_release);
         }
         inside_task_ = false;
     }
@@ -121,8 +145,10 @@ private:
     std::atomic<std::size_t> next_part_{0};
     std::size_t finished_ = 0;
     std::size_t active_ = 0;
-    std::size_t generation_ = 0;
-    bool stopping_ = false;
+    // Written under mutex_, read without it by spinning threads.
+    std::atomic<std::size_t> generation_{0};
+    std::atomic<bool> stopping_{false};
+    std::atomic<bool> idle_{true};  // finished_ == parts_ && active_ == 0
     std::exception_ptr error_;
 };
 
