@@ -54,29 +54,39 @@ void check_exact_tables(const Backend& backend, const Matrix& m, const Packed& p
     REQUIRE(y == expected);
 }
 
-template <class Backend, class Matrix, class Packed>
-void check_error_bound(const Backend& backend, const Matrix& m, const Packed& packed, std::mt19937_64& rng) {
-    constexpr std::size_t tokens = 3;
-    const auto xs = random_floats(tokens * m.cols(), rng);
+// For every token of the batch product ys = xs W_hat^T: the token's product alone
+// (one_token(x, y)) equals its row of ys to the bit (the same arithmetic), and stays within
+// bound_of(x) of the dense float product.
+template <class Matrix, class Bound, class OneToken>
+void check_tokens(const Matrix& m, std::span<const float> xs, std::span<const float> ys, Bound bound_of,
+                  OneToken one_token) {
     const auto dense = m.dequantize();
-    std::vector<float> ys(tokens * m.rows());
-    backend.gemm(packed, MatrixView<const float>(std::span<const float>(xs), tokens, m.cols()),
-                 MatrixView<float>(std::span<float>(ys), tokens, m.rows()));
-    for (std::size_t t = 0; t < tokens; ++t) {
+    for (std::size_t t = 0; t < xs.size() / m.cols(); ++t) {
         const std::span<const float> x(xs.data() + t * m.cols(), m.cols());
         const auto reference = dense_gemv(dense, m.rows(), m.cols(), x);
-        const auto bound = table_error_bound(m, packed, x);
+        const auto bound = bound_of(x);
         std::vector<float> y(m.rows());
-        backend.gemv(packed, x, y);
+        one_token(x, std::span<float>(y));
         for (std::size_t i = 0; i < m.rows(); ++i) {
             CAPTURE(t, i);
-            // GEMM and GEMV run the same arithmetic: equal to the bit.
             REQUIRE(ys[t * m.rows() + i] == y[i]);
             double magnitude = 0.0;
             for (std::size_t j = 0; j < m.cols(); ++j) magnitude += std::fabs(dense[i * m.cols() + j] * x[j]);
             REQUIRE(std::fabs(double(y[i]) - reference[i]) <= bound[i] + 1e-5 * magnitude);
         }
     }
+}
+
+template <class Backend, class Matrix, class Packed>
+void check_error_bound(const Backend& backend, const Matrix& m, const Packed& packed, std::mt19937_64& rng) {
+    constexpr std::size_t tokens = 3;
+    const auto xs = random_floats(tokens * m.cols(), rng);
+    std::vector<float> ys(tokens * m.rows());
+    backend.gemm(packed, MatrixView<const float>(std::span<const float>(xs), tokens, m.cols()),
+                 MatrixView<float>(std::span<float>(ys), tokens, m.rows()));
+    check_tokens(
+        m, xs, ys, [&](std::span<const float> x) { return table_error_bound(m, packed, x); },
+        [&](std::span<const float> x, std::span<float> y) { backend.gemv(packed, x, y); });
 }
 
 // Level expansion (level_expansion.hpp): weights on a grid s = sum_k |alpha_k| / (127 - floor(K/2))
@@ -112,28 +122,17 @@ template <class Matrix, class Packed, class Product>
 void check_level_expansion(const Matrix& m, const Packed& packed, std::mt19937_64& rng, Product product) {
     constexpr std::size_t tokens = 14;
     const auto xs = random_floats(tokens * m.cols(), rng);
-    const auto dense = m.dequantize();
     std::vector<float> ys(tokens * m.rows());
     const MatrixView<const float> x_view(std::span<const float>(xs), tokens, m.cols());
     product(packed, x_view, MatrixView<float>(std::span<float>(ys), tokens, m.rows()), 1);
     std::vector<float> threaded(tokens * m.rows());
     product(packed, x_view, MatrixView<float>(std::span<float>(threaded), tokens, m.rows()), 3);
     REQUIRE(threaded == ys);
-    for (std::size_t t = 0; t < tokens; ++t) {
-        const std::span<const float> x(xs.data() + t * m.cols(), m.cols());
-        const auto reference = dense_gemv(dense, m.rows(), m.cols(), x);
-        const auto bound = level_expansion_error_bound(m, packed, x);
-        std::vector<float> y(m.rows());
-        product(packed, MatrixView<const float>(x, 1, m.cols()), MatrixView<float>(std::span<float>(y), 1, m.rows()),
-                1);
-        for (std::size_t i = 0; i < m.rows(); ++i) {
-            CAPTURE(t, i);
-            REQUIRE(ys[t * m.rows() + i] == y[i]);
-            double magnitude = 0.0;
-            for (std::size_t j = 0; j < m.cols(); ++j) magnitude += std::fabs(dense[i * m.cols() + j] * x[j]);
-            REQUIRE(std::fabs(double(y[i]) - reference[i]) <= bound[i] + 1e-5 * magnitude);
-        }
-    }
+    check_tokens(
+        m, xs, ys, [&](std::span<const float> x) { return level_expansion_error_bound(m, packed, x); },
+        [&](std::span<const float> x, std::span<float> y) {
+            product(packed, MatrixView<const float>(x, 1, x.size()), MatrixView<float>(y, 1, y.size()), 1);
+        });
 }
 
 // With sum_k |alpha_k| = 127 - floor(K/2) in integers the weight grid is 1, and with integer
