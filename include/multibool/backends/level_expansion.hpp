@@ -38,9 +38,10 @@ struct QuantizedAlphas {
 
 // The smallest batch the packed products multiply by level expansion rather than table lookup.
 // On a 4096 x 4096 matrix (one AVX-512 VNNI thread) its dot products cost about 57 us per token
-// whatever K, plus the expansion once per product; table lookup costs about 30 us per token and
+// whatever K, plus the expansion once per product; table lookup costs about 40 us per token and
 // kernel. Level expansion is then 1.1x as fast at K = 3 from 8 tokens, and at K = 2 from 16
-// (bench/README.md, "Batched products", has the measurements); at K = 1 it barely pays.
+// (bench/README.md, "level expansion and the polling pool", has the measurements); at K = 1 it
+// barely pays.
 template <std::size_t K>
 inline constexpr std::size_t level_expansion_min_tokens = K >= 3   ? 8
                                                           : K == 2 ? 16
