@@ -24,32 +24,32 @@ std::string gemm_name(std::string_view backend, std::size_t k, Shape shape, std:
                       {"t", std::to_string(tokens)}});
 }
 
-// Weight bytes are counted once per product: every token of the batch shares one read.
-template <class Product>
-void float_case(benchmark::State& state, Shape shape, Mode mode, std::size_t tokens, Product product) {
-    const auto& pool = f32_pool(shape);
+// Times product(weights, xs, ys) on pool's weights (cold or hot, as mode says) and a pool of token
+// batches. Weight bytes are counted once per product: every token of the batch shares one read.
+template <class Pool, class Product>
+void batch_case(benchmark::State& state, const Pool& pool, Shape shape, Mode mode, std::size_t tokens,
+                Product product) {
     const ActivationPool xs(tokens, shape.n);
     std::vector<float> y(tokens * shape.m);
     const MatrixView<float> ys{std::span(y), tokens, shape.m};
     const double seconds = seconds_per_iteration(state, [&](std::size_t step) {
-        product(pool.at(mode, step).view(), xs.batch(step), ys);
+        product(pool.at(mode, step), xs.batch(step), ys);
         return y.data();
     });
     report_weights(state, double(pool.bytes_each()), double(shape.m * shape.n), seconds);
 }
 
+template <class Product>
+void float_case(benchmark::State& state, Shape shape, Mode mode, std::size_t tokens, Product product) {
+    batch_case(state, f32_pool(shape), shape, mode, tokens,
+               [&](const auto& w, auto xs, auto ys) { product(w.view(), xs, ys); });
+}
+
 template <class Adapter, std::size_t K>
 void backend_case(benchmark::State& state, Shape shape, std::size_t threads, Mode mode, std::size_t tokens) {
-    const auto& pool = backend_pool<Adapter, K>(shape);
     const auto backend = make_backend<typename Adapter::backend_type>(threads);
-    const ActivationPool xs(tokens, shape.n);
-    std::vector<float> y(tokens * shape.m);
-    const MatrixView<float> ys{std::span(y), tokens, shape.m};
-    const double seconds = seconds_per_iteration(state, [&](std::size_t step) {
-        backend.gemm(pool.at(mode, step), xs.batch(step), ys);
-        return y.data();
-    });
-    report_weights(state, double(pool.bytes_each()), double(shape.m * shape.n), seconds);
+    batch_case(state, backend_pool<Adapter, K>(shape), shape, mode, tokens,
+               [&](const auto& w, auto xs, auto ys) { backend.gemm(w, xs, ys); });
 }
 
 #if MULTIBOOL_BENCH_HAS_HIGHWAY_LUT
@@ -59,15 +59,8 @@ void backend_case(benchmark::State& state, Shape shape, std::size_t threads, Mod
 template <std::size_t K, class Path>
 void packed_path_case(benchmark::State& state, Shape shape, std::size_t threads, Mode mode, std::size_t tokens,
                       Path path) {
-    const auto& pool = backend_pool<Packed<multibool::HighwayLookupBackend>, K>(shape);
-    const ActivationPool xs(tokens, shape.n);
-    std::vector<float> y(tokens * shape.m);
-    const MatrixView<float> ys{std::span(y), tokens, shape.m};
-    const double seconds = seconds_per_iteration(state, [&](std::size_t step) {
-        path(pool.at(mode, step), xs.batch(step), ys, threads);
-        return y.data();
-    });
-    report_weights(state, double(pool.bytes_each()), double(shape.m * shape.n), seconds);
+    batch_case(state, backend_pool<Packed<multibool::HighwayLookupBackend>, K>(shape), shape, mode, tokens,
+               [&](const auto& w, auto xs, auto ys) { path(w, xs, ys, threads); });
 }
 
 void register_packed_paths(Shape shape, std::size_t threads, Mode mode, std::size_t tokens) {

@@ -26,15 +26,10 @@
 namespace multibool {
 
 // The grid s makes sum_k |a_k| at most 127 (a level never leaves int8, and level + 128 fits a
-// byte): rounding adds at most 1/2 per kernel, so the limit leaves K/2 of headroom.
+// byte): rounding adds at most 1/2 per kernel, so the limit leaves K/2 of headroom. A row whose
+// grid is zero or not finite gets zero levels (a non-finite grid then shows in its outputs).
 template <std::size_t K>
 inline constexpr int alpha_limit = int8_max_level - static_cast<int>(K / 2);
-
-template <std::size_t K>
-struct QuantizedAlphas {
-    std::array<std::int8_t, K> level{};
-    float scale = 0.0f;
-};
 
 // The smallest batch the packed products multiply by level expansion rather than table lookup.
 // On a 4096 x 4096 matrix (one AVX-512 VNNI thread) its dot products cost about 57 us per token
@@ -46,19 +41,6 @@ template <std::size_t K>
 inline constexpr std::size_t level_expansion_min_tokens = K >= 3   ? 8
                                                           : K == 2 ? 16
                                                                    : std::numeric_limits<std::size_t>::max();
-
-// One row's K scales of one group on their shared int8 grid. Non-finite scales give a non-finite
-// grid (the products then say so in their output) and zero levels.
-template <std::size_t K>
-QuantizedAlphas<K> quantize_alphas(const std::array<float, K>& alpha) noexcept {
-    QuantizedAlphas<K> q;
-    float total = 0.0f;
-    for (const float a : alpha) total += std::fabs(a);
-    q.scale = total / float(alpha_limit<K>);
-    if (!(q.scale > 0.0f) || !std::isfinite(q.scale)) return q;
-    for (std::size_t k = 0; k < K; ++k) q.level[k] = static_cast<std::int8_t>(std::nearbyint(alpha[k] / q.scale));
-    return q;
-}
 
 // The activations of a batch quantized to int8 per token and LookupTableMatrix column block
 // (u = max |x| / 127 over the block, x ~ u * value). Values are stored chunk-major: the 4 values

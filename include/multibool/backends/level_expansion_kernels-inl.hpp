@@ -81,8 +81,8 @@ HWY_INLINE void quantize_activations(std::span<const float> x, const LookupTable
     for (; j < block.end; ++j) out[j - block.begin] = static_cast<std::int8_t>(std::nearbyint(x[j] * inverse));
 }
 
-// The slot orders of one tile, computed once per product: where the table-lookup layout keeps
-// each row's scales, and which of those feeds each expansion output slot.
+// The slot orders of one tile, computed once per product (row_of_slot divides): the row whose
+// scales each table-lookup slot holds, and the table-lookup slot that feeds each output slot.
 struct SlotMaps {
     std::vector<std::size_t> row_of_table_slot;
     std::vector<std::size_t> table_slot_of_output;
@@ -90,19 +90,15 @@ struct SlotMaps {
     template <std::size_t K, class Scale>
     explicit SlotMaps(const LookupTableMatrix<K, Scale>& m)
         : row_of_table_slot(m.tile_rows()), table_slot_of_output(m.tile_rows()) {
-        const std::size_t n = m.tile_rows();
-        std::vector<std::size_t> table_slot_of_row(n);
-        for (std::size_t slot = 0; slot < n; ++slot) {
+        for (std::size_t slot = 0; slot < m.tile_rows(); ++slot) {
             row_of_table_slot[slot] = m.row_of_slot(slot);
-            table_slot_of_row[row_of_table_slot[slot]] = slot;
+            table_slot_of_output[slot] = m.slot_of_row(level_expansion_row_of_slot(slot, m.tile_rows()));
         }
-        for (std::size_t slot = 0; slot < n; ++slot)
-            table_slot_of_output[slot] = table_slot_of_row[level_expansion_row_of_slot(slot, n)];
     }
 };
 
-// The quantities of one tile's block before expansion (quantize_alphas, lane by lane): a_k and
-// 128 - sum_k a_k per row in row order, the grid s per output slot.
+// The quantities of one tile's block before expansion (level_expansion.hpp's formulas, lane by
+// lane): a_k and 128 - sum_k a_k per row in row order, the grid s per output slot.
 template <std::size_t K>
 struct BlockAlphas {
     static constexpr std::size_t max_rows = HWY_MAX_BYTES;
@@ -129,7 +125,7 @@ HWY_INLINE void prepare_alphas(const LookupTableMatrix<K, Scale>& m, std::size_t
             total = hn::Add(total, hn::Abs(alpha[k]));
         }
         const auto s = hn::Div(total, hn::Set(df, float(alpha_limit<K>)));
-        // As quantize_alphas: a grid that is zero or not finite gives zero levels.
+        // A grid that is zero or not finite gives zero levels (alpha_limit).
         const auto usable = hn::And(hn::Gt(s, hn::Zero(df)), hn::Lt(s, hn::Set(df, HUGE_VALF)));
         hn::Store(s, df, grid.data() + slot);
         for (std::size_t k = 0; k < K; ++k) {
@@ -234,7 +230,7 @@ HWY_INLINE void unpack_pair(const PairSums<Tokens>& sums, V* first, V* second) {
 // each activation load two weight vectors (with VNNI). Not inlined: its register allocation then
 // does not depend on the caller.
 template <std::size_t Tokens>
-HWY_NOINLINE void block_product(const std::uint8_t* expanded, std::size_t chunks, const BlockInt8Activations& xq,
+HWY_NOINLINE void block_product(const std::uint8_t* expanded, const BlockInt8Activations& xq,
                                 const LookupTableBlock& block, std::size_t b, const float* grid,
                                 std::size_t first_token, float* y_tile) {
     const hn::ScalableTag<std::uint8_t> du8;
@@ -243,6 +239,7 @@ HWY_NOINLINE void block_product(const std::uint8_t* expanded, std::size_t chunks
     const std::size_t n = hn::Lanes(du8);
     const std::size_t lanes = hn::Lanes(di32);
     using VI = hn::Vec<decltype(di32)>;
+    const std::size_t chunks = 2 * block.pairs;
     // Chunk c's values of the call's tokens: 4 bytes per token, from x + c * chunk_stride on.
     const std::size_t chunk_stride = xq.tokens() * BlockInt8Activations::chunk_columns;
     const std::int8_t* x = xq.chunk(2 * block.first_pair) + first_token * BlockInt8Activations::chunk_columns;
@@ -302,28 +299,29 @@ HWY_NOINLINE void block_product(const std::uint8_t* expanded, std::size_t chunks
 // Calls block_product<r> for a batch's last r < token_step tokens.
 template <std::size_t... r>
 HWY_INLINE void remaining_tokens_product(std::index_sequence<r...>, std::size_t remaining, const std::uint8_t* expanded,
-                                         std::size_t chunks, const BlockInt8Activations& xq,
-                                         const LookupTableBlock& block, std::size_t b, const float* grid,
-                                         std::size_t first_token, float* y_tile) {
-    ((remaining == r + 1 ? block_product<r + 1>(expanded, chunks, xq, block, b, grid, first_token, y_tile) : void()),
-     ...);
+                                         const BlockInt8Activations& xq, const LookupTableBlock& block, std::size_t b,
+                                         const float* grid, std::size_t first_token, float* y_tile) {
+    ((remaining == r + 1 ? block_product<r + 1>(expanded, xq, block, b, grid, first_token, y_tile) : void()), ...);
 }
 
 template <std::size_t K, class Scale>
 void tile_product(const LookupTableMatrix<K, Scale>& m, std::size_t tile, const BlockInt8Activations& xq,
-                  const SlotMaps& maps, std::vector<std::uint8_t>& expanded, float* y_tile) {
+                  const SlotMaps& maps, float* y_tile) {
+    // The largest block's levels: 2 chunks per pair, 4 vectors per chunk.
+    constexpr std::size_t max_chunks =
+        2 * LookupTableMatrix<K, Scale>::block_columns / LookupTableMatrix<K, Scale>::columns_per_pair;
+    alignas(64) std::array<std::uint8_t, max_chunks * 4 * HWY_MAX_BYTES> expanded;
     BlockAlphas<K> alphas;
     for (std::size_t b = 0; b < m.blocks().size(); ++b) {
         const LookupTableBlock& block = m.blocks()[b];
         prepare_alphas(m, tile, b, maps, alphas);
         expand_block(m, tile, block, alphas, expanded.data());
-        const std::size_t chunks = 2 * block.pairs;
         std::size_t t = 0;
         for (; t + token_step <= xq.tokens(); t += token_step) {
-            block_product<token_step>(expanded.data(), chunks, xq, block, b, alphas.scale.data(), t, y_tile);
+            block_product<token_step>(expanded.data(), xq, block, b, alphas.scale.data(), t, y_tile);
         }
-        remaining_tokens_product(std::make_index_sequence<token_step - 1>{}, xq.tokens() - t, expanded.data(), chunks,
-                                 xq, block, b, alphas.scale.data(), t, y_tile);
+        remaining_tokens_product(std::make_index_sequence<token_step - 1>{}, xq.tokens() - t, expanded.data(), xq,
+                                 block, b, alphas.scale.data(), t, y_tile);
     }
 }
 
@@ -348,14 +346,9 @@ void level_expansion_gemm_target(const LookupTableMatrix<K, Scale>& m, MatrixVie
             HWY_ATTR { kernels::quantize_activations(x, block, inverse, out); });
     const std::size_t n = m.tile_rows();
     const kernels::SlotMaps maps(m);
-    std::size_t largest_block = 0;
-    for (const auto& block : m.blocks()) largest_block = std::max(largest_block, block.pairs);
     detail::for_each_tile(
         m, ys, threads, [n](std::size_t slot) { return level_expansion_row_of_slot(slot, n); },
-        [&](std::size_t tile, float* y_tile) HWY_ATTR {
-            std::vector<std::uint8_t> expanded(2 * largest_block * 4 * n);
-            kernels::tile_product(m, tile, xq, maps, expanded, y_tile);
-        });
+        [&](std::size_t tile, float* y_tile) HWY_ATTR { kernels::tile_product(m, tile, xq, maps, y_tile); });
 }
 
 }  // namespace HWY_NAMESPACE

@@ -113,6 +113,8 @@ public:
         const std::size_t half_start = (slot / quarter) % 2 == 0 ? 0 : tile_rows_ / 2;
         return half_start + 2 * (slot % quarter) + slot / (2 * quarter);
     }
+    // The inverse of row_of_slot: the slot of tile row r.
+    [[nodiscard]] std::size_t slot_of_row(std::size_t r) const noexcept { return slot_of_row_[r]; }
     // Tile t's scales, ordered block, kernel, slot: alpha_k[row_of_slot(slot), group of the block].
     [[nodiscard]] std::span<const scale_type> tile_scales(std::size_t t) const noexcept {
         return std::span<const scale_type>(scales_).subspan(t * tile_scale_count(), tile_scale_count());

@@ -67,15 +67,15 @@ public:
             next_part_.store(0);
             finished_ = 0;
             error_ = nullptr;
-            idle_.store(false, std::memory_order_relaxed);
             generation_.fetch_add(1, std::memory_order_release);
         }
         wake_.notify_all();
         take_parts();
         // Also waits for workers still inside take_parts, so none can claim a part of the next call.
-        spin_until([&] { return idle_.load(std::memory_order_acquire); });
+        const auto done = [&] { return finished_ == parts_ && active_ == 0; };
+        spin_until(done);
         std::unique_lock lock(mutex_);
-        done_.wait(lock, [&] { return finished_ == parts_ && active_ == 0; });
+        done_.wait(lock, done);
         task_ = nullptr;
         if (error_) std::rethrow_exception(error_);
     }
@@ -113,7 +113,6 @@ private:
             take_parts();
             std::lock_guard lock(mutex_);
             if (--active_ == 0) done_.notify_one();
-            idle_.store(finished_ == parts_ && active_ == 0, std::memory_order_release);
         }
     }
 
@@ -129,7 +128,6 @@ private:
             std::lock_guard lock(mutex_);
             if (error && !error_) error_ = error;
             if (++finished_ == parts_) done_.notify_one();
-            idle_.store(finished_ == parts_ && active_ == 0, std::memory_order_release);
         }
         inside_task_ = false;
     }
@@ -143,12 +141,11 @@ private:
     const std::function<void(std::size_t)>* task_ = nullptr;
     std::size_t parts_ = 0;
     std::atomic<std::size_t> next_part_{0};
-    std::size_t finished_ = 0;
-    std::size_t active_ = 0;
-    // Written under mutex_, read without it by spinning threads.
+    // Written under mutex_; atomic because spinning threads also read them without it.
+    std::atomic<std::size_t> finished_{0};
+    std::atomic<std::size_t> active_{0};
     std::atomic<std::size_t> generation_{0};
     std::atomic<bool> stopping_{false};
-    std::atomic<bool> idle_{true};  // finished_ == parts_ && active_ == 0
     std::exception_ptr error_;
 };
 
