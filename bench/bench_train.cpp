@@ -1,5 +1,5 @@
-// bench_train: one Boolean training step of a K = 3 layer (backward + flips + the closed-form
-// scale step) per flip policy, beside one dense float32 backward of the same shape. See README.md.
+// bench_train: one Boolean B step of a K = 3 layer (backward + flips) per flip policy and the
+// closed-form scale step, beside one dense float32 backward of the same shape. See README.md.
 #include "bench_support.hpp"
 
 #include <multibool/solvers/weight_space_solver.hpp>
@@ -26,13 +26,12 @@ std::string shape_fields(Shape shape) {
     return "m:" + std::to_string(shape.m) + "/n:" + std::to_string(shape.n) + "/tokens:" + std::to_string(kTokens);
 }
 
-// One iteration: trainer.step (dX, dL/dalpha, flips of the last kernel) on 64 tokens, then
-// WeightSpaceSolver's closed-form scales to the float weights the matrix was quantized from.
+// One iteration: trainer.step (dX, dL/dalpha, flips of the last kernel) on 64 tokens, the B step
+// that is compared with one dense backward.
 template <class Policy>
 void flip_step(benchmark::State& state, Shape shape, Policy policy) {
-    const Matrix<kKernels>& initial = quantized<kKernels>(shape);
-    const MatrixView<const float> teacher(std::span(float_weights(shape)), shape.m, shape.n);
-    BooleanTrainer trainer(initial, std::move(policy), make_backend<TrainBackend>(1), GradientTiling{64, 1});
+    BooleanTrainer trainer(quantized<kKernels>(shape), std::move(policy), make_backend<TrainBackend>(1),
+                           GradientTiling{64, 1});
     const ActivationPool x(kTokens, shape.n), dy(kTokens, shape.m);
     std::vector<float> dx(kTokens * shape.n);
     std::size_t peak = 0;
@@ -41,12 +40,23 @@ void flip_step(benchmark::State& state, Shape shape, Policy policy) {
                    .step(x.batch(step), dy.batch(step), MatrixView<float>(std::span(dx), kTokens, shape.n),
                          FlipContext{step, 0})
                    .peak_extra_bytes;
-        WeightSpaceSolver{}.solve(trainer.matrix(), teacher);
-        return trainer.matrix().scale_data().data();
+        return dx.data();
     });
     state.counters["weights_per_s"] = double(shape.m * shape.n) / seconds;
     state.counters["state_bytes_per_weight"] = trainer.policy().state_bytes_per_weight();
     state.counters["peak_extra_bytes"] = double(peak);
+}
+
+// The closed-form alpha step a teacher-guided run takes between B steps: WeightSpaceSolver's
+// scales for the matrix's bits, to the float weights it was quantized from.
+void scale_step(benchmark::State& state, Shape shape) {
+    Matrix<kKernels> m = quantized<kKernels>(shape);
+    const MatrixView<const float> teacher(std::span(float_weights(shape)), shape.m, shape.n);
+    const double seconds = seconds_per_iteration(state, [&](std::size_t) {
+        WeightSpaceSolver{}.solve(m, teacher);
+        return m.scale_data().data();
+    });
+    state.counters["weights_per_s"] = double(shape.m * shape.n) / seconds;
 }
 
 // dX = dY W (tokens x n) and dW = dY^T X (m x n), the two products of a float layer's backward.
@@ -108,6 +118,8 @@ void register_all() {
         add_case("BM_FlipStep/bold_i8" + fields, [shape](benchmark::State& state) {
             flip_step(state, shape, BoldPolicy<std::int8_t>(quantized<kKernels>(shape)));
         });
+        add_case("BM_ScaleStep/weight_space_solver" + fields,
+                 [shape](benchmark::State& state) { scale_step(state, shape); });
         add_case("BM_DenseBackward/" + shape_fields(shape),
                  [shape](benchmark::State& state) { dense_backward(state, shape); });
     }

@@ -170,6 +170,42 @@ TEST_CASE("ExactSum does not depend on the order of its terms", "[training][flip
     CHECK(forward.value() == Approx(reference).epsilon(1e-12));
 }
 
+TEST_CASE("ExactSum adds a float exactly as the double it widens to", "[training][flip]") {
+    const auto seed = fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    // Every binade a float has (subnormals, the 2^-64 resolution, the 2^63 clamp), both signs,
+    // and the special values.
+    std::vector<float> values{0.0f,
+                              -0.0f,
+                              0x1p-149f,
+                              0x1p-126f,
+                              0x1p-65f,
+                              0x1.fffffep-65f,
+                              0x1p-64f,
+                              0x1.000002p-64f,
+                              0x1p-41f,
+                              1.0f,
+                              0x1.fffffep62f,
+                              0x1p63f,
+                              0x1p100f,
+                              std::numeric_limits<float>::max(),
+                              std::numeric_limits<float>::infinity(),
+                              -std::numeric_limits<float>::infinity(),
+                              std::numeric_limits<float>::quiet_NaN()};
+    std::uniform_int_distribution<std::uint32_t> any_bits;
+    for (int e = 0; e < 20000; ++e) values.push_back(std::bit_cast<float>(any_bits(rng)));
+    for (const float v : values) {
+        ExactSum from_float, from_double;
+        from_float.add(0.75);  // a carry into the whole part must propagate alike
+        from_double.add(0.75);
+        from_float.add(v);
+        from_double.add(double(v));
+        CAPTURE(v);
+        REQUIRE(from_float == from_double);
+    }
+}
+
 TEST_CASE("the deterministic limit takes every candidate, and each flip alone lowers a quadratic loss",
           "[training][flip]") {
     const auto seed = fresh_seed();

@@ -7,10 +7,9 @@
 //
 // Float products decode plane bits to lane masks and select +x or -x per lane. The integer
 // products (int8 bit-serial, XNOR+popcount) form the same integer group sums as ScalarBackend
-// and go through the same accumulation (backend_common.hpp), and the transposed products add the
-// same float terms per column in the same order, so all of those are bit-identical to
-// ScalarBackend. Every output element is computed by one thread in a fixed order: results do not
-// depend on the thread count.
+// and go through the same accumulation (backend_common.hpp), so they are bit-identical to it; the
+// transposed products are too on targets with fused multiply-add (see there). Every output
+// element is computed by one thread in a fixed order: results do not depend on the thread count.
 //
 // Kernels keep small arrays of vectors in registers, which Highway's sizeless SVE/RVV vector
 // types do not allow. Tested on x86: SCALAR (no -m flags), SSE4, AVX2, AVX3 and AVX3_DL.
@@ -61,14 +60,13 @@ using FloatVec = hn::Vec<FloatTag>;
 inline constexpr std::size_t max_float_lanes = HWY_MAX_BYTES / sizeof(float);
 static_assert(max_float_lanes <= 64, "HighwayBackend: more than 64 float lanes per vector");
 
-// Rows per block whose planes stay in cache while the transposed products sweep their columns.
+// Rows of W_hat the transposed products expand at once.
 inline constexpr std::size_t transposed_row_block = 64;
-// Column chunks one transposed tile keeps in registers: independent add chains hide the latency.
+// Column chunks one transposed tile keeps in registers: independent multiply-add chains hide the latency.
 inline constexpr std::size_t tile_chunks = 4;
 // Tokens a batched product handles at once, each plane word decoded to masks once for all of them.
 // Forward products keep K group sums per token in registers: measured on AVX-512 (4096 x 4096,
 // 16 tokens), more tokens than these spill and run slower than one token at a time.
-inline constexpr std::size_t transposed_token_block = 4;
 template <std::size_t K>
 inline constexpr std::size_t forward_token_block = K == 1   ? 4
                                                    : K <= 4 ? 2
@@ -199,7 +197,12 @@ void forward_rows(const M& m, MatrixView<const float> xs, MatrixView<float> ys, 
     }
 }
 
-// ---- Transposed products: dx_t[j] = sum_i sum_k (alpha_k[i,g(j)] * dy_t[i]) * b_kij.
+// ---- Transposed products: dx_t[j] = sum_i dy_t[i] * W_hat_ij, W_hat_ij = sum_k +-alpha_k[i,g(j)].
+//
+// A block of rows by a span of columns of W_hat is first expanded to floats (the K terms added in
+// kernel order), then every token runs a register-blocked multiply-add over it: the cost per
+// token no longer grows with K. Each dx_t[j] is one chain of fused multiply-adds in row order,
+// which is ScalarBackend's arithmetic on targets with FMA (on the others, MulAdd rounds twice).
 
 // The groups the columns of each N-lane chunk belong to (chunk c covers columns [c N, c N + N)),
 // found once per product: a chunk may straddle groups when the group size is not a multiple of N.
@@ -222,54 +225,82 @@ ChunkGroups chunk_groups(const M& m, std::size_t lanes) {
     return groups;
 }
 
-// Chunks [c0, c0 + chunks) of dx for Tokens tokens, over rows [row_begin, row_end), added to
-// what dx holds; chunks <= tile_chunks. The terms float(alpha) * dy and the order of the adds
-// (row i, then kernel k) are ScalarBackend's.
-template <std::size_t Tokens, class M>
-void transposed_tile(const M& m, const ChunkGroups& groups, std::size_t c0, std::size_t chunks, std::size_t row_begin,
-                     std::size_t row_end, const std::array<const float*, Tokens>& dy,
+// Columns of W_hat expanded at once (32 KB of floats over transposed_row_block rows: L1-resident
+// while every token goes over them), and tokens per register tile: 6 x tile_chunks accumulators
+// fit AVX-512's 32 registers, 3 x tile_chunks about fit the 16 of narrower targets.
+inline constexpr std::size_t expanded_columns = 128;
+inline constexpr std::size_t transposed_tokens = HWY_MAX_BYTES >= 64 ? 6 : 3;
+
+// W_hat over rows [row_begin, row_end) and chunks [c0, c0 + chunks), row-major into `expanded`
+// (span chunks of lanes per row).
+template <class M>
+void expand_columns(const M& m, const ChunkGroups& groups, std::size_t c0, std::size_t chunks, std::size_t row_begin,
+                    std::size_t row_end, std::size_t span, float* expanded) {
+    constexpr std::size_t K = M::kernels;
+    constexpr std::size_t no_group = std::numeric_limits<std::size_t>::max();
+    const FloatTag d;
+    const std::size_t lanes = hn::Lanes(d);
+    for (std::size_t i = row_begin; i < row_end; ++i) {
+        float* out = expanded + (i - row_begin) * span * lanes;
+        // The scales of the group the previous chunk lay in: converted once per group, not per chunk.
+        std::array<FloatVec, K> a;
+        std::size_t a_group = no_group;
+        for (std::size_t q = 0; q < chunks; ++q) {
+            const std::size_t c = c0 + q;
+            if (groups.first[c] != groups.last[c] || groups.last[c] != a_group) {
+                unroll<K>([&](auto k) HWY_ATTR {
+                    const auto alpha = m.scales(k, i);
+                    // alpha_k[i, g(j)] per lane: a chunk straddling groups takes each group's lanes.
+                    std::size_t g = groups.last[c];
+                    a[k] = hn::Set(d, static_cast<float>(alpha[g]));
+                    while (g > groups.first[c]) {
+                        --g;
+                        const auto in_group = hn::FirstN(d, m.group_end(g) - c * lanes);
+                        a[k] = hn::IfThenElse(in_group, hn::Set(d, static_cast<float>(alpha[g])), a[k]);
+                    }
+                });
+                a_group = groups.first[c] == groups.last[c] ? groups.last[c] : no_group;
+            }
+            FloatVec w = hn::Zero(d);
+            unroll<K>([&](auto k) HWY_ATTR {
+                const FloatVec term =
+                    hn::IfThenElse(lane_mask(d, bits_at(m.plane_row(k, i), c * lanes)), a[k], hn::Neg(a[k]));
+                w = k == 0 ? term : hn::Add(w, term);
+            });
+            hn::Store(w, d, out + q * lanes);
+        }
+    }
+}
+
+// dx_t[chunks q0 .. q0 + chunks of the span] += sum over the expanded rows of dy_t[i] * W_hat_ij,
+// for Tokens tokens; chunks <= tile_chunks, the last one `last_count` lanes wide. Chunks past
+// `chunks` are computed on the tile's first chunk and never stored: the accumulators stay in
+// registers with every index known at compile time.
+template <std::size_t Tokens>
+void transposed_tile(const float* expanded, std::size_t span, std::size_t q0, std::size_t chunks,
+                     std::size_t last_count, std::size_t rows, const std::array<const float*, Tokens>& dy,
                      const std::array<float*, Tokens>& dx) {
     const FloatTag d;
     const std::size_t lanes = hn::Lanes(d);
-    std::array<std::size_t, tile_chunks> first_group{};
-    std::array<std::size_t, tile_chunks> last_group{};
-    std::array<std::size_t, tile_chunks> count{};
-    std::array<std::array<FloatVec, tile_chunks>, Tokens> acc;
-    // Chunks past `chunks` are computed on the tile's first chunk and never stored: the
-    // accumulators stay in registers with every index known at compile time.
     std::array<std::size_t, tile_chunks> chunk;
+    std::array<std::size_t, tile_chunks> count;
+    std::array<std::array<FloatVec, tile_chunks>, Tokens> acc;
     unroll<tile_chunks>([&](auto q) HWY_ATTR {
-        chunk[q] = q < chunks ? c0 + q : c0;
-        first_group[q] = groups.first[chunk[q]];
-        last_group[q] = groups.last[chunk[q]];
-        count[q] = std::min(lanes, m.cols() - chunk[q] * lanes);
+        chunk[q] = q < chunks ? q0 + q : q0;
+        count[q] = q + 1 == chunks ? last_count : lanes;
         unroll<Tokens>([&](auto t) HWY_ATTR {
             float* p = dx[t] + chunk[q] * lanes;
             acc[t][q] = count[q] == lanes ? hn::LoadU(d, p) : load_first(d, p, count[q]);
         });
     });
-    for (std::size_t i = row_begin; i < row_end; ++i) {
-        std::array<FloatVec, Tokens> dyv;
-        unroll<Tokens>([&](auto t) HWY_ATTR { dyv[t] = hn::Set(d, dy[t][i]); });
-        for (std::size_t k = 0; k < M::kernels; ++k) {
-            const auto plane = m.plane_row(k, i);
-            const auto alpha = m.scales(k, i);
-            unroll<tile_chunks>([&](auto q) HWY_ATTR {
-                const auto mask = lane_mask(d, bits_at(plane, chunk[q] * lanes));
-                // alpha_k[i, g(j)] per lane: a chunk straddling groups takes each group's lanes.
-                std::size_t g = last_group[q];
-                FloatVec a = hn::Set(d, static_cast<float>(alpha[g]));
-                while (g > first_group[q]) {
-                    --g;
-                    const auto in_group = hn::FirstN(d, m.group_end(g) - chunk[q] * lanes);
-                    a = hn::IfThenElse(in_group, hn::Set(d, static_cast<float>(alpha[g])), a);
-                }
-                unroll<Tokens>([&](auto t) HWY_ATTR {
-                    const FloatVec c = hn::Mul(a, dyv[t]);
-                    acc[t][q] = hn::Add(acc[t][q], hn::IfThenElse(mask, c, hn::Neg(c)));
-                });
-            });
-        }
+    for (std::size_t r = 0; r < rows; ++r) {
+        const float* w_row = expanded + r * span * lanes;
+        std::array<FloatVec, tile_chunks> w;
+        unroll<tile_chunks>([&](auto q) HWY_ATTR { w[q] = hn::Load(d, w_row + chunk[q] * lanes); });
+        unroll<Tokens>([&](auto t) HWY_ATTR {
+            const FloatVec c = hn::Set(d, dy[t][r]);
+            unroll<tile_chunks>([&](auto q) HWY_ATTR { acc[t][q] = hn::MulAdd(c, w[q], acc[t][q]); });
+        });
     }
     unroll<tile_chunks>([&](auto q) HWY_ATTR {
         if (q >= chunks) return;
@@ -284,33 +315,42 @@ void transposed_tile(const M& m, const ChunkGroups& groups, std::size_t c0, std:
     });
 }
 
-// Chunks [begin, end) of dx for Tokens tokens over a block of rows, a tile at a time.
-template <std::size_t Tokens, class M>
-void transposed_chunks(const M& m, const ChunkGroups& groups, std::size_t begin, std::size_t end, std::size_t row_begin,
-                       std::size_t row_end, const std::array<const float*, Tokens>& dy,
-                       const std::array<float*, Tokens>& dx) {
-    for (std::size_t c = begin; c < end; c += tile_chunks) {
-        transposed_tile<Tokens>(m, groups, c, std::min(tile_chunks, end - c), row_begin, row_end, dy, dx);
-    }
-}
-
-// Chunks [begin, end) of every token's dx: zeroed, then summed over blocks of rows in order, so
-// each column still adds its terms in row order.
+// Chunks [begin, end) of every token's dx: zeroed, then per span of columns, rows added block by
+// block in order, so each column keeps one multiply-add chain in row order.
 template <class M>
 void transposed_columns(const M& m, const ChunkGroups& groups, MatrixView<const float> dys, MatrixView<float> dxs,
                         std::size_t begin, std::size_t end) {
-    const std::size_t lanes = hn::Lanes(FloatTag());
+    const FloatTag d;
+    const std::size_t lanes = hn::Lanes(d);
+    const std::size_t span = expanded_columns / lanes;
+    HWY_ALIGN float expanded[transposed_row_block * expanded_columns];
     const std::size_t col_end = std::min(m.cols(), end * lanes);
     for (std::size_t t = 0; t < dxs.rows(); ++t) {
         std::fill(dxs.row(t).begin() + std::ptrdiff_t(begin * lanes), dxs.row(t).begin() + std::ptrdiff_t(col_end),
                   0.0f);
     }
-    for (std::size_t row_begin = 0; row_begin < m.rows(); row_begin += transposed_row_block) {
-        const std::size_t row_end = std::min(m.rows(), row_begin + transposed_row_block);
-        for_each_token_block<transposed_token_block>(
-            dys, dxs, [&](auto tokens, const auto& dy, const auto& dx) HWY_ATTR {
-                transposed_chunks<decltype(tokens)::value>(m, groups, begin, end, row_begin, row_end, dy, dx);
-            });
+    for (std::size_t c0 = begin; c0 < end; c0 += span) {
+        const std::size_t chunks = std::min(span, end - c0);
+        for (std::size_t row_begin = 0; row_begin < m.rows(); row_begin += transposed_row_block) {
+            const std::size_t row_end = std::min(m.rows(), row_begin + transposed_row_block);
+            expand_columns(m, groups, c0, chunks, row_begin, row_end, span, expanded);
+            for_each_token_block<transposed_tokens>(
+                dys, dxs, [&](auto tokens, const auto& dy, const auto& dx) HWY_ATTR {
+                    constexpr std::size_t Tokens = decltype(tokens)::value;
+                    std::array<const float*, Tokens> dy_rows;
+                    std::array<float*, Tokens> dx_span;
+                    for (std::size_t t = 0; t < Tokens; ++t) {
+                        dy_rows[t] = dy[t] + row_begin;
+                        dx_span[t] = dx[t] + c0 * lanes;
+                    }
+                    for (std::size_t q = 0; q < chunks; q += tile_chunks) {
+                        const std::size_t tile = std::min(tile_chunks, chunks - q);
+                        const std::size_t last_count = std::min(lanes, m.cols() - (c0 + q + tile - 1) * lanes);
+                        transposed_tile<Tokens>(expanded, span, q, tile, last_count, row_end - row_begin, dy_rows,
+                                                dx_span);
+                    }
+                });
+        }
     }
 }
 
@@ -488,7 +528,8 @@ void forward_products(std::size_t threads, const M& m, MatrixView<const float> x
 template <class M>
 void transposed_products(std::size_t threads, const M& m, MatrixView<const float> dys, MatrixView<float> dxs) {
     const auto groups = chunk_groups(m, hn::Lanes(FloatTag()));
-    parallel_for(threads, groups.first.size(), tile_chunks, [&](std::size_t begin, std::size_t end) HWY_ATTR {
+    const std::size_t span = expanded_columns / hn::Lanes(FloatTag());
+    parallel_for(threads, groups.first.size(), span, [&](std::size_t begin, std::size_t end) HWY_ATTR {
         transposed_columns(m, groups, dys, dxs, begin, end);
     });
 }

@@ -53,28 +53,24 @@ private:
         }
     }
 
-    // dx_t[j] = sum_i sum_k (alpha_k[i,g(j)] * dy_t[i]) * b_kij, added in row, then kernel order.
+    // dx_t[j] = sum_i dy_t[i] * W_hat_ij: one fused multiply-add per row, in row order, where
+    // W_hat_ij = sum_k b_kij * alpha_k[i,g(j)] is added in kernel order.
     template <class M>
     void transposed_products(const M& m, MatrixView<const float> dys, MatrixView<float> dxs) const {
-        using Word = typename M::word_type;
         for (std::size_t t = 0; t < dys.rows(); ++t) {
             const auto dy = dys.row(t);
             const auto dx = dxs.row(t);
             std::fill(dx.begin(), dx.end(), 0.0f);
             for (std::size_t i = 0; i < m.rows(); ++i) {
-                for (std::size_t k = 0; k < M::kernels; ++k) {
-                    const auto plane = m.plane_row(k, i);
-                    const auto alpha = m.scales(k, i);
-                    for (std::size_t g = 0; g < m.groups_per_row(); ++g) {
-                        const float c = static_cast<float>(alpha[g]) * dy[i];
-                        for_each_word<Word>(m.group_begin(g), m.group_end(g), [&](std::size_t w, Word mask) {
-                            for (std::size_t b = 0; b < M::word_bits; ++b) {
-                                if ((mask >> b) & Word{1}) {
-                                    float& dxj = dx[w * M::word_bits + b];
-                                    dxj = std::fma(sign_of(plane[w], b), c, dxj);
-                                }
-                            }
-                        });
+                for (std::size_t g = 0; g < m.groups_per_row(); ++g) {
+                    for (std::size_t j = m.group_begin(g); j < m.group_end(g); ++j) {
+                        float w = 0.0f;
+                        for (std::size_t k = 0; k < M::kernels; ++k) {
+                            const auto alpha = static_cast<float>(m.scales(k, i)[g]);
+                            const float term = column_is_set(m.plane_row(k, i), j) ? alpha : -alpha;
+                            w = k == 0 ? term : w + term;
+                        }
+                        dx[j] = std::fma(dy[i], w, dx[j]);
                     }
                 }
             }

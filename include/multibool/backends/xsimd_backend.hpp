@@ -5,7 +5,8 @@
 // with std::popcount: xsimd 8.1 has no batch popcount, and one popcnt per 64 columns beats
 // building one from byte shuffles at these group sizes.
 // Every output element is computed by one thread in a fixed order, so results do not depend on
-// the thread count; the int8, Boolean and transposed products equal the scalar backend's bit for bit.
+// the thread count; the int8 and Boolean products equal the scalar backend's bit for bit, and the
+// transposed products do too where xsimd::fma is fused (FMA3 and AVX-512 builds).
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -221,9 +222,9 @@ private:
         });
     }
 
-    // Columns [col_begin, col_end) of dX for tokens [first, first + Tokens): dx_j += (alpha_k[i,g] * dy_i)
-    // * b_kij over rows i, then kernels k. That is the scalar backend's order, and adding +-c rounds
-    // like its fma(+-1, c, dx_j), so the result is bit-identical.
+    // Columns [col_begin, col_end) of dX for tokens [first, first + Tokens): dx_j = fma(dy_i, W_hat_ij, dx_j)
+    // over rows i, W_hat_ij = sum_k +-alpha_k[i,g] added in kernel order. That is the scalar
+    // backend's arithmetic, so with a fused xsimd::fma the result is bit-identical.
     template <std::size_t Tokens, class M>
     static void backward_columns(const M& m, std::size_t col_begin, std::size_t col_end, MatrixView<const float> dys,
                                  MatrixView<float> dxs, std::size_t first, const LaneBits& lane_bit) {
@@ -242,24 +243,22 @@ private:
                 for (std::size_t k = 0; k < M::kernels; ++k) bits[k] = block_bits(plane[k], c);
                 return bits;
             };
+            std::array<float_batch, Tokens> dy;
+            for (std::size_t t = 0; t < Tokens; ++t) dy[t] = float_batch(dys(first + t, i));
             for (std::size_t g = first_group; g < m.groups_per_row() && m.group_begin(g) < col_end; ++g) {
-                std::array<std::array<float, Tokens>, M::kernels> coefficient;
-                for (std::size_t k = 0; k < M::kernels; ++k) {
-                    const float alpha = static_cast<float>(m.scales(k, i)[g]);
-                    for (std::size_t t = 0; t < Tokens; ++t) coefficient[k][t] = alpha * dys(first + t, i);
-                }
+                std::array<float_batch, M::kernels> alpha;
+                for (std::size_t k = 0; k < M::kernels; ++k)
+                    alpha[k] = float_batch(static_cast<float>(m.scales(k, i)[g]));
                 const std::size_t begin = std::max(m.group_begin(g), col_begin);
                 const std::size_t end = std::min(m.group_end(g), col_end);
                 for_each_chunk(begin, end, decode, [&](std::size_t c, std::size_t n, const auto& bits, std::size_t q) {
-                    std::array<float_batch, Tokens> dx;
-                    for (std::size_t t = 0; t < Tokens; ++t) dx[t] = load_lanes(dx_row[t] + c, n);
-                    for (std::size_t k = 0; k < M::kernels; ++k) {
-                        const bits_batch negation = negation_mask(bits[k], lane_bit[q]);
-                        for (std::size_t t = 0; t < Tokens; ++t) {
-                            dx[t] += negate_where(float_batch(coefficient[k][t]), negation);
-                        }
+                    float_batch w = negate_where(alpha[0], negation_mask(bits[0], lane_bit[q]));
+                    for (std::size_t k = 1; k < M::kernels; ++k) {
+                        w += negate_where(alpha[k], negation_mask(bits[k], lane_bit[q]));
                     }
-                    for (std::size_t t = 0; t < Tokens; ++t) store_lanes(dx[t], dx_row[t] + c, n);
+                    for (std::size_t t = 0; t < Tokens; ++t) {
+                        store_lanes(xsimd::fma(dy[t], w, load_lanes(dx_row[t] + c, n)), dx_row[t] + c, n);
+                    }
                 });
             }
         }

@@ -21,6 +21,7 @@
 // scales. The options (eta) are not state: the reader's own apply.
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -209,27 +210,36 @@ public:
                 accumulator_.load(row, values);
                 const auto plane = m.plane_row(k, i);
                 const auto alphas = m.scales(k, i);
+                std::size_t candidates = 0;
+                ExactSum candidate_gain;  // a local: its carry chain stays in registers
                 for (std::size_t g = 0; g < m.groups_per_row(); ++g) {
                     const auto alpha = static_cast<float>(alphas[g]);
                     const float direction = alpha > 0 ? 1.0f : (alpha < 0 ? -1.0f : 0.0f);
-                    for (std::size_t j = m.group_begin(g); j < m.group_end(g); ++j) {
-                        const bool bit = column_is_set(plane, j);
-                        const float change = flip_loss_change(alpha, bit, gradient[j]);
-                        if (change < 0) {
-                            ++stats.kernel_candidates[k];
-                            stats.candidate_gain.add(-change);
-                        }
+                    const std::size_t begin = m.group_begin(g), end = m.group_end(g);
+                    // The evidence update needs no bits: a loop the compiler vectorizes, which
+                    // also tells whether any bit of the group can flip (|v| >= 1).
+                    unsigned reached = 0;
+                    for (std::size_t j = begin; j < end; ++j) {
                         float& v = values[j];
                         v = beta * v + eta * (direction * gradient[j]);
+                        reached |= unsigned{std::fabs(v) >= 1.0f};
+                    }
+                    count_candidates(alpha, plane, gradient, begin, end, candidates, candidate_gain);
+                    if (reached == 0) continue;
+                    for (std::size_t j = begin; j < end; ++j) {
+                        const bool bit = column_is_set(plane, j);
+                        float& v = values[j];
                         if ((bit ? v : -v) >= 1.0f) {
                             m.flip(k, i, j);
                             v = 0;
                             ++stats.kernel_flips[k];
-                            stats.flip_gain.add(std::fabs(change));
+                            stats.flip_gain.add(std::fabs(flip_loss_change(alpha, bit, gradient[j])));
                         }
                     }
                 }
                 accumulator_.store(row, values);
+                stats.kernel_candidates[k] += candidates;
+                stats.candidate_gain += candidate_gain;
                 stats.kernel_bits[k] += cols_;
             }
         }
@@ -285,6 +295,26 @@ public:
 
 private:
     static constexpr std::size_t none = std::numeric_limits<std::size_t>::max();
+
+    // Adds to `candidates` and `gain` the bits of columns [begin, end) whose flip has dL < 0, and
+    // their -dL (flip_loss_change's values). Bits and candidates are random, so nothing branches on
+    // them: a clear bit XORs the sign of dL, and the sum ignores non-candidates' -dL >= 0 by itself.
+    template <class Word>
+    static void count_candidates(float alpha, std::span<const Word> plane, std::span<const float> gradient,
+                                 std::size_t begin, std::size_t end, std::size_t& candidates, ExactSum& gain) noexcept {
+        const float set_bit_scale = -2.0f * alpha;  // dL of flipping a set bit, per unit of gradient
+        for (std::size_t j = begin; j < end; j += 64) {
+            const std::uint64_t bits = bits_at(plane, j);
+            const std::size_t count = std::min<std::size_t>(64, end - j);
+            for (std::size_t b = 0; b < count; ++b) {
+                const auto clear = static_cast<std::uint32_t>(~bits >> b & 1u) << 31;
+                const float change =
+                    std::bit_cast<float>(std::bit_cast<std::uint32_t>(set_bit_scale * gradient[j + b]) ^ clear);
+                candidates += std::size_t{change < 0};
+                gain.add(-change);
+            }
+        }
+    }
 
     // Bit k set: kernel k trains (the resolved set, so last() and only(K - 1) write the same).
     [[nodiscard]] std::uint32_t trainable_mask() const noexcept {

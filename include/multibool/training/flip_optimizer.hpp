@@ -12,6 +12,7 @@
 // produces do not depend on the tiling, the tile order or the thread count.
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <concepts>
 #include <cstddef>
@@ -78,6 +79,31 @@ public:
         const double whole = std::floor(value);
         // Scaling by a power of two is exact: a multiplication, not a (slow, out-of-line) ldexp call.
         add_parts(static_cast<std::uint64_t>(whole), static_cast<std::uint64_t>((value - whole) * 0x1.0p64));
+    }
+    // The same as add(double(value)), in integer arithmetic: a float is mantissa * 2^exponent, so
+    // its multiple of 2^-64 is the mantissa shifted. Values it ignores take no branch, so callers
+    // may add every element's gain-or-negative without mispredictions.
+    void add(float value) noexcept {
+        const std::uint32_t bits = std::bit_cast<std::uint32_t>(value);
+        constexpr std::uint32_t smallest_normal = 0x00800000u, clamped = (127u + 63) << 23, infinity = 0x7F800000u;
+        if (bits - clamped <= infinity - clamped) {  // [2^63, +Inf]: clamped to 2^63
+            add_parts(std::uint64_t{1} << 63, 0);
+            return;
+        }
+        // Zero and subnormals truncate to 0; negatives, -0 and NaN add nothing.
+        const bool counted = bits - smallest_normal < clamped - smallest_normal;
+        const std::uint64_t mantissa = counted ? (bits & 0x7FFFFFu) | 0x800000u : 0;
+        // value * 2^64 = mantissa * 2^shift: the exponent is biased by 127 and the mantissa holds 23 fraction bits.
+        const int shift = int((bits >> 23) & 0xFFu) - 127 - 23 + 64;
+        if (shift < 0) {  // below 2^-41: bits under 2^-64 truncate
+            add_parts(0, shift > -24 ? mantissa >> -shift : 0);
+            return;
+        }
+        // shift <= 103: the mantissa's 24 bits straddle the two words at most once; selects, not branches.
+        const auto low = static_cast<unsigned>(shift) & 63u;
+        const std::uint64_t shifted = mantissa << low;
+        const std::uint64_t spill = (mantissa >> 1) >> (63u - low);  // what mantissa << low loses
+        add_parts(shift < 64 ? spill : shifted, shift < 64 ? shifted : 0);
     }
     ExactSum& operator+=(const ExactSum& other) noexcept {
         add_parts(other.whole_, other.fraction_);
