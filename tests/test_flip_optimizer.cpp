@@ -118,6 +118,26 @@ std::vector<float> normal_target(std::size_t count, std::mt19937_64& rng) {
 
 }  // namespace
 
+TEST_CASE("counter_uniform is SplitMix64 absorbing each coordinate, also from a row's hash", "[training][flip]") {
+    // The formula of counter_random.hpp written out again: saved runs and checkpoints depend on it.
+    const auto mix = [](std::uint64_t z) {
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    };
+    std::mt19937_64 rng(fresh_seed());
+    for (int draw = 0; draw < 1000; ++draw) {
+        std::uint64_t t[6];
+        for (auto& x : t) x = rng() >> (rng() % 64);
+        std::uint64_t h = t[0];
+        for (int c = 1; c < 6; ++c) h = mix(h + (t[c] + 1) * 0x9E3779B97F4A7C15ull);
+        const double expected = double(h >> 11) * 0x1.0p-53;
+        CAPTURE(t[0], t[1], t[2], t[3], t[4], t[5]);
+        REQUIRE(counter_uniform(t[0], t[1], t[2], t[3], t[4], t[5]) == expected);
+        REQUIRE(counter_uniform_in_row(counter_row_hash(t[0], t[1], t[2], t[3], t[4]), t[5]) == expected);
+    }
+}
+
 TEST_CASE("counter_uniform is a pure function of its tuple and looks uniform", "[training][flip]") {
     const auto seed = fresh_seed();
     CAPTURE(seed);

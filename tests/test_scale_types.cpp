@@ -180,6 +180,36 @@ TEST_CASE("half and bfloat16 round floats to nearest, ties to even, as a referen
     REQUIRE(bfloat16(0x1.03p0f).bits() == 0x3F82);
 }
 
+TEST_CASE("half rows widen and narrow as the element casts do, on every input", "[core][scale_types]") {
+    // Every half pattern, in one row (its length is not a multiple of 8, so the tail runs too).
+    std::vector<half> all(65536 + 3);
+    for (std::size_t b = 0; b < all.size(); ++b) all[b] = half::from_bits(std::uint16_t(b));
+    std::vector<float> widened(all.size());
+    widen(all, widened);
+    std::size_t widened_wrong = 0;  // the first pattern that widens differently, or all.size()
+    while (widened_wrong < all.size() && std::bit_cast<std::uint32_t>(widened[widened_wrong]) ==
+                                             std::bit_cast<std::uint32_t>(static_cast<float>(all[widened_wrong])))
+        ++widened_wrong;
+    CHECK(widened_wrong == all.size());
+    // Floats: a stride through every exponent and mantissa region, NaN payloads included, plus
+    // random patterns.
+    const auto seed = fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    std::vector<float> floats;
+    for (std::uint64_t bits = 0; bits <= 0xFFFFFFFFu; bits += 4099)
+        floats.push_back(std::bit_cast<float>(std::uint32_t(bits)));
+    std::uniform_int_distribution<std::uint32_t> any;
+    for (int e = 0; e < 100001; ++e) floats.push_back(std::bit_cast<float>(any(rng)));
+    std::vector<half> narrowed(floats.size());
+    narrow(floats, narrowed);
+    std::size_t first_wrong = 0;  // the first float that narrows differently, or floats.size()
+    while (first_wrong < floats.size() && narrowed[first_wrong].bits() == half(floats[first_wrong]).bits())
+        ++first_wrong;
+    CAPTURE(first_wrong < floats.size() ? std::bit_cast<std::uint32_t>(floats[first_wrong]) : 0u);
+    CHECK(first_wrong == floats.size());
+}
+
 TEST_CASE("doubles round once, straight to 16 bits; integers convert; NaN stays NaN", "[core][scale_types]") {
     // 1 + 2^-11 + 2^-40 lies just above the tie between 1 and 1 + 2^-10. Through float the
     // 2^-40 would be lost and the tie would go to even (1.0): a double rounding.

@@ -3,12 +3,19 @@
 // multibool::half (IEEE binary16) and multibool::bfloat16, the ScaleType concept that names every
 // type a BitPlaneMatrix may store its scales in, and is_finite for all of them.
 // The conversions are portable bit manipulation, correctly rounded (to nearest, ties to even),
-// so that files and results do not depend on whether the CPU has F16C.
+// so that files and results do not depend on whether the CPU has F16C (the row conversions
+// below use it, and round alike).
 #include <bit>
 #include <cmath>
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <type_traits>
+
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 namespace multibool {
 
@@ -118,6 +125,34 @@ private:
 
 using half = Float16<5, 10>;
 using bfloat16 = Float16<8, 7>;
+
+// Rows of halves to floats and back, each element as its cast converts it. With F16C (x86), 8 at
+// a time in hardware, which rounds alike for every input (tests/test_scale_types.cpp checks
+// every half and a sweep of floats): BoldPolicy's fp16 accumulator converts a row each way per step.
+inline void widen(std::span<const half> in, std::span<float> out) noexcept {
+    std::size_t j = 0;
+#if defined(__F16C__)
+    for (; j + 8 <= in.size(); j += 8) {
+        std::uint16_t lanes[8];
+        for (std::size_t l = 0; l < 8; ++l) lanes[l] = in[j + l].bits();
+        _mm256_storeu_ps(out.data() + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lanes))));
+    }
+#endif
+    for (; j < in.size(); ++j) out[j] = static_cast<float>(in[j]);
+}
+inline void narrow(std::span<const float> in, std::span<half> out) noexcept {
+    std::size_t j = 0;
+#if defined(__F16C__)
+    for (; j + 8 <= in.size(); j += 8) {
+        std::uint16_t lanes[8];
+        _mm_storeu_si128(
+            reinterpret_cast<__m128i*>(lanes),
+            _mm256_cvtps_ph(_mm256_loadu_ps(in.data() + j), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        for (std::size_t l = 0; l < 8; ++l) out[j + l] = half::from_bits(lanes[l]);
+    }
+#endif
+    for (; j < in.size(); ++j) out[j] = half(in[j]);
+}
 
 // The types a BitPlaneMatrix stores scales in: float for training, fp16/bf16 for deployment.
 template <class T>

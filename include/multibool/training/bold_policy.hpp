@@ -21,7 +21,6 @@
 // scales. The options (eta) are not state: the reader's own apply.
 #include <algorithm>
 #include <array>
-#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -62,10 +61,20 @@ public:
     BoldAccumulator(std::size_t rows, std::size_t cols) : cols_(cols), values_(rows * cols, Storage(0.0f)) {}
 
     void load(std::size_t row, std::span<float> out) const noexcept {
-        for (std::size_t j = 0; j < cols_; ++j) out[j] = static_cast<float>(values_[row * cols_ + j]);
+        const auto stored = std::span<const Storage>(values_).subspan(row * cols_, cols_);
+        if constexpr (std::is_same_v<Storage, half>) {
+            widen(stored, out);
+        } else {
+            std::copy(stored.begin(), stored.end(), out.begin());
+        }
     }
     void store(std::size_t row, std::span<const float> in) noexcept {
-        for (std::size_t j = 0; j < cols_; ++j) values_[row * cols_ + j] = Storage(in[j]);
+        const auto stored = std::span<Storage>(values_).subspan(row * cols_, cols_);
+        if constexpr (std::is_same_v<Storage, half>) {
+            narrow(in.first(cols_), stored);
+        } else {
+            std::copy_n(in.begin(), cols_, stored.begin());
+        }
     }
     [[nodiscard]] float value(std::size_t row, std::size_t j) const noexcept {
         return static_cast<float>(values_[row * cols_ + j]);
@@ -224,7 +233,11 @@ public:
                         v = beta * v + eta * (direction * gradient[j]);
                         reached |= unsigned{std::fabs(v) >= 1.0f};
                     }
-                    count_candidates(alpha, plane, gradient, begin, end, candidates, candidate_gain);
+                    for (std::size_t j = begin; j < end; j += 64) {
+                        std::array<float, 64> gains;
+                        flip_gains(alpha, bits_at(plane, j), gradient.data() + j, std::min<std::size_t>(64, end - j),
+                                   gains.data(), candidates, candidate_gain);
+                    }
                     if (reached == 0) continue;
                     for (std::size_t j = begin; j < end; ++j) {
                         const bool bit = column_is_set(plane, j);
@@ -295,26 +308,6 @@ public:
 
 private:
     static constexpr std::size_t none = std::numeric_limits<std::size_t>::max();
-
-    // Adds to `candidates` and `gain` the bits of columns [begin, end) whose flip has dL < 0, and
-    // their -dL (flip_loss_change's values). Bits and candidates are random, so nothing branches on
-    // them: a clear bit XORs the sign of dL, and the sum ignores non-candidates' -dL >= 0 by itself.
-    template <class Word>
-    static void count_candidates(float alpha, std::span<const Word> plane, std::span<const float> gradient,
-                                 std::size_t begin, std::size_t end, std::size_t& candidates, ExactSum& gain) noexcept {
-        const float set_bit_scale = -2.0f * alpha;  // dL of flipping a set bit, per unit of gradient
-        for (std::size_t j = begin; j < end; j += 64) {
-            const std::uint64_t bits = bits_at(plane, j);
-            const std::size_t count = std::min<std::size_t>(64, end - j);
-            for (std::size_t b = 0; b < count; ++b) {
-                const auto clear = static_cast<std::uint32_t>(~bits >> b & 1u) << 31;
-                const float change =
-                    std::bit_cast<float>(std::bit_cast<std::uint32_t>(set_bit_scale * gradient[j + b]) ^ clear);
-                candidates += std::size_t{change < 0};
-                gain.add(-change);
-            }
-        }
-    }
 
     // Bit k set: kernel k trains (the resolved set, so last() and only(K - 1) write the same).
     [[nodiscard]] std::uint32_t trainable_mask() const noexcept {

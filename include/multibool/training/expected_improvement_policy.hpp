@@ -7,9 +7,12 @@
 //
 // State (write_state / read_state): f64 tau. The options are not state: the reader's own apply.
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -72,16 +75,25 @@ public:
                 chosen.clear();
                 const auto plane = m.plane_row(k, i);
                 const auto alphas = m.scales(k, i);
+                const std::uint64_t row_hash = counter_row_hash(options_.seed, context_.step, context_.layer, k, i);
+                std::size_t candidates = 0;
+                ExactSum candidate_gain;  // a local: its carry chain stays in registers
                 for (std::size_t g = 0; g < m.groups_per_row(); ++g) {
                     const auto alpha = static_cast<float>(alphas[g]);
-                    for (std::size_t j = m.group_begin(g); j < m.group_end(g); ++j) {
-                        const float change = flip_loss_change(alpha, column_is_set(plane, j), gradient[j]);
-                        if (!(change < 0)) continue;  // NaN is never a candidate either
-                        ++stats.kernel_candidates[k];
-                        stats.candidate_gain.add(-change);
-                        if (selected(k, i, j, -change)) chosen.push_back({-change, j});
+                    for (std::size_t j = m.group_begin(g); j < m.group_end(g); j += 64) {
+                        const std::size_t count = std::min<std::size_t>(64, m.group_end(g) - j);
+                        std::array<float, 64> gains;
+                        flip_gains(alpha, bits_at(plane, j), gradient.data() + j, count, gains.data(), candidates,
+                                   candidate_gain);
+                        for (std::uint64_t chosen_bits = selected(row_hash, j, std::span(gains).first(count));
+                             chosen_bits != 0; chosen_bits &= chosen_bits - 1) {
+                            const auto b = static_cast<std::size_t>(std::countr_zero(chosen_bits));
+                            chosen.push_back({gains[b], j + b});
+                        }
                     }
                 }
+                stats.kernel_candidates[k] += candidates;
+                stats.candidate_gain += candidate_gain;
                 if (chosen.size() > cap) {
                     // A strict total order, so the kept set is unique.
                     std::nth_element(chosen.begin(), chosen.begin() + std::ptrdiff_t(cap), chosen.end(),
@@ -131,11 +143,25 @@ private:
         std::size_t column;
     };
 
-    [[nodiscard]] bool selected(std::size_t k, std::size_t i, std::size_t j, float gain) const noexcept {
-        if (options_.deterministic) return true;
-        if (tau_ == 0) return false;  // still measuring tau
-        const double probability = options_.eta * double(gain) / tau_;
-        return probability >= 1 || counter_uniform(options_.seed, context_.step, context_.layer, k, i, j) < probability;
+    // Bit b set: the candidate of column j + b (gains[b] = -dL > 0) flips. Each column's draw and
+    // comparison go through loops without branches, which the compiler vectorizes.
+    [[nodiscard]] std::uint64_t selected(std::uint64_t row_hash, std::size_t j,
+                                         std::span<const float> gains) const noexcept {
+        std::uint64_t chosen = 0;
+        if (options_.deterministic) {
+            for (std::size_t b = 0; b < gains.size(); ++b) chosen |= std::uint64_t{gains[b] > 0} << b;
+            return chosen;
+        }
+        if (tau_ == 0) return 0;  // still measuring tau
+        std::array<double, 64> draws;
+        for (std::size_t b = 0; b < gains.size(); ++b) draws[b] = counter_uniform_in_row(row_hash, j + b);
+        for (std::size_t b = 0; b < gains.size(); ++b) {
+            const double probability = options_.eta * double(gains[b]) / tau_;
+            // Bitwise, not short-circuit: half the columns are candidates, at random.
+            const bool flips = (gains[b] > 0) & ((probability >= 1) | (draws[b] < probability));
+            chosen |= std::uint64_t{flips} << b;
+        }
+        return chosen;
     }
 
     ExpectedImprovementOptions options_;

@@ -171,6 +171,22 @@ private:
     return bit ? change : -change;
 }
 
+// For up to 64 columns of one plane row (bit b of `bits` is column b's, `gradient` their Gr):
+// writes each column's -dL (flip_loss_change's value, negated) to gains[b], adds the candidates
+// (dL < 0) to `candidates` and their -dL to `gain`. Bits and candidates are random, so nothing
+// branches on them: a clear bit XORs the sign of dL, and the sum ignores -dL <= 0 by itself.
+inline void flip_gains(float alpha, std::uint64_t bits, const float* gradient, std::size_t count, float* gains,
+                       std::size_t& candidates, ExactSum& gain) noexcept {
+    const float set_bit_scale = 2.0f * alpha;  // -dL of flipping a set bit, per unit of Gr
+    for (std::size_t b = 0; b < count; ++b) {
+        const auto clear = static_cast<std::uint32_t>(~bits >> b & 1u) << 31;
+        const float g = std::bit_cast<float>(std::bit_cast<std::uint32_t>(set_bit_scale * gradient[b]) ^ clear);
+        gains[b] = g;
+        candidates += std::size_t{g > 0};
+        gain.add(g);
+    }
+}
+
 // Throws unless the tile is rows [first_row, first_row + tile.rows()) by all columns of m.
 template <BitPlaneStorage M>
 void check_gradient_tile(const M& m, std::size_t first_row, MatrixView<const float> tile, const char* who) {
