@@ -2,7 +2,8 @@ cmake_minimum_required(VERSION 3.22)
 # finetune on short excerpts of the shared texts:
 #   CHECK=resume     a 3-step run writes its checkpoint, CSV log and final perplexity; --resume
 #                    continues it to step 5 with each CSV row once; a run already at --steps is
-#                    refused and leaves the log as it was.
+#                    refused and leaves the log as it was, unless --export asks for its model
+#                    file, which it then writes without a step (the same final perplexity).
 #   CHECK=corrupted  a checkpoint cut to half, or with bytes appended, is refused as truncated or
 #                    corrupted.
 #   cmake -DTOOL=... -DASSETS=dir -DWORK_DIR=... -DCHECK=resume|corrupted -P finetune.cmake
@@ -82,7 +83,8 @@ if(CHECK STREQUAL "resume")
     expect_final_perplexity("${out}")
     expect_log(3 "0;2;3")
     # --eval-every is not part of the run: the resumed one measures on its last step only.
-    run_tool(0 out err finetune ${files} --resume "${ckpt}" --steps 5)
+    run_tool(0 finished_out err finetune ${files} --resume "${ckpt}" --steps 5)
+    set(out "${finished_out}")
     expect_final_perplexity("${out}")
     if(NOT err MATCHES "resuming .*run.ckpt at step 3 \\(K=1, G=64, expected-improvement\\)")
         message(FATAL_ERROR "the resumed run should report its step, K, G and policy:\n${err}")
@@ -97,11 +99,29 @@ if(CHECK STREQUAL "resume")
     if(NOT log_after STREQUAL log_before)
         message(FATAL_ERROR "a refused resume changed ${ckpt}.csv:\n${log_after}")
     endif()
+    # A finished run exports as it is: the same student, so the same final perplexity, and the
+    # checkpoint and its log untouched.
+    string(REGEX MATCH "${final_line}" finished_line "${finished_out}")
+    file(SHA256 "${ckpt}" ckpt_before)
+    run_tool(0 out err finetune ${files} --resume "${ckpt}" --export "${WORK_DIR}/model.mbool")
+    expect_final_perplexity("${out}")
+    string(REGEX MATCH "${final_line}" exported_line "${out}")
+    if(NOT exported_line STREQUAL finished_line)
+        message(FATAL_ERROR "exporting the finished run printed '${exported_line}', the run ended with '${finished_line}'")
+    endif()
+    file(SHA256 "${ckpt}" ckpt_after)
+    file(READ "${ckpt}.csv" log_after)
+    if(NOT EXISTS "${WORK_DIR}/model.mbool" OR NOT ckpt_after STREQUAL ckpt_before OR NOT log_after STREQUAL log_before)
+        message(FATAL_ERROR "the export should write model.mbool and leave the checkpoint and log as they were")
+    endif()
+    run_tool(0 out err perplexity --model "${WORK_DIR}/model.mbool" --tokenizer "${ASSETS}/tok512.bin"
+             --text "${WORK_DIR}/valid.txt" --threads 1)
+    expect_final_perplexity("${out}")
     # Atomic writes leave no temporary files behind.
     file(GLOB left RELATIVE "${WORK_DIR}" "${WORK_DIR}/*")
     list(SORT left)
-    if(NOT left STREQUAL "run.ckpt;run.ckpt.csv;train.txt;valid.txt")
-        message(FATAL_ERROR "${WORK_DIR} should hold only the inputs, the checkpoint and its log: ${left}")
+    if(NOT left STREQUAL "model.mbool;run.ckpt;run.ckpt.csv;train.txt;valid.txt")
+        message(FATAL_ERROR "${WORK_DIR} should hold only the inputs, the checkpoint, its log and the export: ${left}")
     endif()
     message("3 steps, resumed to 5, each logged once:\n${log_after}")
 elseif(CHECK STREQUAL "corrupted")

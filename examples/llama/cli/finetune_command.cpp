@@ -183,7 +183,9 @@ Command finetune_command() {
         {"save-every", "N", "steps between checkpoints (default {}; the last step always)", "50"},
         {"log", "F", "CSV log (default: the checkpoint path + .csv)", std::nullopt, names_input_file},
         {"out", "CKPT", "the checkpoint to write"},
-        {"export", "F", "after the last step, also write a model file (fp16 scales) for perplexity/generate"},
+        {"export", "F",
+         "after the last step, also write a model file (fp16 scales) for perplexity/generate; with --resume of a "
+         "finished run, only that"},
         {"resume", "CKPT",
          "continue the run saved in CKPT (the options that define the run are kept; --out defaults to CKPT)"},
     };

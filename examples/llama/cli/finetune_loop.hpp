@@ -36,6 +36,21 @@ inline std::string resume_command(const ParsedOptions& options, const std::files
     return command;
 }
 
+// After the last step: --export's model file, then the student's validation perplexity as
+// stdout's last line.
+template <std::size_t K, std::size_t G>
+int finish(const FineTuner<K, G>& tuner, const FineTuneRun& run) {
+    const PerplexityResult result = perplexity(tuner.student(), run.valid, run.threads);
+    if (const auto exported = run.options.text("export")) {
+        const auto deployed = tuner.deployable();
+        save_model(deployed, std::filesystem::path(*exported));
+        std::cerr << "exported " << *exported << " (fp16 scales); its validation perplexity with the default backend: "
+                  << perplexity(deployed, run.valid, run.threads).perplexity() << "\n";
+    }
+    std::printf("perplexity: %.4f tokens: %zu\n", result.perplexity(), result.tokens);
+    return exit_success;
+}
+
 template <std::size_t K, std::size_t G>
 int train(FineTuner<K, G>& tuner, const FineTuneRun& run, std::size_t steps) {
     const ParsedOptions& options = run.options;
@@ -85,16 +100,8 @@ int train(FineTuner<K, G>& tuner, const FineTuneRun& run, std::size_t steps) {
             }
         }
     }
-    const PerplexityResult result = perplexity(tuner.student(), run.valid, run.threads);
     std::cerr << "saved " << run.out.string() << " and " << log_path.string() << "\n";
-    if (const auto exported = options.text("export")) {
-        const auto deployed = tuner.deployable();
-        save_model(deployed, std::filesystem::path(*exported));
-        std::cerr << "exported " << *exported << " (fp16 scales); its validation perplexity with the default backend: "
-                  << perplexity(deployed, run.valid, run.threads).perplexity() << "\n";
-    }
-    std::printf("perplexity: %.4f tokens: %zu\n", result.perplexity(), result.tokens);
-    return exit_success;
+    return finish(tuner, run);
 }
 
 template <std::size_t K, std::size_t G>
@@ -121,7 +128,10 @@ int fine_tune(const FineTuneRun& run) {
         run.resume && !run.options.given("steps") ? tuner->planned_steps() : *run.options.count("steps");
     tuner->set_planned_steps(steps);
     if (tuner->steps_done() >= steps) {
-        throw UsageError("the run is at step " + std::to_string(tuner->steps_done()) + "; give --steps above it");
+        // A finished run is exported as it is (no step, no checkpoint or log written).
+        if (run.resume && run.options.given("export") && tuner->steps_done() == steps) return finish(*tuner, run);
+        throw UsageError("the run is at step " + std::to_string(tuner->steps_done()) +
+                         "; give --steps above it, or --export F to export it as it is");
     }
     return train(*tuner, run, steps);
 }
