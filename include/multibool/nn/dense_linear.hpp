@@ -42,20 +42,9 @@ public:
     void forward(std::span<const float> x, std::span<float> y) const {
         check_length("DenseLinear::forward", "x", cols_, x.size());
         check_length("DenseLinear::forward", "y", rows_, y.size());
-        for (std::size_t i = 0; i < rows_; ++i) {
-            const float* w = weights_.data() + i * cols_;
-            // Independent partial sums let the compiler keep them in one vector register without
-            // -ffast-math; explicit fma keeps the rounding the same wherever this is inlined.
-            std::array<float, 16> partial{};
-            std::size_t j = 0;
-            for (; j + partial.size() <= cols_; j += partial.size()) {
-                for (std::size_t l = 0; l < partial.size(); ++l) partial[l] = std::fma(w[j + l], x[j + l], partial[l]);
-            }
-            float acc = 0.0f;
-            for (float p : partial) acc += p;
-            for (; j < cols_; ++j) acc = std::fma(w[j], x[j], acc);
-            y[i] = acc;
-        }
+        std::size_t i = 0;
+        for (; i + row_block <= rows_; i += row_block) rows_forward<row_block>(i, x, y);
+        for (; i < rows_; ++i) rows_forward<1>(i, x, y);
     }
     void forward(MatrixView<const float> xs, MatrixView<float> ys) const {
         check_length("DenseLinear::forward", "rows of Y (tokens)", xs.rows(), ys.rows());
@@ -76,6 +65,36 @@ public:
     }
 
 private:
+    // Rows computed together: their sums are independent, so the additions that end each row
+    // (a chain of 16 on narrow layers) overlap instead of waiting on one another.
+    static constexpr std::size_t row_block = 4;
+    static constexpr std::size_t lanes = 16;
+
+    // y_i = W_i . x for rows [first, first + Rows). Per row: lanes independent partial sums let
+    // the compiler keep them in one vector register without -ffast-math, explicit fma keeps the
+    // rounding the same wherever this is inlined, and the partials are then added in lane order:
+    // the same arithmetic for any Rows.
+    template <std::size_t Rows>
+    void rows_forward(std::size_t first, std::span<const float> x, std::span<float> y) const noexcept {
+        std::array<const float*, Rows> w;
+        for (std::size_t r = 0; r < Rows; ++r) w[r] = weights_.data() + (first + r) * cols_;
+        std::array<std::array<float, lanes>, Rows> partial{};
+        std::size_t j = 0;
+        for (; j + lanes <= cols_; j += lanes) {
+            for (std::size_t r = 0; r < Rows; ++r) {
+                for (std::size_t l = 0; l < lanes; ++l) partial[r][l] = std::fma(w[r][j + l], x[j + l], partial[r][l]);
+            }
+        }
+        std::array<float, Rows> acc{};
+        for (std::size_t l = 0; l < lanes; ++l) {
+            for (std::size_t r = 0; r < Rows; ++r) acc[r] += partial[r][l];
+        }
+        for (; j < cols_; ++j) {
+            for (std::size_t r = 0; r < Rows; ++r) acc[r] = std::fma(w[r][j], x[j], acc[r]);
+        }
+        for (std::size_t r = 0; r < Rows; ++r) y[first + r] = acc[r];
+    }
+
     std::size_t rows_ = 0;
     std::size_t cols_ = 0;
     std::vector<float> weights_;
