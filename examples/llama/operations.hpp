@@ -4,7 +4,6 @@
 // (transformer.hpp) and the training pass (backprop.hpp) both call these, so they compute the same
 // floats.
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstddef>
 #include <span>
@@ -127,41 +126,17 @@ inline void attention_head(std::span<const float> q, MatrixView<const float> key
                            std::size_t kv_offset, std::span<float> probabilities, std::span<float> out) noexcept {
     const std::size_t hs = q.size();
     const float inv_sqrt = 1.0f / std::sqrt(float(hs));
-    // Sixteen positions at a time, each dot product still summed over i in order: a loop across
-    // positions the compiler vectorizes, where one head's few columns (8 on small models) are not.
-    constexpr std::size_t positions = 16;
-    std::size_t p = 0;
-    for (; p + positions <= probabilities.size(); p += positions) {
-        std::array<float, positions> dot{};
-        for (std::size_t i = 0; i < hs; ++i) {
-            const float qi = q[i];
-            for (std::size_t l = 0; l < positions; ++l) dot[l] += qi * keys(p + l, kv_offset + i);
-        }
-        for (std::size_t l = 0; l < positions; ++l) probabilities[p + l] = dot[l] * inv_sqrt;
-    }
-    for (; p < probabilities.size(); ++p) {
+    for (std::size_t p = 0; p < probabilities.size(); ++p) {
         const auto k = keys.row(p).subspan(kv_offset, hs);
         float dot = 0.0f;
         for (std::size_t i = 0; i < hs; ++i) dot += q[i] * k[i];
         probabilities[p] = dot * inv_sqrt;
     }
     softmax(probabilities);
-    // Eight columns at a time in locals the compiler keeps in a register over every position (out
-    // itself would be stored and reloaded per position); each column still sums in position order.
-    constexpr std::size_t columns = 8;
-    std::size_t i0 = 0;
-    for (; i0 + columns <= hs; i0 += columns) {
-        std::array<float, columns> sum{};
-        for (std::size_t p = 0; p < probabilities.size(); ++p) {
-            const float* v = &values(p, kv_offset + i0);
-            for (std::size_t l = 0; l < columns; ++l) sum[l] += probabilities[p] * v[l];
-        }
-        std::ranges::copy(sum, out.begin() + std::ptrdiff_t(i0));
-    }
-    std::fill(out.begin() + std::ptrdiff_t(i0), out.end(), 0.0f);
+    std::ranges::fill(out, 0.0f);
     for (std::size_t p = 0; p < probabilities.size(); ++p) {
         const auto v = values.row(p).subspan(kv_offset, hs);
-        for (std::size_t i = i0; i < hs; ++i) out[i] += probabilities[p] * v[i];
+        for (std::size_t i = 0; i < hs; ++i) out[i] += probabilities[p] * v[i];
     }
 }
 
