@@ -60,21 +60,19 @@ class BoldAccumulator {
 public:
     BoldAccumulator(std::size_t rows, std::size_t cols) : cols_(cols), values_(rows * cols, Storage(0.0f)) {}
 
-    void load(std::size_t row, std::span<float> out) const noexcept {
-        const auto stored = std::span<const Storage>(values_).subspan(row * cols_, cols_);
-        if constexpr (std::is_same_v<Storage, half>) {
-            widen(stored, out);
+    // The row as floats to update: float storage hands out the stored row itself, half decodes
+    // it into `scratch` (cols floats), and close() encodes it back.
+    std::span<float> open(std::size_t row, std::span<float> scratch) noexcept {
+        if constexpr (std::is_same_v<Storage, float>) {
+            return std::span<float>(values_).subspan(row * cols_, cols_);
         } else {
-            std::copy(stored.begin(), stored.end(), out.begin());
+            widen(std::span<const Storage>(values_).subspan(row * cols_, cols_), scratch);
+            return scratch;
         }
     }
-    void store(std::size_t row, std::span<const float> in) noexcept {
-        const auto stored = std::span<Storage>(values_).subspan(row * cols_, cols_);
-        if constexpr (std::is_same_v<Storage, half>) {
-            narrow(in.first(cols_), stored);
-        } else {
-            std::copy_n(in.begin(), cols_, stored.begin());
-        }
+    void close(std::size_t row, std::span<const float> opened) noexcept {
+        if constexpr (!std::is_same_v<Storage, float>)
+            narrow(opened, std::span<Storage>(values_).subspan(row * cols_, cols_));
     }
     [[nodiscard]] float value(std::size_t row, std::size_t j) const noexcept {
         return static_cast<float>(values_[row * cols_ + j]);
@@ -112,10 +110,11 @@ class BoldAccumulator<std::int8_t> {
 public:
     BoldAccumulator(std::size_t rows, std::size_t cols) : cols_(cols), values_(rows * cols, 0), scales_(rows, 0.0f) {}
 
-    void load(std::size_t row, std::span<float> out) const noexcept {
-        for (std::size_t j = 0; j < cols_; ++j) out[j] = value(row, j);
+    std::span<float> open(std::size_t row, std::span<float> scratch) const noexcept {
+        for (std::size_t j = 0; j < cols_; ++j) scratch[j] = value(row, j);
+        return scratch;
     }
-    void store(std::size_t row, std::span<const float> in) noexcept {
+    void close(std::size_t row, std::span<const float> in) noexcept {
         float largest = 0;
         for (const float v : in) largest = std::max(largest, std::fabs(v));
         const float scale = std::min(largest, 1.0f) / float(int8_max_level);
@@ -209,14 +208,14 @@ public:
         const auto beta = static_cast<float>(beta_);
         const auto eta = static_cast<float>(options_.eta);
         FlipStatistics stats;
-        std::vector<float> values(cols_);
+        std::vector<float> scratch(std::is_same_v<Storage, float> ? 0 : cols_);
         for (std::size_t r = 0; r < gradient_tile.rows(); ++r) {
             const std::size_t i = first_row + r;
             const auto gradient = gradient_tile.row(r);
             for (std::size_t k = 0; k < kernels_; ++k) {
                 if (slot_[k] == none) continue;
                 const std::size_t row = slot_[k] * rows_ + i;
-                accumulator_.load(row, values);
+                const std::span<float> values = accumulator_.open(row, scratch);
                 const auto plane = m.plane_row(k, i);
                 const auto alphas = m.scales(k, i);
                 std::size_t candidates = 0;
@@ -234,23 +233,23 @@ public:
                         reached |= unsigned{std::fabs(v) >= 1.0f};
                     }
                     for (std::size_t j = begin; j < end; j += 64) {
+                        const std::uint64_t bits = bits_at(plane, j);
+                        const std::size_t count = std::min<std::size_t>(64, end - j);
                         std::array<float, 64> gains;
-                        flip_gains(alpha, bits_at(plane, j), gradient.data() + j, std::min<std::size_t>(64, end - j),
-                                   gains.data(), candidates, candidate_gain);
-                    }
-                    if (reached == 0) continue;
-                    for (std::size_t j = begin; j < end; ++j) {
-                        const bool bit = column_is_set(plane, j);
-                        float& v = values[j];
-                        if ((bit ? v : -v) >= 1.0f) {
-                            m.flip(k, i, j);
-                            v = 0;
-                            ++stats.kernel_flips[k];
-                            stats.flip_gain.add(std::fabs(flip_loss_change(alpha, bit, gradient[j])));
+                        flip_gains(alpha, bits, gradient.data() + j, count, gains.data(), candidates, candidate_gain);
+                        if (reached == 0) continue;
+                        for (std::size_t b = 0; b < count; ++b) {
+                            float& v = values[j + b];
+                            if (((bits >> b) & 1u ? v : -v) >= 1.0f) {
+                                m.flip(k, i, j + b);
+                                v = 0;
+                                ++stats.kernel_flips[k];
+                                stats.flip_gain.add(std::fabs(gains[b]));  // |dL|
+                            }
                         }
                     }
                 }
-                accumulator_.store(row, values);
+                accumulator_.close(row, values);
                 stats.kernel_candidates[k] += candidates;
                 stats.candidate_gain += candidate_gain;
                 stats.kernel_bits[k] += cols_;
