@@ -3,14 +3,18 @@
 // checkpoints are refused with the reason; and on the shipped model a short K=2 run lowers the
 // distillation loss and the validation perplexity of the converted starting point.
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iterator>
 #include <numeric>
 #include <random>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "llama/calibration.hpp"
@@ -19,6 +23,7 @@
 #include "llama/conversion.hpp"
 #include "llama/finetune.hpp"
 #include "llama/perplexity.hpp"
+#include "llama/teacher_samples.hpp"
 #include "llama/tokenizer.hpp"
 #include "llama_test_support.hpp"
 #include "test_support.hpp"
@@ -75,6 +80,9 @@ FineTuneOptions small_run(FlipPolicyKind policy, bool train_float) {
     o.float_learning_rate = 1e-3f;
     o.loss.cross_entropy_weight = 0.5f;
     o.loss.hidden_blocks = {true, false};
+    // Constant rates and text windows only, whatever the defaults (tests below vary them).
+    o.learning_rate_schedule = o.flip_schedule = Schedule{};
+    o.teacher_sequences = 0;
     return o;
 }
 
@@ -92,7 +100,14 @@ TEST_CASE("a resumed fine-tuning run is bit-identical to the uninterrupted one",
     for (const auto policy : {FlipPolicyKind::expected_improvement, FlipPolicyKind::bold}) {
         for (const bool train_float : {false, true}) {
             CAPTURE(flip_policy_name(policy), train_float);
-            const FineTuneOptions options = small_run(policy, train_float);
+            FineTuneOptions options = small_run(policy, train_float);
+            if (train_float) {
+                // Schedules whose warm-up ends at step 4, so that the resumed steps 3..5 cross the
+                // change of phase, and a batch that mixes text windows with teacher-written sequences.
+                options.learning_rate_schedule = {ScheduleShape::cosine, 4};
+                options.flip_schedule = {ScheduleShape::linear, 4};
+                options.teacher_sequences = 2;
+            }
             const fs::path whole = folder.path / "whole.ckpt", split = folder.path / "split.ckpt";
 
             Tuner uninterrupted(teacher, student(), train, options);
@@ -200,6 +215,86 @@ TEST_CASE("the flip policy is named as in the library, its earlier name still re
     }
 }
 
+TEST_CASE("checkpoints of format version 1 load as runs with constant schedules and no teacher sequences",
+          "[llama][finetune]") {
+    std::mt19937_64 rng(21);
+    const Checkpoint teacher = testing::random_checkpoint(tiny_config(), rng);
+    const std::vector<int> train = random_tokens(400, tiny_config().vocab_size, rng);
+    ScratchFolder folder;
+    const fs::path current = folder.path / "v2.ckpt", earlier = folder.path / "v1.ckpt";
+    Tuner tuner(teacher, convert<K, G, float, ExactBackend>(teacher).first, train,
+                small_run(FlipPolicyKind::bold, true));
+    tuner.step(1);
+    tuner.save(current);
+    // Version 1 is version 2 without the 32 bytes after the hidden-block mask (two schedules of
+    // u32 shape + u64 warm-up, u64 teacher sequences); the version-1 options take 84 bytes.
+    const std::string bytes = file_bytes(current);
+    const std::size_t fields = fine_tune_smallest_header + 84, added = 32;
+    std::string old = bytes.substr(0, fields) + bytes.substr(fields + added, bytes.size() - fields - added - 8);
+    old[fine_tune_magic.size()] = '\1';
+    Fnv1a hash;
+    hash.update(std::as_bytes(std::span<const char>(old)));
+    const std::uint64_t checksum = hash.value();
+    old.append(reinterpret_cast<const char*>(&checksum), sizeof checksum);
+    write_bytes(earlier, old);
+
+    Tuner loaded = Tuner::load(earlier, teacher, train);
+    CHECK(loaded.options().learning_rate_schedule == Schedule{});
+    CHECK(loaded.options().flip_schedule == Schedule{});
+    CHECK(loaded.options().teacher_sequences == 0);
+    loaded.save(earlier);  // written back in the current format: the same file
+    CHECK(file_bytes(earlier) == bytes);
+
+    old[fine_tune_magic.size()] = '\3';
+    write_bytes(earlier, old);
+    CHECK_THROWS_WITH(Tuner::load(earlier, teacher, train), Contains("truncated or corrupted"));
+}
+
+TEST_CASE("teacher-written sequences follow the teacher's distribution, whatever the thread count",
+          "[llama][finetune]") {
+    // Inverse-CDF sampling, worked by hand: softmax(0, ln 3) = (1/4, 3/4).
+    const std::vector<float> two{0.0f, float(std::log(3.0))};
+    CHECK(sample_softmax(two, 0.0) == 0);
+    CHECK(sample_softmax(two, 0.2) == 0);
+    CHECK(sample_softmax(two, 0.3) == 1);
+    CHECK(sample_softmax(two, 0.999) == 1);
+
+    // An untied classifier with small weights: a tied random model mostly repeats its input
+    // token, which would leave little to sample.
+    std::mt19937_64 rng(17);
+    Config untied = tiny_config();
+    untied.shared_classifier = false;
+    CheckpointTensors tensors = testing::random_checkpoint(untied, rng).tensors();
+    for (float& w : tensors.wcls) w *= 0.2f;
+    const Checkpoint checkpoint(untied, std::move(tensors));
+    const auto teacher = Transformer<DenseLinear>::from_checkpoint(
+        checkpoint, [](MatrixView<const float> w, std::size_t, Projection) { return DenseLinear(w); });
+    constexpr std::size_t batch = 4, length = 12;
+    const auto written = [&](std::size_t step, std::size_t threads) {
+        std::vector<int> inputs(batch * length, -1), targets(batch * length, -1);
+        write_teacher_sequences(teacher, 5, step, 1, 3, length, inputs, targets, threads);
+        return std::pair{inputs, targets};
+    };
+    const auto [inputs, targets] = written(7, 1);
+    CHECK(written(7, 3) == written(7, 1));
+    CHECK(written(8, 1) != written(7, 1));
+    for (std::size_t t = 0; t < length; ++t) CHECK(inputs[t] == -1);  // sequence 0 untouched
+    for (std::size_t b = 1; b < batch; ++b) {
+        const std::span<const int> in(inputs.data() + b * length, length);
+        CHECK(in[0] == Tokenizer::bos);
+        for (std::size_t t = 0; t + 1 < length; ++t) CHECK(in[t + 1] == targets[b * length + t]);
+        // Each token is the inverse-CDF draw from the teacher's distribution after the prefix,
+        // recomputed here through the batch (GEMM) path over the whole sequence.
+        Session session(teacher.config(), length);
+        const SessionLogits logits = teacher.forward(in, 0, session);
+        for (std::size_t t = 0; t < length; ++t) {
+            CHECK(targets[b * length + t] == sample_softmax(logits.row(t), teacher_sample_draw(5, 7, b, t)));
+        }
+    }
+    std::vector<int> small(length);
+    CHECK_THROWS_AS(write_teacher_sequences(teacher, 5, 7, 0, 2, length, small, small, 1), std::invalid_argument);
+}
+
 TEST_CASE("fine-tuning options are checked", "[llama][finetune]") {
     std::mt19937_64 rng(3);
     const Checkpoint teacher = testing::random_checkpoint(tiny_config(), rng);
@@ -216,6 +311,14 @@ TEST_CASE("fine-tuning options are checked", "[llama][finetune]") {
     o = small_run(FlipPolicyKind::expected_improvement, false);
     o.flip_rate = -1;
     CHECK_THROWS_WITH(attempt(o), Contains("flip rate"));
+    o = small_run(FlipPolicyKind::expected_improvement, false);
+    o.teacher_sequences = 4;
+    CHECK_THROWS_WITH(attempt(o), Contains("at most the batch's 3 sequences, not 4"));
+    // A decaying schedule runs over the planned steps, so it needs them.
+    o = small_run(FlipPolicyKind::bold, false);
+    o.learning_rate_schedule.shape = ScheduleShape::cosine;
+    Tuner unplanned = attempt(o);
+    CHECK_THROWS_WITH(unplanned.step(1), Contains("set_planned_steps"));
     const std::vector<int> short_text(7, 1);
     CHECK_THROWS_WITH(Tuner(teacher, convert<K, G, float, ExactBackend>(teacher).first, short_text,
                             small_run(FlipPolicyKind::expected_improvement, false)),
@@ -248,6 +351,7 @@ TEST_CASE("a short K=2 fine-tuning of the shipped model lowers the loss and the 
     const double before = perplexity(tuner.student(), valid, 2).perplexity();
 
     constexpr int steps = 40;
+    tuner.set_planned_steps(steps);
     std::vector<double> losses;
     for (int s = 0; s < steps; ++s) losses.push_back(tuner.step(2).loss.total);
     const double after = perplexity(tuner.student(), valid, 2).perplexity();

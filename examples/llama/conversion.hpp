@@ -22,6 +22,7 @@
 #include "multibool/nn/row_column_linear.hpp"
 #include "multibool/nn/variable_kernel_linear.hpp"
 #include "multibool/solvers/alternating_refinement.hpp"
+#include "multibool/solvers/gptq.hpp"
 #include "multibool/solvers/greedy_residual.hpp"
 #include "multibool/solvers/kernel_allocation.hpp"
 #include "multibool/solvers/output_space_refinement.hpp"
@@ -279,6 +280,24 @@ inline std::pair<Transformer<DenseLinear>, ConversionReport> convert_round_to_ne
             const RoundToNearestMatrix q = round_to_nearest(w, bits, group);
             std::vector<float> approx = q.dequantize();
             entry.tally = reconstruction_error(w, approx, q.storage_bytes(), calibration_of(options, layer, p));
+            return DenseLinear(std::move(approx), w.rows(), w.cols());
+        });
+}
+
+// The GPTQ baseline (solvers/gptq.hpp): b-bit codes with an fp16 scale and integer zero per group
+// of G columns, chosen column by column under each projection's calibration statistics, run as
+// float layers holding the dequantized weights (accuracy only). Needs options.calibration.
+inline std::pair<Transformer<DenseLinear>, ConversionReport> convert_gptq(const Checkpoint& checkpoint,
+                                                                          std::size_t bits, std::size_t group,
+                                                                          const ConversionOptions& options) {
+    if (!options.calibration) throw std::invalid_argument("convert_gptq: GPTQ needs calibration statistics");
+    return convert_with<DenseLinear>(
+        checkpoint, "GPTQ " + std::to_string(bits) + "-bit, G=" + std::to_string(group),
+        [&](MatrixView<const float> w, std::size_t layer, Projection p, ProjectionReport& entry) {
+            const SecondMoment* h = calibration_of(options, layer, p);
+            const GptqMatrix q = gptq(w, h->dense(), {bits, group});
+            std::vector<float> approx = q.dequantize();
+            entry.tally = reconstruction_error(w, approx, q.storage_bytes(), h);
             return DenseLinear(std::move(approx), w.rows(), w.cols());
         });
 }

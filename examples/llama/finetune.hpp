@@ -27,6 +27,7 @@
 #include "llama/finetune_checkpoint.hpp"
 #include "llama/finetune_options.hpp"
 #include "llama/model_file.hpp"
+#include "llama/teacher_samples.hpp"
 #include "llama/training_windows.hpp"
 #include "llama/transformer.hpp"
 #include "multibool/backends/default_backend.hpp"
@@ -65,6 +66,13 @@ public:
     using Matrix = typename Linear::matrix_type;
     using Policy = std::variant<ExpectedImprovementPolicy, BoldPolicy<float>>;
 
+    // One projection's optimizer state.
+    struct ProjectionState {
+        Policy policy;
+        ScaleAdamW<K> scales;
+        ScaleGradient<K> scale_gradient;  // this step's; kept so that a step allocates none
+    };
+
     // A new run from a converted student. The tuner keeps its own copy of the training tokens.
     FineTuner(const Checkpoint& teacher, Student student, std::vector<int> train_tokens, FineTuneOptions options)
         : FineTuner(teacher, std::move(student), std::move(train_tokens), std::move(options), 0) {
@@ -74,12 +82,24 @@ public:
                 projections_.push_back(make_state(m, options_));
             }
         }
-        if (options_.train_float) make_float_optimizers();
+        if (options_.train_float) float_optimizers_ = make_float_optimizers(student_, options_);
     }
 
-    // Resumes from a checkpoint written by save(): refuses one written for another K or G, a
-    // different teacher or training text, or a file that is corrupted or truncated.
-    static FineTuner load(const std::filesystem::path& path, const Checkpoint& teacher, std::vector<int> train_tokens) {
+    // A checkpoint's whole run, read without its teacher (evaluating the student needs none).
+    struct SavedRun {
+        FineTuneOptions options;
+        std::uint64_t teacher_fingerprint = 0;
+        std::uint64_t data_fingerprint = 0;
+        std::size_t step = 0;
+        std::size_t planned_steps = 0;
+        Student student;
+        std::vector<ProjectionState> projections;
+        std::vector<AdamW> float_optimizers;
+    };
+
+    // Refuses a checkpoint written for another K or G, with options no run accepts, or a file that
+    // is corrupted or truncated.
+    static SavedRun read_run(const std::filesystem::path& path) {
         const std::string file = path.string();
         std::istringstream in(verified_fine_tune_body(path));
         BinaryReader r(in, file);
@@ -87,18 +107,14 @@ public:
         r.expect("kernels", header.kernels, K);
         r.expect("group_size", header.group_size, G);
         const Config c = detail::read_config(r);
-        if (c != teacher.config()) {
-            throw FormatError(file, "model config", "the teacher's", "a different dim, layers, heads or vocabulary");
-        }
-        FineTuneOptions options = read_fine_tune_options(r);
+        FineTuneOptions options = read_fine_tune_options(r, header.version);
         try {
             options = check_fine_tune_options(std::move(options), c);
         } catch (const std::invalid_argument& e) {
             throw FormatError(file, "options", "options a run accepts", e.what());
         }
-        r.expect("teacher fingerprint", r.read<std::uint64_t>("teacher fingerprint"), teacher_fingerprint(teacher));
-        r.expect("training-text fingerprint", r.read<std::uint64_t>("training-text fingerprint"),
-                 fingerprint(std::span<const int>(train_tokens)));
+        const auto teacher = r.read<std::uint64_t>("teacher fingerprint");
+        const auto data = r.read<std::uint64_t>("training-text fingerprint");
         const auto step = r.read<std::uint64_t>("step");
         const auto planned = r.read<std::uint64_t>("planned steps");
 
@@ -115,18 +131,42 @@ public:
                 stored.blocks[l].projection(p) = Linear(std::move(m));
             }
         }
-        FineTuner tuner(teacher, Student(c, std::move(stored.tensors), std::move(stored.blocks)),
-                        std::move(train_tokens), options, step);
-        tuner.planned_steps_ = planned;
-        tuner.projections_ = std::move(states);
+        SavedRun run{options,
+                     teacher,
+                     data,
+                     step,
+                     planned,
+                     Student(c, std::move(stored.tensors), std::move(stored.blocks)),
+                     std::move(states),
+                     {}};
         if (options.train_float) {
-            tuner.make_float_optimizers();
+            run.float_optimizers = make_float_optimizers(run.student, options);
             BinaryReader float_reader(in, file + " (float optimizers)");
-            for (AdamW& o : tuner.float_optimizers_) o.read_state(float_reader);
+            for (AdamW& o : run.float_optimizers) o.read_state(float_reader);
         }
         if (in.peek() != std::char_traits<char>::eof()) {
             throw FormatError(file, "end", "the checksum after the last optimizer state", "more bytes");
         }
+        return run;
+    }
+
+    // Resumes from a checkpoint written by save(): refuses, beyond what read_run refuses, one
+    // written for a different teacher or training text.
+    static FineTuner load(const std::filesystem::path& path, const Checkpoint& teacher, std::vector<int> train_tokens) {
+        const std::string file = path.string();
+        SavedRun run = read_run(path);
+        if (run.student.config() != teacher.config()) {
+            throw FormatError(file, "model config", "the teacher's", "a different dim, layers, heads or vocabulary");
+        }
+        const auto expect = [&](const char* field, std::uint64_t found, std::uint64_t expected) {
+            if (found != expected) throw FormatError(file, field, std::to_string(expected), std::to_string(found));
+        };
+        expect("teacher fingerprint", run.teacher_fingerprint, teacher_fingerprint(teacher));
+        expect("training-text fingerprint", run.data_fingerprint, fingerprint(std::span<const int>(train_tokens)));
+        FineTuner tuner(teacher, std::move(run.student), std::move(train_tokens), run.options, run.step);
+        tuner.planned_steps_ = run.planned_steps;
+        tuner.projections_ = std::move(run.projections);
+        tuner.float_optimizers_ = std::move(run.float_optimizers);
         return tuner;
     }
 
@@ -175,6 +215,10 @@ public:
         report.step = step_;
         report.tokens = options_.batch * options_.length;
         draw_training_windows(train_tokens_, options_.seed, step_, options_.batch, options_.length, inputs_, targets_);
+        const std::size_t written = options_.teacher_sequences;
+        write_teacher_sequences(teacher_, options_.seed, step_, options_.batch - written, written, options_.length,
+                                inputs_, targets_, threads);
+        apply_schedules();
         if (options_.loss.needs_teacher()) teacher_pass_.forward(teacher_, inputs_, threads);
         student_pass_.forward(student_, inputs_, threads);
         std::vector<MatrixView<const float>> student_hidden, teacher_hidden;
@@ -233,7 +277,7 @@ public:
     [[nodiscard]] const FineTuneOptions& options() const noexcept { return options_; }
     [[nodiscard]] std::size_t steps_done() const noexcept { return step_; }
     // The run's length as last asked for, kept in the checkpoint so that a resume without a new
-    // target finishes the same run. Not used by step().
+    // target finishes the same run; the schedules run over it, so a decaying one needs it set.
     [[nodiscard]] std::size_t planned_steps() const noexcept { return planned_steps_; }
     void set_planned_steps(std::size_t steps) noexcept { planned_steps_ = steps; }
 
@@ -266,12 +310,6 @@ public:
     }
 
 private:
-    struct ProjectionState {
-        Policy policy;
-        ScaleAdamW<K> scales;
-        ScaleGradient<K> scale_gradient;  // this step's; kept so that a step allocates none
-    };
-
     static ProjectionState make_state(const Matrix& m, const FineTuneOptions& o) {
         return {make_policy(m, o), ScaleAdamW<K>(m, {o.scale_learning_rate}), ScaleGradient<K>(m)};
     }
@@ -313,6 +351,23 @@ private:
         return ExpectedImprovementPolicy(e);
     }
 
+    // This step's learning rates and eta: the options' values times their schedules' factors.
+    void apply_schedules() {
+        const Schedule& lr = options_.learning_rate_schedule;
+        const Schedule& flips = options_.flip_schedule;
+        if (planned_steps_ == 0 && (lr.shape != ScheduleShape::constant || flips.shape != ScheduleShape::constant)) {
+            throw std::logic_error("FineTuner::step: a decaying schedule needs set_planned_steps() first");
+        }
+        const double lr_factor = lr.factor(step_, planned_steps_);
+        const double eta = options_.resolved_flip_rate() * flips.factor(step_, planned_steps_);
+        for (ProjectionState& state : projections_) {
+            state.scales.set_learning_rate(static_cast<float>(options_.scale_learning_rate * lr_factor));
+            std::visit([&](auto& policy) { policy.set_eta(eta); }, state.policy);
+        }
+        for (AdamW& o : float_optimizers_)
+            o.set_learning_rate(static_cast<float>(options_.float_learning_rate * lr_factor));
+    }
+
     // The B step (flips from the gradient tiles dY^T X) and the scale step of one projection.
     FlipStatistics update_projection(std::size_t layer, Projection p, ProjectionState& state, std::size_t index,
                                      std::size_t threads) {
@@ -343,21 +398,22 @@ private:
 
     // The float parameters in a fixed order: embedding (the classifier too when tied), classifier
     // when untied, then each block's two norms, then the final norm.
-    std::vector<std::span<float>> float_parameters() {
-        std::vector<std::span<float>> list{student_.token_embedding().data()};
-        if (!config().shared_classifier) list.push_back(student_.classifier().data());
-        for (auto& block : student_.blocks()) {
+    static std::vector<std::span<float>> float_parameters(Student& student) {
+        std::vector<std::span<float>> list{student.token_embedding().data()};
+        if (!student.config().shared_classifier) list.push_back(student.classifier().data());
+        for (auto& block : student.blocks()) {
             list.push_back(block.rms_att);
             list.push_back(block.rms_ffn);
         }
-        list.push_back(student_.rms_final());
+        list.push_back(student.rms_final());
         return list;
     }
-    void make_float_optimizers() {
-        float_optimizers_.clear();
-        for (const auto& parameters : float_parameters()) {
-            float_optimizers_.emplace_back(parameters.size(), AdamWOptions{options_.float_learning_rate});
+    static std::vector<AdamW> make_float_optimizers(Student& student, const FineTuneOptions& o) {
+        std::vector<AdamW> optimizers;
+        for (const auto& parameters : float_parameters(student)) {
+            optimizers.emplace_back(parameters.size(), AdamWOptions{o.float_learning_rate});
         }
+        return optimizers;
     }
     void update_float_parameters() {
         const Config& c = config();
@@ -368,7 +424,7 @@ private:
             gradients.push_back(std::span<const float>(float_gradients_.rms_ffn).subspan(l * c.dim, c.dim));
         }
         gradients.push_back(float_gradients_.rms_final);
-        const auto parameters = float_parameters();
+        const auto parameters = float_parameters(student_);
         for (std::size_t i = 0; i < parameters.size(); ++i) float_optimizers_[i].step(parameters[i], gradients[i]);
     }
 

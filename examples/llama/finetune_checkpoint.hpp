@@ -1,6 +1,7 @@
 #pragma once
 // The fine-tuning checkpoint's format (little-endian): magic "MBOOLFTS" | u32 version | u32 K |
-// u32 G | llama2.c header (7 int32) | the options that define the run | u64 teacher and data
+// u32 G | llama2.c header (7 int32) | the options that define the run (version 2 appends the two
+// schedules, u32 shape + u64 warm-up each, and u64 teacher-written sequences) | u64 teacher and data
 // fingerprints | u64 step, u64 planned steps | student float tensors | per projection: its
 // BitPlaneMatrix record, flip-policy state, scale AdamW state | float-parameter AdamW states when
 // they train | u64 FNV-1a of everything before it. Written to a temporary file and renamed over
@@ -26,7 +27,10 @@
 namespace multibool::llama {
 
 inline constexpr std::array<char, 8> fine_tune_magic{'M', 'B', 'O', 'O', 'L', 'F', 'T', 'S'};
-inline constexpr std::uint32_t fine_tune_version = 1;
+// Version 2 added the schedules and the teacher-written sequences; version 1 files read as
+// constant schedules and none.
+inline constexpr std::uint32_t fine_tune_version = 2;
+inline constexpr std::uint32_t fine_tune_oldest_version = 1;
 // The fields every checkpoint starts with: magic, version, K, G and the llama2.c config.
 inline constexpr std::size_t llama2c_config_fields = 7;
 inline constexpr std::size_t fine_tune_smallest_header =
@@ -68,9 +72,15 @@ inline void write_fine_tune_options(BinaryWriter& w, const FineTuneOptions& o) {
     for (std::size_t l = 0; l < o.loss.hidden_blocks.size(); ++l) blocks |= std::uint64_t{o.loss.hidden_blocks[l]} << l;
     w.write(std::uint64_t{o.loss.hidden_blocks.size()});
     w.write(blocks);
+    for (const Schedule& schedule : {o.learning_rate_schedule, o.flip_schedule}) {
+        w.write(static_cast<std::uint32_t>(schedule.shape));
+        w.write(std::uint64_t{schedule.warmup});
+    }
+    w.write(std::uint64_t{o.teacher_sequences});
 }
 
-inline FineTuneOptions read_fine_tune_options(BinaryReader& r) {
+// `version`: the file's; fields it predates take the values a run of that version had.
+inline FineTuneOptions read_fine_tune_options(BinaryReader& r, std::uint32_t version) {
     FineTuneOptions o;
     const auto policy = r.read<std::uint32_t>("policy");
     if (policy > static_cast<std::uint32_t>(FlipPolicyKind::bold)) {
@@ -96,7 +106,27 @@ inline FineTuneOptions read_fine_tune_options(BinaryReader& r) {
                           std::to_string(count));
     }
     for (std::size_t l = 0; l < count; ++l) o.loss.hidden_blocks.push_back(((blocks >> l) & 1) != 0);
+    o.learning_rate_schedule = o.flip_schedule = Schedule{};
+    o.teacher_sequences = 0;
+    if (version < 2) return o;
+    for (Schedule* schedule : {&o.learning_rate_schedule, &o.flip_schedule}) {
+        const auto shape = r.read<std::uint32_t>("schedule");
+        if (shape > static_cast<std::uint32_t>(ScheduleShape::cosine)) {
+            throw FormatError(r.source(), "schedule", "0 (constant), 1 (linear) or 2 (cosine)", std::to_string(shape));
+        }
+        schedule->shape = static_cast<ScheduleShape>(shape);
+        schedule->warmup = r.read<std::uint64_t>("warm-up steps");
+    }
+    o.teacher_sequences = r.read<std::uint64_t>("teacher-written sequences");
     return o;
+}
+
+// Whether the file begins with the fine-tuning checkpoint's magic (the rest is not checked here).
+inline bool is_fine_tune_checkpoint(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::array<char, fine_tune_magic.size()> magic{};
+    in.read(magic.data(), magic.size());
+    return in.gcount() == std::streamsize(magic.size()) && magic == fine_tune_magic;
 }
 
 // The checkpoint's bytes before its trailing checksum, once the magic and the checksum of the
@@ -133,6 +163,7 @@ inline std::string verified_fine_tune_body(const std::filesystem::path& path) {
 struct FineTuneHeader {
     std::size_t kernels = 0;
     std::size_t group_size = 0;
+    std::uint32_t version = 0;  // read, not written: write_fine_tune_header writes the current one
 };
 
 inline void write_fine_tune_header(BinaryWriter& w, const FineTuneHeader& header) {
@@ -144,7 +175,8 @@ inline void write_fine_tune_header(BinaryWriter& w, const FineTuneHeader& header
 
 // The magic, the version, K and G of a verified body; the reader is left at the config.
 inline FineTuneHeader read_fine_tune_header(BinaryReader& r) {
-    return detail::read_kernels_and_group<FineTuneHeader>(r, fine_tune_magic, fine_tune_version);
+    return detail::read_kernels_and_group<FineTuneHeader>(r, fine_tune_magic, fine_tune_oldest_version,
+                                                          fine_tune_version);
 }
 
 // Verifies the whole file first, so a damaged K or G is reported as damage.

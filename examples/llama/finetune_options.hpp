@@ -14,6 +14,7 @@
 #include "llama/checkpoint.hpp"
 #include "llama/distillation.hpp"
 #include "multibool/training/flip_optimizer.hpp"
+#include "multibool/training/schedule.hpp"
 
 namespace multibool::llama {
 
@@ -48,6 +49,12 @@ struct FineTuneOptions {
     bool train_float = false;           // embedding, norms and classifier by AdamW too
     float float_learning_rate = 1e-4f;
     DistillationOptions loss;
+    // Multipliers over the planned steps (schedule.hpp): of both learning rates, and of eta.
+    Schedule learning_rate_schedule;
+    Schedule flip_schedule;
+    // Of each batch's sequences, how many the teacher writes (teacher_samples.hpp); the rest are
+    // windows of the training text.
+    std::size_t teacher_sequences = 0;
 
     static constexpr double default_expected_improvement_rate = 5e-5;
     // BOLD's eta is in units of 1 / gradient: a bit flips once eta times its accumulated gradient
@@ -68,6 +75,10 @@ struct FineTuneOptions {
 inline FineTuneOptions check_fine_tune_options(FineTuneOptions o, const Config& c) {
     const auto fail = [](const std::string& what) { throw std::invalid_argument("fine-tuning options: " + what); };
     if (o.batch == 0) fail("batch must be at least 1");
+    if (o.teacher_sequences > o.batch) {
+        fail("the teacher writes at most the batch's " + std::to_string(o.batch) + " sequences, not " +
+             std::to_string(o.teacher_sequences));
+    }
     if (o.length < 2 || o.length > c.seq_len) {
         fail("seq must be 2.." + std::to_string(c.seq_len) + " (the model's seq_len), found " +
              std::to_string(o.length));

@@ -35,6 +35,7 @@ struct ModelFileHeader {
     std::size_t group_size = 0;
     std::size_t word_bits = 0;
     Config config;
+    std::uint32_t version = 0;
 };
 
 // True when the file starts with the model-file magic (false for llama2.c checkpoints).
@@ -47,19 +48,29 @@ inline bool is_model_file(const std::filesystem::path& path) {
 
 namespace detail {
 
-// How the model file and the fine-tuning checkpoint begin: the magic, the version, then K and G.
+// How the model file and the fine-tuning checkpoint begin: the magic, the version (one this
+// reader knows: oldest..newest), then K and G.
 template <class Header>
-Header read_kernels_and_group(BinaryReader& reader, const std::array<char, 8>& magic, std::uint32_t version) {
+Header read_kernels_and_group(BinaryReader& reader, const std::array<char, 8>& magic, std::uint32_t oldest,
+                              std::uint32_t newest) {
     reader.expect_magic(magic);
-    reader.expect("version", reader.read<std::uint32_t>("version"), version);
+    const auto version = reader.read<std::uint32_t>("version");
+    if (version < oldest || version > newest) {
+        throw FormatError(
+            reader.source(), "version",
+            oldest == newest ? std::to_string(newest) : std::to_string(oldest) + ".." + std::to_string(newest),
+            std::to_string(version));
+    }
     Header header;
+    header.version = version;
     header.kernels = reader.read<std::uint32_t>("kernels");
     header.group_size = reader.read<std::uint32_t>("group_size");
     return header;
 }
 
 inline ModelFileHeader read_model_header(BinaryReader& reader) {
-    auto header = read_kernels_and_group<ModelFileHeader>(reader, model_file_magic, model_file_version);
+    auto header =
+        read_kernels_and_group<ModelFileHeader>(reader, model_file_magic, model_file_version, model_file_version);
     header.word_bits = reader.read<std::uint32_t>("word_bits");
     header.config = read_config(reader);
     return header;

@@ -47,13 +47,20 @@ multibool_cli_test("non-finite temperature" 2 "generate|--temperature|nan"
     STDERR_REGEX "--temperature takes a finite number, found 'nan'")
 multibool_cli_test("missing option value" 2 "generate|--prompt|--steps|8" STDERR_REGEX "option --prompt needs a value")
 multibool_cli_test("repeated option" 2 "generate|--steps|8|--steps|9" STDERR_REGEX "option --steps given twice")
-multibool_cli_test("group without kernels" 2 "perplexity|--group|64" STDERR_REGEX "--group, --scales and --init need --kernels, --bits or --rtn")
+multibool_cli_test("group without kernels" 2 "perplexity|--group|64" STDERR_REGEX "--group, --scales and --init need --kernels, --bits, --rtn or --gptq")
 multibool_cli_test("unknown initializer" 2 "perplexity|--kernels|2|--init|magic"
     STDERR_REGEX "--init takes greedy, alternating or act-aware, found 'magic'")
-multibool_cli_test("two conversion modes" 2 "perplexity|--kernels|2|--bits|2.5" STDERR_REGEX "choose one of --kernels, --bits and --rtn")
+multibool_cli_test("two conversion modes" 2 "perplexity|--kernels|2|--bits|2.5" STDERR_REGEX "choose one of --kernels, --bits, --rtn and --gptq")
 multibool_cli_test("row-column scales have no groups" 2 "perplexity|--kernels|2|--scales|rowcol|--group|64"
     STDERR_REGEX "--group does not apply to --scales rowcol")
 multibool_cli_test("rtn bit range" 2 "perplexity|--rtn|9" STDERR_REGEX "--rtn takes 1..8 bits, found 9")
+multibool_cli_test("gptq bit range" 2 "perplexity|--gptq|0" STDERR_REGEX "--gptq takes 1..8 bits, found 0")
+multibool_cli_test("rtn and gptq together" 2 "perplexity|--gptq|4|--rtn|4"
+    STDERR_REGEX "choose one of --kernels, --bits, --rtn and --gptq")
+# GPTQ 4-bit at G=64 within 2 % of an independent implementation's 7.78 (issue 16's table).
+multibool_cli_test("GPTQ 4-bit G=64 matches an independent implementation" 0 "perplexity|--gptq|4|--group|64"
+    NEEDS_ASSETS stories260K.bin tok512.bin tinystories-train.txt tinystories-valid.txt
+    STDOUT_LAST_LINE "perplexity: 7\\.(6[2-9]|[78][0-9]|9[0-3])[0-9]* tokens: 45641")
 multibool_cli_test("missing model" 1 "perplexity|--model|no-such-model.bin"
     STDERR_REGEX "error: no-such-model.bin: no such file")
 multibool_cli_test("not a checkpoint" 1 "generate|--model|${cli_dir}/run_cli.cmake"
@@ -80,6 +87,11 @@ foreach(policy expected-improvement stochastic)
     multibool_cli_test("finetune policy ${policy}" 1
         "finetune|--model|no-such-model.bin|--out|unused.ckpt|--policy|${policy}" STDERR_REGEX "error: .*no-such-model.bin")
 endforeach()
+multibool_cli_test("finetune unknown schedule" 2 "finetune|--model|no-such-model.bin|--out|unused.ckpt|--lr-schedule|step"
+    STDERR_REGEX "--lr-schedule takes constant, linear or cosine, found 'step'")
+multibool_cli_test("finetune more teacher sequences than the batch" 2
+    "finetune|--out|unused.ckpt|--batch|4|--teacher-sequences|5" NEEDS_ASSETS stories260K.bin
+    STDERR_REGEX "the teacher writes at most the batch's 4 sequences, not 5")
 multibool_cli_test("finetune unknown trained kernels" 2
     "finetune|--model|no-such-model.bin|--out|unused.ckpt|--train-kernels|some"
     STDERR_REGEX "--train-kernels takes last or all, found 'some'")

@@ -3,9 +3,11 @@ cmake_minimum_required(VERSION 3.22)
 #   CHECK=resume     a 3-step run writes its checkpoint, CSV log and final perplexity; --resume
 #                    continues it to step 5 with each CSV row once; a run already at --steps is
 #                    refused and leaves the log as it was, unless --export asks for its model
-#                    file, which it then writes without a step (the same final perplexity).
+#                    file, which it then writes without a step (the same final perplexity);
+#                    perplexity --model on the checkpoint prints the run's final perplexity, and
+#                    generate runs its student.
 #   CHECK=corrupted  a checkpoint cut to half, or with bytes appended, is refused as truncated or
-#                    corrupted.
+#                    corrupted, by finetune --resume and by perplexity --model.
 #   cmake -DTOOL=... -DASSETS=dir -DWORK_DIR=... -DCHECK=resume|corrupted -P finetune.cmake
 include("${CMAKE_CURRENT_LIST_DIR}/require_assets.cmake")
 multibool_require_assets(stories260K.bin tok512.bin tinystories-train.txt tinystories-valid.txt)
@@ -117,6 +119,25 @@ if(CHECK STREQUAL "resume")
     run_tool(0 out err perplexity --model "${WORK_DIR}/model.mbool" --tokenizer "${ASSETS}/tok512.bin"
              --text "${WORK_DIR}/valid.txt" --threads 1)
     expect_final_perplexity("${out}")
+    # The checkpoint itself is a model: its student, evaluated as the run evaluated it.
+    run_tool(0 out err perplexity --model "${ckpt}" --tokenizer "${ASSETS}/tok512.bin" --text "${WORK_DIR}/valid.txt"
+             --threads 1)
+    expect_final_perplexity("${out}")
+    string(REGEX MATCH "${final_line}" checkpoint_line "${out}")
+    if(NOT checkpoint_line STREQUAL finished_line)
+        message(FATAL_ERROR "perplexity --model ${ckpt} printed '${checkpoint_line}', the run ended with '${finished_line}'")
+    endif()
+    if(NOT err MATCHES "fine-tuning checkpoint, K=1, G=64, step 5 of 5")
+        message(FATAL_ERROR "perplexity should say it evaluates the checkpoint's student at step 5:\n${err}")
+    endif()
+    run_tool(0 out err generate --model "${ckpt}" --tokenizer "${ASSETS}/tok512.bin" --steps 8)
+    if(NOT out MATCHES "^Once upon a time")
+        message(FATAL_ERROR "generate --model ${ckpt} should continue the default prompt:\n${out}\n${err}")
+    endif()
+    run_tool(2 out err quantize --model "${ckpt}" --kernels 1)
+    if(NOT err MATCHES "already holds Boolean kernels")
+        message(FATAL_ERROR "quantize should refuse a fine-tuning checkpoint:\n${err}")
+    endif()
     # Atomic writes leave no temporary files behind.
     file(GLOB left RELATIVE "${WORK_DIR}" "${WORK_DIR}/*")
     list(SORT left)
@@ -142,6 +163,11 @@ elseif(CHECK STREQUAL "corrupted")
         run_tool(1 out err finetune ${files} --resume "${WORK_DIR}/${damaged}.ckpt" --steps 2)
         if(NOT err MATCHES "error: .*${damaged}.ckpt.*truncated or corrupted")
             message(FATAL_ERROR "${damaged}.ckpt should be refused as truncated or corrupted:\n${err}")
+        endif()
+        run_tool(1 out err perplexity --model "${WORK_DIR}/${damaged}.ckpt" --tokenizer "${ASSETS}/tok512.bin"
+                 --text "${WORK_DIR}/valid.txt")
+        if(NOT err MATCHES "error: .*${damaged}.ckpt.*truncated or corrupted")
+            message(FATAL_ERROR "perplexity should refuse ${damaged}.ckpt as truncated or corrupted:\n${err}")
         endif()
         if(EXISTS "${WORK_DIR}/${damaged}.ckpt.csv")
             message(FATAL_ERROR "a refused resume wrote ${damaged}.ckpt.csv")

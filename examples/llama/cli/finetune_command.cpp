@@ -49,6 +49,16 @@ FineTuneOptions parse_fine_tune_options(const ParsedOptions& options) {
     o.loss.hidden_weight = *options.real("hidden");
     o.loss.cross_entropy_weight = *options.real("ce");
     o.loss.temperature = *options.real("temperature");
+    const auto schedule = [&](const char* name) {
+        const std::string text = *options.text(name);
+        const auto shape = parse_schedule_shape(text);
+        if (!shape)
+            throw UsageError(std::string("--") + name + " takes constant, linear or cosine, found '" + text + "'");
+        return Schedule{*shape, *options.count("warmup")};
+    };
+    o.learning_rate_schedule = schedule("lr-schedule");
+    o.flip_schedule = schedule("flip-schedule");
+    o.teacher_sequences = *options.count("teacher-sequences");
     return o;
 }
 
@@ -166,6 +176,18 @@ Command finetune_command() {
         {"flip-rate", "X", "the policy's eta (default: " + policy_rates + ")", std::nullopt, defines_run},
         {"float-lr", "X", "AdamW learning rate of the embedding, norms and classifier; {}: frozen (default)", "0",
          defines_run},
+        {"lr-schedule", "S",
+         "multiplier of both learning rates over the planned steps: constant, linear or cosine decay to 0 (default "
+         "{})",
+         schedule_shape_name(defaults.learning_rate_schedule.shape), defines_run},
+        {"flip-schedule", "S", "multiplier of the flip rate, as --lr-schedule (default {})",
+         schedule_shape_name(defaults.flip_schedule.shape), defines_run},
+        {"warmup", "N", "steps over which both multipliers first rise linearly to 1 (default {})",
+         number_text(defaults.learning_rate_schedule.warmup), defines_run},
+        {"teacher-sequences", "N",
+         "of each batch's sequences, how many the teacher writes (sampled at temperature 1 from BOS); the rest "
+         "are windows of --train (default {})",
+         number_text(defaults.teacher_sequences), defines_run},
         {"kl", "X", "weight of KL(teacher || student) on the logits (default {})", number_text(defaults.loss.kl_weight),
          defines_run},
         {"hidden", "X", "gamma, weight of the hidden-state MSE (default {})", number_text(defaults.loss.hidden_weight),

@@ -9,11 +9,14 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 #include "llama/calibration.hpp"
 #include "llama/checkpoint.hpp"
 #include "llama/cli/model_inputs.hpp"
+#include "llama/finetune.hpp"
+#include "llama/finetune_checkpoint.hpp"
 #include "llama/gguf_model.hpp"
 #include "llama/model_file.hpp"
 
@@ -24,8 +27,8 @@ namespace fs = std::filesystem;
 std::vector<OptionSpec> model_options(bool converted_files) {
     return {
         {"model", "M",
-         converted_files ? "llama2.c checkpoint, GGUF file (float, or Q1_0 kernels run as they are) or converted "
-                           "multibool model file (default: {})"
+         converted_files ? "llama2.c checkpoint, GGUF file (float, or Q1_0 kernels run as they are), converted "
+                           "multibool model file or fine-tuning checkpoint (its student) (default: {})"
                          : "llama2.c checkpoint or GGUF file (default: {})",
          asset("stories260K.bin").string()},
         tokenizer_option(),
@@ -42,12 +45,15 @@ std::vector<OptionSpec> model_options(bool converted_files) {
          number_text(default_calibration_tokens)},
         {"rtn", "B",
          "baseline instead of Boolean kernels: round-to-nearest B-bit (1..8), fp16 scale and min per group"},
+        {"gptq", "B",
+         "baseline instead of Boolean kernels: GPTQ B-bit (1..8), fp16 scale and integer zero per group, "
+         "calibrated on --calibration"},
     };
 }
 
 namespace {
 
-constexpr std::size_t max_rtn_bits = 8;
+constexpr std::size_t max_baseline_bits = 8;  // --rtn and --gptq
 
 // A file that already holds kernels (K, G) takes no conversion options but a matching K or G.
 void check_no_conversion(const fs::path& path, std::size_t K, std::size_t G, const ParsedOptions& options) {
@@ -81,8 +87,9 @@ void check_model_file(const ModelChoice& choice, const ModelFileHeader& header, 
 std::optional<CalibrationStatistics> calibrate_if_needed(const ModelChoice& choice, const ParsedOptions& options,
                                                          const Checkpoint& checkpoint) {
     const bool needed =
-        choice.kind != ModelChoice::Kind::float_model && choice.kind != ModelChoice::Kind::model_file &&
-        (choice.conversion.initializer == Initializer::activation_aware || options.given("calibration"));
+        choice.kind == ModelChoice::Kind::gptq ||
+        (choice.kind != ModelChoice::Kind::float_model && choice.kind != ModelChoice::Kind::model_file &&
+         (choice.conversion.initializer == Initializer::activation_aware || options.given("calibration")));
     if (!needed) return std::nullopt;
     const fs::path text_path = options.path("calibration");
     const std::size_t max_tokens = *options.count("calibration-tokens");
@@ -109,6 +116,7 @@ ModelChoice choose_model(const ParsedOptions& options) {
     const std::size_t group = *options.count("group");
     const auto bits = options.real("bits");
     const auto rtn = options.count("rtn");
+    const auto gptq_bits = options.count("gptq");
     const std::string scales = *options.text("scales");
     choice.conversion.initializer = initializer_option(options);
     if (scales != "group" && scales != "rowcol") {
@@ -117,8 +125,8 @@ ModelChoice choose_model(const ParsedOptions& options) {
     choice.conversion.iterations = *options.count("iterations");
     choice.row_column = scales == "rowcol";
     choice.group = group;
-    if (int(kernels.value_or(0) != 0) + int(bits.has_value()) + int(rtn.has_value()) > 1) {
-        throw UsageError("choose one of --kernels, --bits and --rtn");
+    if (int(kernels.value_or(0) != 0) + int(bits.has_value()) + int(rtn.has_value()) + int(gptq_bits.has_value()) > 1) {
+        throw UsageError("choose one of --kernels, --bits, --rtn and --gptq");
     }
     if (kernels.value_or(0) != 0) {
         choice.kind = ModelChoice::Kind::kernels;
@@ -137,14 +145,17 @@ ModelChoice choose_model(const ParsedOptions& options) {
         choice.bits = *bits;
         if (choice.row_column) throw UsageError("--bits allocates group-scale kernels; drop --scales rowcol");
         require_supported(supported_kernels[0], choice.group);
-    } else if (rtn) {
-        choice.kind = ModelChoice::Kind::rtn;
-        if (*rtn < 1 || *rtn > max_rtn_bits) {
-            throw UsageError("--rtn takes 1.." + std::to_string(max_rtn_bits) + " bits, found " + std::to_string(*rtn));
+    } else if (rtn || gptq_bits) {
+        choice.kind = rtn ? ModelChoice::Kind::rtn : ModelChoice::Kind::gptq;
+        const std::size_t b = rtn ? *rtn : *gptq_bits;
+        if (b < 1 || b > max_baseline_bits) {
+            throw UsageError(std::string(rtn ? "--rtn" : "--gptq") + " takes 1.." + std::to_string(max_baseline_bits) +
+                             " bits, found " + std::to_string(b));
         }
-        choice.bits = double(*rtn);
+        choice.bits = double(b);
     } else if (group_given || options.given("scales") || options.given("init")) {
-        throw UsageError("--group, --scales and --init need --kernels, --bits or --rtn (a float model has none)");
+        throw UsageError(
+            "--group, --scales and --init need --kernels, --bits, --rtn or --gptq (a float model has none)");
     }
 
     if (!fs::exists(choice.path)) throw std::runtime_error(choice.path.string() + ": no such file");
@@ -156,6 +167,19 @@ ModelChoice choose_model(const ParsedOptions& options) {
             choice.kernels = 1;
             choice.group = q1_0_block_columns;
         }
+        return choice;
+    }
+    if (is_fine_tune_checkpoint(choice.path)) {
+        const FineTuneHeader header = read_fine_tune_header(choice.path);
+        if (!is_supported(header.kernels, header.group_size)) {
+            throw std::runtime_error(choice.path.string() + ": fine-tuned with K=" + std::to_string(header.kernels) +
+                                     ", G=" + std::to_string(header.group_size) +
+                                     ", which this tool does not support (" + supported_values() + ")");
+        }
+        check_no_conversion(choice.path, header.kernels, header.group_size, options);
+        choice.kind = ModelChoice::Kind::fine_tune_checkpoint;
+        choice.kernels = header.kernels;
+        choice.group = header.group_size;
         return choice;
     }
     if (!is_model_file(choice.path)) return choice;
@@ -177,6 +201,16 @@ LoadedModel load_chosen_model(const ModelChoice& choice, const ParsedOptions& op
         });
         return std::move(*loaded);
     }
+    if (choice.kind == Kind::fine_tune_checkpoint) {
+        with_instantiation(choice.kernels, choice.group, [&]<std::size_t K, std::size_t G>() {
+            static_assert(std::is_same_v<FineTunedModel<K, G>, typename FineTuner<K, G>::Student>);
+            auto run = FineTuner<K, G>::read_run(choice.path);
+            std::cerr << "loading " << choice.path.string() << " (fine-tuning checkpoint, K=" << K << ", G=" << G
+                      << ", step " << run.step << " of " << run.planned_steps << ")\n";
+            loaded.emplace(LoadedModel{std::move(run.student), std::nullopt});
+        });
+        return std::move(*loaded);
+    }
     if (choice.kind == Kind::gguf_q1_0) {
         std::cerr << "loading " << choice.path.string() << " (GGUF, Q1_0 kernels: K=1, G=128)\n";
         return {read_gguf_q1_0_model(gguf::File(choice.path)), std::nullopt};
@@ -194,6 +228,8 @@ LoadedModel load_chosen_model(const ModelChoice& choice, const ParsedOptions& op
     switch (choice.kind) {
         case Kind::rtn:
             return converted(convert_round_to_nearest(checkpoint, std::size_t(choice.bits), choice.group, conversion));
+        case Kind::gptq:
+            return converted(convert_gptq(checkpoint, std::size_t(choice.bits), choice.group, conversion));
         case Kind::budget:
             with_group(choice.group, [&]<std::size_t G>() {
                 loaded.emplace(converted(convert_to_budget<G>(checkpoint, choice.bits, conversion)));

@@ -1,8 +1,9 @@
 #pragma once
 // The model a perplexity, generate or quantize run uses: a float checkpoint (llama2.c or GGUF), a
-// converted model file, a GGUF file of Q1_0 kernels, or a checkpoint converted now (fixed K with group or row x column
-// scales, K per projection under a bit budget, or the RTN baseline). Loading and converting are compiled once, in
-// model_choice.cpp, for every supported (K, G); the commands visit the loaded variant.
+// converted model file, a GGUF file of Q1_0 kernels, the student of a fine-tuning checkpoint, or a checkpoint converted
+// now (fixed K with group or row x column scales, K per projection under a bit budget, or the RTN or GPTQ baseline).
+// Loading and converting are compiled once, in model_choice.cpp, for every supported (K, G); the commands visit the
+// loaded variant.
 #include <cstddef>
 #include <filesystem>
 #include <optional>
@@ -13,7 +14,9 @@
 #include "llama/cli/supported_shapes.hpp"
 #include "llama/conversion.hpp"
 #include "llama/transformer.hpp"
+#include "multibool/backends/default_backend.hpp"
 #include "multibool/nn/dense_linear.hpp"
+#include "multibool/nn/multibool_linear.hpp"
 
 namespace multibool::llama::cli {
 
@@ -22,7 +25,7 @@ namespace multibool::llama::cli {
 std::vector<OptionSpec> model_options(bool converted_files);
 
 struct ModelChoice {
-    enum class Kind { float_model, model_file, gguf_q1_0, kernels, budget, rtn };
+    enum class Kind { float_model, model_file, gguf_q1_0, fine_tune_checkpoint, kernels, budget, rtn, gptq };
     Kind kind = Kind::float_model;
     std::filesystem::path path;
     std::size_t kernels = 0;
@@ -38,6 +41,10 @@ ModelChoice choose_model(const ParsedOptions& options);
 
 template <std::size_t K, std::size_t G>
 using GroupScaleModel = BooleanTransformer<K, G>;
+// A fine-tuning checkpoint's student as it trains (FineTuner<K, G>::Student: float scales, exact
+// products), so that its perplexity is the one the run printed.
+template <std::size_t K, std::size_t G>
+using FineTunedModel = Transformer<MultiBoolLinear<K, G, float, std::uint64_t, ExactBackend>>;
 template <std::size_t K>
 using RowColumnModel = Transformer<RowColumnLinear<K>>;
 template <std::size_t G>
@@ -46,15 +53,16 @@ using BudgetModel = Transformer<BudgetLinear<G>>;
 namespace detail {
 template <class... Models>
 struct ModelList {};
-template <class... Group, class... RowColumn, class... Budget>
-auto any_model(ModelList<Group...>, ModelList<RowColumn...>, ModelList<Budget...>)
-    -> std::variant<Transformer<DenseLinear>, Group..., RowColumn..., Budget...>;
+template <class... Group, class... FineTuned, class... RowColumn, class... Budget>
+auto any_model(ModelList<Group...>, ModelList<FineTuned...>, ModelList<RowColumn...>, ModelList<Budget...>)
+    -> std::variant<Transformer<DenseLinear>, Group..., FineTuned..., RowColumn..., Budget...>;
 }  // namespace detail
 
-// Every model type the tool runs: float (and the RTN baseline, held as float layers), then per
-// supported (K, G), K and G the group-scale, row x column and budget models.
+// Every model type the tool runs: float (and the RTN and GPTQ baselines, held as float layers), then per
+// supported (K, G), K and G the group-scale, fine-tuned, row x column and budget models.
 using AnyModel =
     decltype(detail::any_model(typename for_every_instantiation<GroupScaleModel, detail::ModelList>::type{},
+                               typename for_every_instantiation<FineTunedModel, detail::ModelList>::type{},
                                typename for_every_value<supported_kernels, RowColumnModel, detail::ModelList>::type{},
                                typename for_every_value<supported_groups, BudgetModel, detail::ModelList>::type{}));
 

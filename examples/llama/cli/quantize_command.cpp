@@ -37,10 +37,13 @@ void print_table(const ConversionReport& report) {
 
 int run_quantize(const ParsedOptions& options) {
     const ModelChoice choice = choose_model(options);
-    if (choice.kind == ModelChoice::Kind::model_file || choice.kind == ModelChoice::Kind::gguf_q1_0) {
-        throw UsageError(choice.path.string() + " already holds Boolean kernels (a converted model file or Q1_0 GGUF)");
+    if (choice.kind == ModelChoice::Kind::model_file || choice.kind == ModelChoice::Kind::gguf_q1_0 ||
+        choice.kind == ModelChoice::Kind::fine_tune_checkpoint) {
+        throw UsageError(choice.path.string() +
+                         " already holds Boolean kernels (a converted model file, Q1_0 GGUF or fine-tuning checkpoint; "
+                         "finetune --resume it with --export for a model file)");
     }
-    if (choice.kind == ModelChoice::Kind::float_model) throw UsageError("give --kernels, --bits or --rtn");
+    if (choice.kind == ModelChoice::Kind::float_model) throw UsageError("give --kernels, --bits, --rtn or --gptq");
     std::optional<std::filesystem::path> out;
     if (const auto text = options.text("out")) out = *text;
     if (out && (choice.kind != ModelChoice::Kind::kernels || choice.row_column)) {

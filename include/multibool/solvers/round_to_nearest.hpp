@@ -18,6 +18,26 @@
 
 namespace multibool {
 
+namespace detail {
+
+// What the code baselines (RTN, GPTQ) share: the dense row-major copy of a matrix that has
+// rows(), cols() and weight(i, j), and the bytes of b-bit codes packed once plus two 16-bit
+// values per group (RTN's scale and minimum, GPTQ's scale and zero).
+template <class Codes>
+std::vector<float> dequantize_codes(const Codes& m) {
+    std::vector<float> dense(m.rows() * m.cols());
+    for (std::size_t i = 0; i < m.rows(); ++i) {
+        for (std::size_t j = 0; j < m.cols(); ++j) dense[i * m.cols() + j] = m.weight(i, j);
+    }
+    return dense;
+}
+inline std::size_t grouped_code_bytes(std::size_t bits, std::size_t rows, std::size_t cols,
+                                      std::size_t groups_per_row) noexcept {
+    return (bits * rows * cols + 7) / 8 + 2 * sizeof(half) * rows * groups_per_row;
+}
+
+}  // namespace detail
+
 class RoundToNearestMatrix {
 public:
     RoundToNearestMatrix() = default;
@@ -46,18 +66,12 @@ public:
         return level(i, j / group_size_, code(i, j));
     }
     // Dense row-major rows x cols copy of W_hat.
-    [[nodiscard]] std::vector<float> dequantize() const {
-        std::vector<float> dense(rows_ * cols_);
-        for (std::size_t i = 0; i < rows_; ++i) {
-            for (std::size_t j = 0; j < cols_; ++j) dense[i * cols_ + j] = weight(i, j);
-        }
-        return dense;
-    }
+    [[nodiscard]] std::vector<float> dequantize() const { return detail::dequantize_codes(*this); }
 
     // A deployment layout's bytes: the codes packed at b bits each (rounded up to a whole byte
     // once), and two fp16 values per group.
     [[nodiscard]] std::size_t storage_bytes() const noexcept {
-        return (bits_ * rows_ * cols_ + 7) / 8 + 2 * sizeof(half) * rows_ * groups_per_row_;
+        return detail::grouped_code_bytes(bits_, rows_, cols_, groups_per_row_);
     }
     // Exactly (b * cols + 2 * 16 * groups_per_row) / cols: every row has the same shape.
     [[nodiscard]] double bits_per_weight() const noexcept {

@@ -207,6 +207,13 @@ public:
     [[nodiscard]] std::size_t steps() const noexcept { return moments_.steps; }
     [[nodiscard]] std::size_t parameters() const noexcept { return moments_.first.size(); }
     [[nodiscard]] const AdamWOptions& options() const noexcept { return options_; }
+    // A new learning rate from the next step on (a schedule's value); the moments are kept.
+    void set_learning_rate(float learning_rate) {
+        AdamWOptions changed = options_;
+        changed.learning_rate = learning_rate;
+        detail::check_adamw_options(changed, "AdamW::set_learning_rate");
+        options_ = changed;
+    }
 
 private:
     AdamWOptions options_;

@@ -194,6 +194,14 @@ public:
 
     void begin_step(FlipContext) noexcept {}
 
+    // A new eta from the next apply() on (a schedule's value); the accumulator is kept.
+    void set_eta(double eta) {
+        if (!(eta >= 0) || !std::isfinite(eta)) {
+            throw std::invalid_argument("BoldPolicy::set_eta: need a finite eta >= 0, found " + std::to_string(eta));
+        }
+        options_.eta = eta;
+    }
+
     // Touches only rows [first_row, first_row + tile.rows()) of m and of the accumulator: safe to
     // call concurrently for disjoint row ranges.
     template <BitPlaneStorage M>

@@ -57,6 +57,15 @@ public:
 
     void begin_step(FlipContext context) noexcept { context_ = context; }
 
+    // A new eta from the next apply() on (a schedule's value); tau is kept.
+    void set_eta(double eta) {
+        if (!(eta >= 0)) {
+            throw std::invalid_argument("ExpectedImprovementPolicy::set_eta: need eta >= 0, found " +
+                                        std::to_string(eta));
+        }
+        options_.eta = eta;
+    }
+
     // Const and touching only rows [first_row, first_row + tile.rows()) of m: safe to call
     // concurrently for disjoint row ranges.
     template <BitPlaneStorage M>

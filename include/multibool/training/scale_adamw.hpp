@@ -89,6 +89,13 @@ public:
     [[nodiscard]] std::size_t rows() const noexcept { return rows_; }
     [[nodiscard]] std::size_t groups_per_row() const noexcept { return groups_; }
     [[nodiscard]] const AdamWOptions& options() const noexcept { return options_; }
+    // A new learning rate from the next step on (a schedule's value); the moments are kept.
+    void set_learning_rate(float learning_rate) {
+        AdamWOptions changed = options_;
+        changed.learning_rate = learning_rate;
+        detail::check_adamw_options(changed, "ScaleAdamW::set_learning_rate");
+        options_ = changed;
+    }
 
 private:
     template <BitPlaneStorage M>
