@@ -16,6 +16,7 @@
 
 #include "llama/calibration.hpp"
 #include "llama/checkpoint.hpp"
+#include "llama/sensitivity.hpp"
 #include "llama/transformer.hpp"
 #include "multibool/nn/dense_linear.hpp"
 #include "multibool/nn/multibool_linear.hpp"
@@ -52,6 +53,9 @@ struct ConversionOptions {
     std::size_t iterations = 10;  // alternating refinement rounds
     // Borrowed: the caller keeps the statistics alive during the conversion. Required by activation_aware.
     std::optional<std::reference_wrapper<const CalibrationStatistics>> calibration;
+    // Borrowed too: when given, a bit budget weighs each projection's candidates by their KL
+    // sensitivity (sensitivity.hpp) instead of their squared output error.
+    std::optional<std::reference_wrapper<const KlSensitivity>> sensitivity;
 };
 
 // Sizes and squared errors that add up across matrices. The output-space error
@@ -240,17 +244,21 @@ std::pair<Transformer<BudgetLinear<G, Scale>>, ConversionReport> convert_to_budg
             cost.weights = w.rows() * w.cols();
             for (std::size_t k = 1; k <= Linear::max_kernels; ++k) {
                 ErrorTally tally;
+                double sensitivity = 0.0;
                 candidate.layers.push_back(Linear::with_kernels(k, [&]<std::size_t K>() {
                     using Boolean = MultiBoolLinear<K, G, Scale, std::uint64_t, DefaultBackend>;
                     auto m = initialize<typename Boolean::matrix_type>(w, options, h);
-                    tally = reconstruction_error(w, m.dequantize(), m.storage_bytes(), h);
+                    std::vector<float> approx = m.dequantize();
+                    tally = reconstruction_error(w, approx, m.storage_bytes(), h);
+                    if (options.sensitivity) sensitivity = options.sensitivity->get().of(l, p, std::move(approx));
                     return Boolean(std::move(m));
                 }));
                 candidate.tallies.push_back(tally);
                 cost.cost_bits.push_back(std::uint64_t{8} * tally.storage_bytes);
-                // The summed squared error at each layer's output: layers that matter more for the
-                // residual stream show larger output errors, so no separate importance weight.
-                cost.error.push_back(h != nullptr ? tally.output_error : tally.squared_error);
+                // Without a sensitivity, the summed squared error at each layer's output.
+                cost.error.push_back(options.sensitivity ? sensitivity
+                                     : h != nullptr      ? tally.output_error
+                                                         : tally.squared_error);
             }
         }
     }

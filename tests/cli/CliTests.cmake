@@ -54,6 +54,8 @@ multibool_cli_test("two conversion modes" 2 "perplexity|--kernels|2|--bits|2.5" 
 multibool_cli_test("row-column scales have no groups" 2 "perplexity|--kernels|2|--scales|rowcol|--group|64"
     STDERR_REGEX "--group does not apply to --scales rowcol")
 multibool_cli_test("rtn bit range" 2 "perplexity|--rtn|9" STDERR_REGEX "--rtn takes 1..8 bits, found 9")
+multibool_cli_test("unknown allocation" 2 "perplexity|--bits|2.5|--allocation|fisher"
+    STDERR_REGEX "--allocation takes kl or output-error, found 'fisher'")
 multibool_cli_test("gptq bit range" 2 "perplexity|--gptq|0" STDERR_REGEX "--gptq takes 1..8 bits, found 0")
 multibool_cli_test("rtn and gptq together" 2 "perplexity|--gptq|4|--rtn|4"
     STDERR_REGEX "choose one of --kernels, --bits, --rtn and --gptq")

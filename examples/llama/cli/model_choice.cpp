@@ -43,6 +43,12 @@ std::vector<OptionSpec> model_options(bool converted_files) {
          asset("tinystories-train.txt").string()},
         {"calibration-tokens", "N", "tokens of the calibration text used (default {})",
          number_text(default_calibration_tokens)},
+        {"allocation", "A",
+         "with --bits, what weighs each projection's candidates: {} (default; the summed squared output error) or "
+         "kl (the KL to the float model with only that projection converted, over --sensitivity-tokens of "
+         "--calibration; being measured, issue 16)",
+         "output-error"},
+        {"sensitivity-tokens", "N", "tokens of the calibration text the KL allocation scores (default {})", "2048"},
         {"rtn", "B",
          "baseline instead of Boolean kernels: round-to-nearest B-bit (1..8), fp16 scale and min per group"},
         {"gptq", "B",
@@ -52,6 +58,10 @@ std::vector<OptionSpec> model_options(bool converted_files) {
 }
 
 namespace {
+
+std::vector<int> calibration_stream(const ParsedOptions& options, const TextTokenizer& tokenizer) {
+    return tokenizer.encode(read_text_file(options.path("calibration")), false, false);
+}
 
 constexpr std::size_t max_baseline_bits = 8;  // --rtn and --gptq
 
@@ -91,13 +101,27 @@ std::optional<CalibrationStatistics> calibrate_if_needed(const ModelChoice& choi
         (choice.kind != ModelChoice::Kind::float_model && choice.kind != ModelChoice::Kind::model_file &&
          (choice.conversion.initializer == Initializer::activation_aware || options.given("calibration")));
     if (!needed) return std::nullopt;
-    const fs::path text_path = options.path("calibration");
     const std::size_t max_tokens = *options.count("calibration-tokens");
     const TextTokenizer tokenizer = load_matching_tokenizer(options, checkpoint.config());
-    const std::vector<int> stream = tokenizer.encode(read_text_file(text_path), false, false);
-    std::cerr << "calibrating on " << std::min(stream.size(), max_tokens) << " tokens of " << text_path.string()
-              << "\n";
+    const std::vector<int> stream = calibration_stream(options, tokenizer);
+    std::cerr << "calibrating on " << std::min(stream.size(), max_tokens) << " tokens of "
+              << options.path("calibration").string() << "\n";
     return calibrate(checkpoint, stream, max_tokens, tokenizer.required_bos());
+}
+
+// The KL sensitivities a KL-weighted bit budget needs.
+std::optional<KlSensitivity> sensitivity_if_needed(const ModelChoice& choice, const ParsedOptions& options,
+                                                   const Checkpoint& checkpoint) {
+    if (choice.kind != ModelChoice::Kind::budget || !choice.kl_allocation) return std::nullopt;
+    const TextTokenizer tokenizer = load_matching_tokenizer(options, checkpoint.config());
+    if (tokenizer.required_bos() != Tokenizer::bos) {
+        throw std::runtime_error("the KL allocation starts every chunk with BOS id " + std::to_string(Tokenizer::bos) +
+                                 "; this vocabulary's BOS is " + std::to_string(tokenizer.required_bos()) +
+                                 " (use --allocation output-error)");
+    }
+    const std::size_t tokens = *options.count("sensitivity-tokens");
+    std::cerr << "measuring each projection's KL sensitivity on " << tokens << " tokens\n";
+    return KlSensitivity(checkpoint, calibration_stream(options, tokenizer), tokens);
 }
 
 template <class Model>
@@ -143,6 +167,14 @@ ModelChoice choose_model(const ParsedOptions& options) {
     } else if (bits) {
         choice.kind = ModelChoice::Kind::budget;
         choice.bits = *bits;
+        const std::string allocation = *options.text("allocation");
+        if (allocation != "kl" && allocation != "output-error") {
+            throw UsageError("--allocation takes kl or output-error, found '" + allocation + "'");
+        }
+        choice.kl_allocation = allocation == "kl";
+        if (choice.kl_allocation && *options.count("sensitivity-tokens") < 2) {
+            throw UsageError("--sensitivity-tokens takes at least 2 tokens");
+        }
         if (choice.row_column) throw UsageError("--bits allocates group-scale kernels; drop --scales rowcol");
         require_supported(supported_kernels[0], choice.group);
     } else if (rtn || gptq_bits) {
@@ -223,8 +255,10 @@ LoadedModel load_chosen_model(const ModelChoice& choice, const ParsedOptions& op
                 std::nullopt};
     }
     const auto calibration = calibrate_if_needed(choice, options, checkpoint);
+    const auto sensitivity = sensitivity_if_needed(choice, options, checkpoint);
     ConversionOptions conversion = choice.conversion;
     if (calibration) conversion.calibration = std::cref(*calibration);
+    if (sensitivity) conversion.sensitivity = std::cref(*sensitivity);
     switch (choice.kind) {
         case Kind::rtn:
             return converted(convert_round_to_nearest(checkpoint, std::size_t(choice.bits), choice.group, conversion));

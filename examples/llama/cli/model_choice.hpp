@@ -32,6 +32,7 @@ struct ModelChoice {
     std::size_t group = default_group;
     bool row_column = false;
     double bits = 0.0;
+    bool kl_allocation = false;  // --bits: candidates weighed by KL sensitivity, else by output error
     ConversionOptions conversion;
 };
 
