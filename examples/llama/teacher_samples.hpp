@@ -30,19 +30,25 @@ namespace multibool::llama {
 }
 
 // The token whose cumulative softmax(logits) probability first exceeds u in [0, 1) (inverse-CDF
-// sampling at temperature 1; sums in double, in vocabulary order).
-[[nodiscard]] inline int sample_softmax(std::span<const float> logits, double u) {
+// sampling at temperature 1; sums in double, in vocabulary order). `weights` is scratch for the
+// unnormalized probabilities, so each exp is taken once and a caller's loop allocates nothing.
+[[nodiscard]] inline int sample_softmax(std::span<const float> logits, double u, std::vector<double>& weights) {
     const float largest = *std::ranges::max_element(logits);
     if (!std::isfinite(largest)) throw std::runtime_error("teacher sampling: the teacher produced non-finite logits");
+    weights.resize(logits.size());
     double sum = 0.0;
-    for (float l : logits) sum += std::exp(double(l) - double(largest));
+    for (std::size_t i = 0; i < logits.size(); ++i) sum += weights[i] = std::exp(double(logits[i]) - double(largest));
     double remaining = u * sum;
     for (std::size_t i = 0; i < logits.size(); ++i) {
-        remaining -= std::exp(double(logits[i]) - double(largest));
+        remaining -= weights[i];
         if (remaining < 0.0) return int(i);
     }
     // Reached only when rounding leaves a sliver of u * sum: the most likely token.
     return int(std::ranges::max_element(logits) - logits.begin());
+}
+[[nodiscard]] inline int sample_softmax(std::span<const float> logits, double u) {
+    std::vector<double> weights;
+    return sample_softmax(logits, u, weights);
 }
 
 // Overwrites sequences first .. first + count - 1 of a batch of `length`-token rows with sequences
@@ -63,11 +69,12 @@ void write_teacher_sequences(const Transformer<Linear>& teacher, std::uint64_t s
             const std::span<int> in = inputs.subspan(sequence * length, length);
             const std::span<int> out = targets.subspan(sequence * length, length);
             Session session(teacher.config(), length);
+            std::vector<double> weights;
             int token = Tokenizer::bos;
             for (std::size_t t = 0; t < length; ++t) {
                 in[t] = token;
                 const SessionLogits logits = teacher.forward(std::span<const int>(&in[t], 1), t, session);
-                token = sample_softmax(logits.row(0), teacher_sample_draw(seed, step, sequence, t));
+                token = sample_softmax(logits.row(0), teacher_sample_draw(seed, step, sequence, t), weights);
                 out[t] = token;
             }
         }
