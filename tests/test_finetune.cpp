@@ -14,6 +14,7 @@
 #include <random>
 #include <span>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -97,10 +98,15 @@ TEST_CASE("a resumed fine-tuning run is bit-identical to the uninterrupted one",
     const auto student = [&] { return convert<K, G, float, ExactBackend>(teacher).first; };
     ScratchFolder folder;
 
-    for (const auto policy : {FlipPolicyKind::expected_improvement, FlipPolicyKind::bold}) {
+    using Accumulator = AccumulatorKind;
+    for (const auto& [policy, accumulator] :
+         {std::pair{FlipPolicyKind::expected_improvement, Accumulator::float32},
+          std::pair{FlipPolicyKind::bold, Accumulator::float32}, std::pair{FlipPolicyKind::bold, Accumulator::float16},
+          std::pair{FlipPolicyKind::bold, Accumulator::int8}}) {
         for (const bool train_float : {false, true}) {
-            CAPTURE(flip_policy_name(policy), train_float);
+            CAPTURE(flip_policy_name(policy), accumulator_name(accumulator), train_float);
             FineTuneOptions options = small_run(policy, train_float);
+            options.accumulator = accumulator;
             if (train_float) {
                 // Schedules whose warm-up ends at step 4, so that the resumed steps 3..5 cross the
                 // change of phase, and a batch that mixes text windows with teacher-written sequences.
@@ -215,39 +221,45 @@ TEST_CASE("the flip policy is named as in the library, its earlier name still re
     }
 }
 
-TEST_CASE("checkpoints of format version 1 load as runs with constant schedules and no teacher sequences",
-          "[llama][finetune]") {
+TEST_CASE("checkpoints of earlier format versions load with the values their runs had", "[llama][finetune]") {
     std::mt19937_64 rng(21);
     const Checkpoint teacher = testing::random_checkpoint(tiny_config(), rng);
     const std::vector<int> train = random_tokens(400, tiny_config().vocab_size, rng);
     ScratchFolder folder;
-    const fs::path current = folder.path / "v2.ckpt", earlier = folder.path / "v1.ckpt";
+    const fs::path current = folder.path / "current.ckpt", earlier = folder.path / "earlier.ckpt";
     Tuner tuner(teacher, convert<K, G, float, ExactBackend>(teacher).first, train,
                 small_run(FlipPolicyKind::bold, true));
     tuner.step(1);
     tuner.save(current);
-    // Version 1 is version 2 without the 32 bytes after the hidden-block mask (two schedules of
-    // u32 shape + u64 warm-up, u64 teacher sequences); the version-1 options take 84 bytes.
     const std::string bytes = file_bytes(current);
-    const std::size_t fields = fine_tune_smallest_header + 84, added = 32;
-    std::string old = bytes.substr(0, fields) + bytes.substr(fields + added, bytes.size() - fields - added - 8);
-    old[fine_tune_magic.size()] = '\1';
-    Fnv1a hash;
-    hash.update(std::as_bytes(std::span<const char>(old)));
-    const std::uint64_t checksum = hash.value();
-    old.append(reinterpret_cast<const char*>(&checksum), sizeof checksum);
-    write_bytes(earlier, old);
+    // Version 3 options: version 1's 84 bytes, then version 2's 32 (two schedules of u32 shape +
+    // u64 warm-up, u64 teacher sequences), then version 3's u32 accumulator.
+    const std::size_t fields = fine_tune_smallest_header + 84;
+    const auto rewritten = [&](char version, std::size_t kept, std::size_t dropped) {
+        std::string old = bytes.substr(0, fields + kept) +
+                          bytes.substr(fields + kept + dropped, bytes.size() - fields - kept - dropped - 8);
+        old[fine_tune_magic.size()] = version;
+        Fnv1a hash;
+        hash.update(std::as_bytes(std::span<const char>(old)));
+        const std::uint64_t checksum = hash.value();
+        old.append(reinterpret_cast<const char*>(&checksum), sizeof checksum);
+        return old;
+    };
+    for (const auto& [version, kept, dropped] :
+         {std::tuple<char, std::size_t, std::size_t>{'\1', 0, 36}, {'\2', 32, 4}}) {
+        CAPTURE(int(version));
+        write_bytes(earlier, rewritten(version, kept, dropped));
+        Tuner loaded = Tuner::load(earlier, teacher, train);
+        CHECK(loaded.options().learning_rate_schedule == Schedule{});
+        CHECK(loaded.options().flip_schedule == Schedule{});
+        CHECK(loaded.options().teacher_sequences == 0);
+        CHECK(loaded.options().accumulator == AccumulatorKind::float32);
+        loaded.save(earlier);  // written back in the current format: the same file
+        CHECK(file_bytes(earlier) == bytes);
+    }
 
-    Tuner loaded = Tuner::load(earlier, teacher, train);
-    CHECK(loaded.options().learning_rate_schedule == Schedule{});
-    CHECK(loaded.options().flip_schedule == Schedule{});
-    CHECK(loaded.options().teacher_sequences == 0);
-    loaded.save(earlier);  // written back in the current format: the same file
-    CHECK(file_bytes(earlier) == bytes);
-
-    old[fine_tune_magic.size()] = '\3';
-    write_bytes(earlier, old);
-    CHECK_THROWS_WITH(Tuner::load(earlier, teacher, train), Contains("truncated or corrupted"));
+    write_bytes(earlier, rewritten('\4', 36, 0));
+    CHECK_THROWS_WITH(Tuner::load(earlier, teacher, train), Contains("field 'version': expected 1..3, found 4"));
 }
 
 TEST_CASE("teacher-written sequences follow the teacher's distribution, whatever the thread count",

@@ -23,6 +23,7 @@
 #include "llama/generation.hpp"
 #include "llama/model_file.hpp"
 #include "llama/perplexity.hpp"
+#include "llama/sensitivity.hpp"
 #include "llama/tokenizer.hpp"
 #include "llama/transformer.hpp"
 #include "llama_test_support.hpp"
@@ -309,6 +310,52 @@ TEST_CASE("perplexity follows the chunk protocol and does not depend on the thre
     CHECK(one.negative_log_likelihood == Approx(expected_nll).epsilon(1e-5));
     const PerplexityResult three = perplexity(model, stream, 3);
     CHECK(three.negative_log_likelihood == one.negative_log_likelihood);
+}
+
+TEST_CASE("KL sensitivity is the mean per-token KL of the model with one projection replaced", "[llama][model]") {
+    const auto seed = testing::fresh_seed();
+    CAPTURE(seed);
+    std::mt19937_64 rng(seed);
+    const Checkpoint ckpt = random_checkpoint(small_config(false), rng);
+    // 40 + 30 tokens scored: a chunk of 40 and a short last one.
+    const std::vector<int> stream = random_tokens(90, ckpt.config().vocab_size, rng);
+    const KlSensitivity sensitivity(ckpt, stream, 70, 40);
+    CHECK(sensitivity.positions() == 70);
+
+    const MatrixView<const float> w1 = ckpt.w1(1);
+    const std::vector<float> original(w1.data().begin(), w1.data().end());
+    std::vector<float> perturbed = original;
+    for (float& w : perturbed) w += std::normal_distribution<float>(0.0f, 0.1f)(rng);
+
+    // Directly: the checkpoint with layer 1's w1 replaced, through the double-precision reference forward.
+    CheckpointTensors tensors = ckpt.tensors();
+    std::copy(perturbed.begin(), perturbed.end(), tensors.w1.begin() + long(original.size()));
+    const Checkpoint replaced(ckpt.config(), std::move(tensors));
+    const auto log_softmax_of = [](const std::vector<double>& logits) {
+        const double largest = *std::max_element(logits.begin(), logits.end());
+        double sum = 0.0;
+        for (double l : logits) sum += std::exp(l - largest);
+        std::vector<double> out;
+        for (double l : logits) out.push_back(l - largest - std::log(sum));
+        return out;
+    };
+    double expected = 0.0;
+    for (std::size_t begin = 0; begin < 70; begin += 40) {
+        const std::size_t n = std::min<std::size_t>(40, 70 - begin);
+        std::vector<int> input{Tokenizer::bos};
+        input.insert(input.end(), stream.begin() + long(begin), stream.begin() + long(begin + n - 1));
+        const auto p = reference_logits(ckpt, input), q = reference_logits(replaced, input);
+        for (std::size_t t = 0; t < n; ++t) {
+            const auto log_p = log_softmax_of(p[t]), log_q = log_softmax_of(q[t]);
+            for (std::size_t v = 0; v < log_p.size(); ++v) expected += std::exp(log_p[v]) * (log_p[v] - log_q[v]);
+        }
+    }
+    expected /= 70.0;
+    REQUIRE(expected > 1e-3);
+    CHECK(sensitivity.of(1, Projection::w1, perturbed) == Approx(expected).epsilon(1e-3));
+    // The unchanged weights cost nothing, and scoring a replacement leaves the model as it was.
+    CHECK(sensitivity.of(1, Projection::w1, original) == Approx(0.0).margin(1e-12));
+    CHECK_THROWS_WITH(sensitivity.of(0, Projection::wk, original), Contains("layer 0 wk is 16x32, got 1536 values"));
 }
 
 TEST_CASE("perplexity follows llama.cpp's protocol: whole windows, BOS first, the second half scored",

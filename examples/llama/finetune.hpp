@@ -64,7 +64,8 @@ public:
     using Linear = MultiBoolLinear<K, G, float, std::uint64_t, ExactBackend>;
     using Student = Transformer<Linear>;
     using Matrix = typename Linear::matrix_type;
-    using Policy = std::variant<ExpectedImprovementPolicy, BoldPolicy<float>>;
+    using Policy =
+        std::variant<ExpectedImprovementPolicy, BoldPolicy<float>, BoldPolicy<half>, BoldPolicy<std::int8_t>>;
 
     // One projection's optimizer state.
     struct ProjectionState {
@@ -342,7 +343,16 @@ private:
 
     static Policy make_policy(const Matrix& m, const FineTuneOptions& o) {
         if (o.policy == FlipPolicyKind::bold) {
-            return BoldPolicy<float>(m, BoldOptions{o.resolved_flip_rate(), o.trainable()});
+            const BoldOptions bold{o.resolved_flip_rate(), o.trainable()};
+            switch (o.accumulator) {
+                case AccumulatorKind::float16:
+                    return BoldPolicy<half>(m, bold);
+                case AccumulatorKind::int8:
+                    return BoldPolicy<std::int8_t>(m, bold);
+                case AccumulatorKind::float32:
+                    break;
+            }
+            return BoldPolicy<float>(m, bold);
         }
         ExpectedImprovementOptions e;
         e.seed = o.seed;

@@ -1,7 +1,8 @@
 #pragma once
 // The fine-tuning checkpoint's format (little-endian): magic "MBOOLFTS" | u32 version | u32 K |
 // u32 G | llama2.c header (7 int32) | the options that define the run (version 2 appends the two
-// schedules, u32 shape + u64 warm-up each, and u64 teacher-written sequences) | u64 teacher and data
+// schedules, u32 shape + u64 warm-up each, and u64 teacher-written sequences; version 3 the u32
+// BOLD accumulator) | u64 teacher and data
 // fingerprints | u64 step, u64 planned steps | student float tensors | per projection: its
 // BitPlaneMatrix record, flip-policy state, scale AdamW state | float-parameter AdamW states when
 // they train | u64 FNV-1a of everything before it. Written to a temporary file and renamed over
@@ -27,9 +28,9 @@
 namespace multibool::llama {
 
 inline constexpr std::array<char, 8> fine_tune_magic{'M', 'B', 'O', 'O', 'L', 'F', 'T', 'S'};
-// Version 2 added the schedules and the teacher-written sequences; version 1 files read as
-// constant schedules and none.
-inline constexpr std::uint32_t fine_tune_version = 2;
+// Version 2 added the schedules and the teacher-written sequences, version 3 BOLD's accumulator
+// storage; earlier files read as constant schedules, none, and a float accumulator.
+inline constexpr std::uint32_t fine_tune_version = 3;
 inline constexpr std::uint32_t fine_tune_oldest_version = 1;
 // The fields every checkpoint starts with: magic, version, K, G and the llama2.c config.
 inline constexpr std::size_t llama2c_config_fields = 7;
@@ -77,6 +78,7 @@ inline void write_fine_tune_options(BinaryWriter& w, const FineTuneOptions& o) {
         w.write(std::uint64_t{schedule.warmup});
     }
     w.write(std::uint64_t{o.teacher_sequences});
+    w.write(static_cast<std::uint32_t>(o.accumulator));
 }
 
 // `version`: the file's; fields it predates take the values a run of that version had.
@@ -108,6 +110,7 @@ inline FineTuneOptions read_fine_tune_options(BinaryReader& r, std::uint32_t ver
     for (std::size_t l = 0; l < count; ++l) o.loss.hidden_blocks.push_back(((blocks >> l) & 1) != 0);
     o.learning_rate_schedule = o.flip_schedule = Schedule{};
     o.teacher_sequences = 0;
+    o.accumulator = AccumulatorKind::float32;
     if (version < 2) return o;
     for (Schedule* schedule : {&o.learning_rate_schedule, &o.flip_schedule}) {
         const auto shape = r.read<std::uint32_t>("schedule");
@@ -118,6 +121,12 @@ inline FineTuneOptions read_fine_tune_options(BinaryReader& r, std::uint32_t ver
         schedule->warmup = r.read<std::uint64_t>("warm-up steps");
     }
     o.teacher_sequences = r.read<std::uint64_t>("teacher-written sequences");
+    if (version < 3) return o;
+    const auto accumulator = r.read<std::uint32_t>("accumulator");
+    if (accumulator > static_cast<std::uint32_t>(AccumulatorKind::int8)) {
+        throw FormatError(r.source(), "accumulator", "0 (float), 1 (half) or 2 (int8)", std::to_string(accumulator));
+    }
+    o.accumulator = static_cast<AccumulatorKind>(accumulator);
     return o;
 }
 

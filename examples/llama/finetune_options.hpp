@@ -33,28 +33,54 @@ inline std::optional<FlipPolicyKind> parse_flip_policy(std::string_view name) no
     return std::nullopt;
 }
 
+// BOLD's accumulator storage (BoldPolicy<float>, <half>, <std::int8_t>); stored as a code, like the policy.
+enum class AccumulatorKind : std::uint32_t { float32 = 0, float16 = 1, int8 = 2 };
+
+inline const char* accumulator_name(AccumulatorKind a) noexcept {
+    switch (a) {
+        case AccumulatorKind::float16:
+            return "half";
+        case AccumulatorKind::int8:
+            return "int8";
+        case AccumulatorKind::float32:
+            break;
+    }
+    return "float";
+}
+
+inline std::optional<AccumulatorKind> parse_accumulator(std::string_view name) noexcept {
+    for (const auto a : {AccumulatorKind::float32, AccumulatorKind::float16, AccumulatorKind::int8}) {
+        if (name == accumulator_name(a)) return a;
+    }
+    return std::nullopt;
+}
+
 // The matched hidden-state blocks are stored as the bits of one u64.
 inline constexpr std::size_t max_hidden_blocks = std::numeric_limits<std::uint64_t>::digits;
 
+// The defaults are the best recipe measured on stories260K (examples/README, "Fine-tuning"): BOLD
+// on the last kernel, the float parameters trained beside the scales, and 2 of the 8 sequences
+// written by the teacher.
 struct FineTuneOptions {
-    FlipPolicyKind policy = FlipPolicyKind::expected_improvement;
-    bool train_all_kernels = false;  // else only the last kernel flips (the published recipe)
-    std::size_t batch = 8;           // sequences per step
-    std::size_t length = 256;        // tokens per sequence
+    FlipPolicyKind policy = FlipPolicyKind::bold;
+    bool train_all_kernels = false;                          // else only the last kernel flips (the published recipe)
+    AccumulatorKind accumulator = AccumulatorKind::float32;  // BOLD's; unused by expected-improvement
+    std::size_t batch = 8;                                   // sequences per step
+    std::size_t length = 256;                                // tokens per sequence
     std::uint64_t seed = 1;
     // The flip policy's eta: for expected-improvement, the flip probability of an average
     // candidate; for bold, the accumulator's step (its threshold is 1). NaN: the policy's default below.
     double flip_rate = std::numeric_limits<double>::quiet_NaN();
     float scale_learning_rate = 3e-3f;  // AdamW on the scales
-    bool train_float = false;           // embedding, norms and classifier by AdamW too
-    float float_learning_rate = 1e-4f;
+    bool train_float = true;            // embedding, norms and classifier by AdamW too
+    float float_learning_rate = 3e-3f;
     DistillationOptions loss;
     // Multipliers over the planned steps (schedule.hpp): of both learning rates, and of eta.
     Schedule learning_rate_schedule;
     Schedule flip_schedule;
     // Of each batch's sequences, how many the teacher writes (teacher_samples.hpp); the rest are
     // windows of the training text.
-    std::size_t teacher_sequences = 0;
+    std::size_t teacher_sequences = 2;
 
     static constexpr double default_expected_improvement_rate = 5e-5;
     // BOLD's eta is in units of 1 / gradient: a bit flips once eta times its accumulated gradient

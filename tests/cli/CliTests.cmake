@@ -35,7 +35,7 @@ multibool_cli_test("perplexity --help shows the defaults" 0 "perplexity|--help"
 multibool_cli_test("generate --help shows the defaults" 0 "generate|--help"
     STDOUT_REGEX "--prompt P +text to continue \\(default: \"Once upon a time\"\\).*--steps N +[^(]*\\(default 256\\).*--temperature X +0 for greedy \\(default\\).*--seed S +[^(]*\\(default 42\\)")
 multibool_cli_test("finetune --help shows the defaults" 0 "finetune|--help"
-    STDOUT_REGEX "--kernels K +[^(]*\\(default 2\\).*--policy P +flip rule: expected-improvement \\(default. alias stochastic\\) or bold.*--steps N +total steps of the run \\(default 1200.*--batch B +sequences per step \\(default 8\\).*--seq S +tokens per sequence \\(default 256, or the model's context length when shorter\\).*--lr X +AdamW learning rate of the scales \\(default 3e-3\\).*--flip-rate X +the policy's eta \\(default: expected-improvement 5e-5, bold 2\\).*--hidden X +gamma, weight of the hidden-state MSE \\(default 10\\).*--eval-every N +[^(]*\\(default 200.*--save-every N +[^(]*\\(default 50")
+    STDOUT_REGEX "--kernels K +[^(]*\\(default 2\\).*--policy P +flip rule: bold \\(default\\) or expected-improvement \\(alias stochastic\\).*--steps N +total steps of the run \\(default 2000.*--batch B +sequences per step \\(default 8\\).*--seq S +tokens per sequence \\(default 256, or the model's context length when shorter\\).*--lr X +AdamW learning rate of the scales \\(default 3e-3\\).*--flip-rate X +the policy's eta \\(default: expected-improvement 5e-5, bold 2\\).*--float-lr X +[^(]*\\(default 3e-3\\).*--teacher-sequences N +[^\n]*\\(default: a quarter of --batch, 2 of 8\\).*--hidden X +gamma, weight of the hidden-state MSE \\(default 10\\).*--eval-every N +[^(]*\\(default 200.*--save-every N +[^(]*\\(default 50")
 multibool_cli_test("no command" 2 "" STDERR_REGEX "usage: multibool-llama <command>")
 multibool_cli_test("unknown option" 2 "perplexity|--colour|red"
     STDERR_REGEX "unknown option --colour for 'perplexity'.*multibool-llama perplexity --help")
@@ -83,12 +83,18 @@ multibool_cli_test("finetune unknown initializer" 2 "finetune|--model|no-such-mo
 multibool_cli_test("finetune missing model" 1 "finetune|--model|no-such-model.bin|--out|unused.ckpt"
     STDERR_REGEX "error: .*no-such-model.bin")
 multibool_cli_test("finetune unknown policy" 2 "finetune|--model|no-such-model.bin|--out|unused.ckpt|--policy|foo"
-    STDERR_REGEX "--policy takes expected-improvement \\(alias stochastic\\) or bold, found 'foo'")
+    STDERR_REGEX "--policy takes bold or expected-improvement \\(alias stochastic\\), found 'foo'")
 # The policy's name and its earlier name are both accepted: the run gets as far as reading the model.
-foreach(policy expected-improvement stochastic)
+foreach(policy bold expected-improvement stochastic)
     multibool_cli_test("finetune policy ${policy}" 1
         "finetune|--model|no-such-model.bin|--out|unused.ckpt|--policy|${policy}" STDERR_REGEX "error: .*no-such-model.bin")
 endforeach()
+multibool_cli_test("finetune unknown accumulator" 2
+    "finetune|--model|no-such-model.bin|--out|unused.ckpt|--accumulator|double"
+    STDERR_REGEX "--accumulator takes float, half or int8, found 'double'")
+multibool_cli_test("finetune accumulator without BOLD" 2
+    "finetune|--model|no-such-model.bin|--out|unused.ckpt|--policy|expected-improvement|--accumulator|half"
+    STDERR_REGEX "--accumulator is BOLD's; --policy expected-improvement keeps no accumulator")
 multibool_cli_test("finetune unknown schedule" 2 "finetune|--model|no-such-model.bin|--out|unused.ckpt|--lr-schedule|step"
     STDERR_REGEX "--lr-schedule takes constant, linear or cosine, found 'step'")
 multibool_cli_test("finetune more teacher sequences than the batch" 2

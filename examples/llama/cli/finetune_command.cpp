@@ -31,13 +31,20 @@ FineTuneOptions parse_fine_tune_options(const ParsedOptions& options) {
     const std::string policy = *options.text("policy");
     const auto kind = parse_flip_policy(policy);
     if (!kind)
-        throw UsageError("--policy takes expected-improvement (alias stochastic) or bold, found '" + policy + "'");
+        throw UsageError("--policy takes bold or expected-improvement (alias stochastic), found '" + policy + "'");
     o.policy = *kind;
     const std::string trained = *options.text("train-kernels");
     if (trained != "last" && trained != "all") {
         throw UsageError("--train-kernels takes last or all, found '" + trained + "'");
     }
     o.train_all_kernels = trained == "all";
+    const std::string accumulator = *options.text("accumulator");
+    const auto storage = parse_accumulator(accumulator);
+    if (!storage) throw UsageError("--accumulator takes float, half or int8, found '" + accumulator + "'");
+    if (o.policy != FlipPolicyKind::bold && options.given("accumulator")) {
+        throw UsageError("--accumulator is BOLD's; --policy " + policy + " keeps no accumulator");
+    }
+    o.accumulator = *storage;
     o.batch = *options.count("batch");
     o.length = *options.count("seq");
     o.seed = *options.count("seed");
@@ -58,7 +65,7 @@ FineTuneOptions parse_fine_tune_options(const ParsedOptions& options) {
     };
     o.learning_rate_schedule = schedule("lr-schedule");
     o.flip_schedule = schedule("flip-schedule");
-    o.teacher_sequences = *options.count("teacher-sequences");
+    o.teacher_sequences = options.count("teacher-sequences").value_or(o.batch / 4);
     return o;
 }
 
@@ -164,18 +171,21 @@ Command finetune_command() {
         {"kernels", "K", "Boolean kernels per weight, 1..4 (default {})", "2", defines_run},
         group_option(defines_run),
         {"init", "I", "greedy, alternating or {} (default; calibrated on --train)", "act-aware", defines_run},
-        {"policy", "P", "flip rule: {} (default; alias stochastic) or bold", flip_policy_name(defaults.policy),
-         defines_run},
+        {"policy", "P", "flip rule: {} (default) or expected-improvement (alias stochastic)",
+         flip_policy_name(defaults.policy), defines_run},
+        {"accumulator", "A",
+         "BOLD's accumulator per weight: {} (default, 4 bytes), half (2) or int8 (1 + a scale per row)",
+         accumulator_name(defaults.accumulator), defines_run},
         {"train-kernels", "W", "{} (default, the published recipe) or all", "last", defines_run},
-        {"steps", "N", "total steps of the run (default {}; a resumed run keeps its own)", "1200"},
+        {"steps", "N", "total steps of the run (default {}; a resumed run keeps its own)", "2000"},
         {"batch", "B", "sequences per step (default {})", number_text(defaults.batch), defines_run},
         {"seq", "S", "tokens per sequence (default {}, or the model's context length when shorter)",
          number_text(defaults.length), defines_run},
         {"lr", "X", "AdamW learning rate of the scales (default {})", number_text(defaults.scale_learning_rate),
          defines_run},
         {"flip-rate", "X", "the policy's eta (default: " + policy_rates + ")", std::nullopt, defines_run},
-        {"float-lr", "X", "AdamW learning rate of the embedding, norms and classifier; {}: frozen (default)", "0",
-         defines_run},
+        {"float-lr", "X", "AdamW learning rate of the embedding, norms and classifier, 0: frozen (default {})",
+         number_text(defaults.float_learning_rate), defines_run},
         {"lr-schedule", "S",
          "multiplier of both learning rates over the planned steps: constant, linear or cosine decay to 0 (default "
          "{})",
@@ -186,8 +196,9 @@ Command finetune_command() {
          number_text(defaults.learning_rate_schedule.warmup), defines_run},
         {"teacher-sequences", "N",
          "of each batch's sequences, how many the teacher writes (sampled at temperature 1 from BOS); the rest "
-         "are windows of --train (default {})",
-         number_text(defaults.teacher_sequences), defines_run},
+         "are windows of --train (default: a quarter of --batch, " +
+             number_text(defaults.teacher_sequences) + " of " + number_text(defaults.batch) + ")",
+         std::nullopt, defines_run},
         {"kl", "X", "weight of KL(teacher || student) on the logits (default {})", number_text(defaults.loss.kl_weight),
          defines_run},
         {"hidden", "X", "gamma, weight of the hidden-state MSE (default {})", number_text(defaults.loss.hidden_weight),
