@@ -23,6 +23,7 @@ for b in 2 3 4; do row "RTN $b-bit" --rtn "$b" --group 64; done
 for init in greedy alternating act-aware; do
   for k in 1 2 3; do row "$init, group, K=$k" --kernels "$k" --group 64 --init "$init"; done
   row "$init, group, --bits 2.5" --bits 2.5 --group 64 --init "$init"
+  row "$init, group, --bits 2.5, \`--allocation output-error\`" --bits 2.5 --group 64 --init "$init" --allocation output-error
 done
 for init in greedy alternating; do
   for k in 1 2 3; do row "$init, rowcol, K=$k" --kernels "$k" --scales rowcol --init "$init"; done

@@ -32,10 +32,12 @@ inline void log_softmax(std::span<const float> logits, std::span<double> out) {
 
 class KlSensitivity {
 public:
-    // Chunks of `chunk` tokens of `tokens` (up to max_tokens), each fed as [BOS, c0 .. c(n-2)] with
+    static constexpr std::size_t default_chunk = 256;  // the perplexity protocol's
+
+    // Chunks of `chunk` tokens of `tokens` (up to max_tokens), each fed as [bos, c0 .. c(n-2)] with
     // an empty cache, as the perplexity protocol does; the teacher's log-probabilities are kept.
     KlSensitivity(const Checkpoint& teacher, std::span<const int> tokens, std::size_t max_tokens,
-                  std::size_t chunk = 256)
+                  std::size_t chunk = default_chunk, int bos = Tokenizer::bos)
         : model_(Transformer<DenseLinear>::from_checkpoint(
               teacher, [](MatrixView<const float> w, std::size_t, Projection) { return DenseLinear(w); })),
           vocab_(teacher.config().vocab_size) {
@@ -43,7 +45,7 @@ public:
         if (used.size() < 2 || chunk < 2) throw std::invalid_argument("KlSensitivity: fewer than 2 tokens to score");
         for (std::size_t begin = 0; begin + 1 < used.size(); begin += chunk) {
             const auto piece = used.subspan(begin, std::min(chunk, used.size() - begin));
-            std::vector<int> input{Tokenizer::bos};
+            std::vector<int> input{bos};
             input.insert(input.end(), piece.begin(), piece.end() - 1);
             inputs_.push_back(std::move(input));
         }

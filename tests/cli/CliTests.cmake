@@ -124,6 +124,10 @@ add_test(NAME "cli: converted model file"
     COMMAND ${CMAKE_COMMAND} -DTOOL=$<TARGET_FILE:multibool-llama> -DASSETS=${MULTIBOOL_ASSETS}
             -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/cli-converted -P ${cli_dir}/converted_model.cmake)
 set_tests_properties("cli: converted model file" PROPERTIES SKIP_REGULAR_EXPRESSION "SKIPPED:")
+add_test(NAME "cli: --bits allocation beats uniform K at its size"
+    COMMAND ${CMAKE_COMMAND} -DTOOL=$<TARGET_FILE:multibool-llama> -DASSETS=${MULTIBOOL_ASSETS}
+            -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/cli-allocation -P ${cli_dir}/allocation.cmake)
+set_tests_properties("cli: --bits allocation beats uniform K at its size" PROPERTIES SKIP_REGULAR_EXPRESSION "SKIPPED:")
 foreach(check resume corrupted)
     add_test(NAME "cli: finetune ${check}"
         COMMAND ${CMAKE_COMMAND} -DTOOL=$<TARGET_FILE:multibool-llama> -DASSETS=${MULTIBOOL_ASSETS} -DCHECK=${check}

@@ -4,11 +4,9 @@ cmake_minimum_required(VERSION 3.22)
 #   cmake -DTOOL=... -DASSETS=dir -DWORK_DIR=... -P converted_model.cmake
 include("${CMAKE_CURRENT_LIST_DIR}/require_assets.cmake")
 multibool_require_assets(stories260K.bin tok512.bin tinystories-valid.txt)
-file(REMOVE_RECURSE "${WORK_DIR}")
-file(MAKE_DIRECTORY "${WORK_DIR}")
+multibool_fresh_work_dir()
 # A 12 KB excerpt keeps the Boolean runs short.
-file(READ "${ASSETS}/tinystories-valid.txt" excerpt LIMIT 12000)
-file(WRITE "${WORK_DIR}/excerpt.txt" "${excerpt}")
+multibool_write_excerpt(tinystories-valid.txt 12000 excerpt.txt)
 set(common --tokenizer "${ASSETS}/tok512.bin" --text "${WORK_DIR}/excerpt.txt" --threads 2)
 
 function(run_tool expected_status output_var)

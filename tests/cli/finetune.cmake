@@ -11,14 +11,11 @@ cmake_minimum_required(VERSION 3.22)
 #   cmake -DTOOL=... -DASSETS=dir -DWORK_DIR=... -DCHECK=resume|corrupted -P finetune.cmake
 include("${CMAKE_CURRENT_LIST_DIR}/require_assets.cmake")
 multibool_require_assets(stories260K.bin tok512.bin tinystories-train.txt tinystories-valid.txt)
-file(REMOVE_RECURSE "${WORK_DIR}")
-file(MAKE_DIRECTORY "${WORK_DIR}")
+multibool_fresh_work_dir()
 # A few hundred words to train on and a few sentences to validate on keep the steps short; greedy
 # initialization, because act-aware would calibrate on the training text.
-file(READ "${ASSETS}/tinystories-train.txt" train LIMIT 3000)
-file(WRITE "${WORK_DIR}/train.txt" "${train}")
-file(READ "${ASSETS}/tinystories-valid.txt" valid LIMIT 600)
-file(WRITE "${WORK_DIR}/valid.txt" "${valid}")
+multibool_write_excerpt(tinystories-train.txt 3000 train.txt)
+multibool_write_excerpt(tinystories-valid.txt 600 valid.txt)
 set(ckpt "${WORK_DIR}/run.ckpt")
 set(files --model "${ASSETS}/stories260K.bin" --tokenizer "${ASSETS}/tok512.bin" --train "${WORK_DIR}/train.txt"
           --valid "${WORK_DIR}/valid.txt" --threads 1)

@@ -5,10 +5,8 @@ cmake_minimum_required(VERSION 3.22)
 #   cmake -DTOOL=... -DMAKE_GGUF=... -DASSETS=dir -DWORK_DIR=... -P gguf_q1_0.cmake
 include("${CMAKE_CURRENT_LIST_DIR}/require_assets.cmake")
 multibool_require_assets(gguf/stories260K-f32.gguf tinystories-valid.txt tinystories-train.txt)
-file(REMOVE_RECURSE "${WORK_DIR}")
-file(MAKE_DIRECTORY "${WORK_DIR}")
-file(READ "${ASSETS}/tinystories-valid.txt" excerpt LIMIT 12000)
-file(WRITE "${WORK_DIR}/excerpt.txt" "${excerpt}")
+multibool_fresh_work_dir()
+multibool_write_excerpt(tinystories-valid.txt 12000 excerpt.txt)
 set(common --text "${WORK_DIR}/excerpt.txt" --threads 2)
 
 function(run_tool expected_status output_var)

@@ -44,10 +44,10 @@ std::vector<OptionSpec> model_options(bool converted_files) {
         {"calibration-tokens", "N", "tokens of the calibration text used (default {})",
          number_text(default_calibration_tokens)},
         {"allocation", "A",
-         "with --bits, what weighs each projection's candidates: {} (default; the summed squared output error) or "
-         "kl (the KL to the float model with only that projection converted, over --sensitivity-tokens of "
-         "--calibration; being measured, issue 16)",
-         "output-error"},
+         "with --bits, what weighs each projection's candidates: {} (default; the KL to the float model with only "
+         "that projection converted, over --sensitivity-tokens of --calibration) or output-error (the summed "
+         "squared output error)",
+         "kl"},
         {"sensitivity-tokens", "N", "tokens of the calibration text the KL allocation scores (default {})", "2048"},
         {"rtn", "B",
          "baseline instead of Boolean kernels: round-to-nearest B-bit (1..8), fp16 scale and min per group"},
@@ -114,14 +114,10 @@ std::optional<KlSensitivity> sensitivity_if_needed(const ModelChoice& choice, co
                                                    const Checkpoint& checkpoint) {
     if (choice.kind != ModelChoice::Kind::budget || !choice.kl_allocation) return std::nullopt;
     const TextTokenizer tokenizer = load_matching_tokenizer(options, checkpoint.config());
-    if (tokenizer.required_bos() != Tokenizer::bos) {
-        throw std::runtime_error("the KL allocation starts every chunk with BOS id " + std::to_string(Tokenizer::bos) +
-                                 "; this vocabulary's BOS is " + std::to_string(tokenizer.required_bos()) +
-                                 " (use --allocation output-error)");
-    }
     const std::size_t tokens = *options.count("sensitivity-tokens");
     std::cerr << "measuring each projection's KL sensitivity on " << tokens << " tokens\n";
-    return KlSensitivity(checkpoint, calibration_stream(options, tokenizer), tokens);
+    return KlSensitivity(checkpoint, calibration_stream(options, tokenizer), tokens, KlSensitivity::default_chunk,
+                         tokenizer.required_bos());
 }
 
 template <class Model>
