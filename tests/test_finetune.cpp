@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <span>
@@ -21,6 +22,7 @@
 #include "llama/calibration.hpp"
 #include "llama/checkpoint.hpp"
 #include "llama/cli/model_inputs.hpp"
+#include "llama/cli/progress_bar.hpp"
 #include "llama/conversion.hpp"
 #include "llama/finetune.hpp"
 #include "llama/perplexity.hpp"
@@ -374,4 +376,26 @@ TEST_CASE("a short K=2 fine-tuning of the shipped model lowers the loss and the 
                                   << late);
     CHECK(late < 0.9 * early);
     CHECK(after < 0.9 * before);
+}
+
+TEST_CASE("the progress line's ETA is m:ss, and a dash for NaN or a time no conversion can hold", "[llama][finetune]") {
+    using cli::clock_text;
+    CHECK(clock_text(0.0) == "0:00");
+    CHECK(clock_text(61.9) == "1:01");
+    CHECK(clock_text(-3.0) == "0:00");
+    CHECK(clock_text(36000.0) == "600:00");
+    // finetune --steps 18446744073709551615: about 1e19 steps of 0.3 s each.
+    CHECK(clock_text(5.5e18) == "--:--");
+    CHECK(clock_text(std::numeric_limits<double>::infinity()) == "--:--");
+    CHECK(clock_text(std::numeric_limits<double>::quiet_NaN()) == "--:--");
+}
+
+TEST_CASE("a batch whose token count wraps is refused before any buffer is sized", "[llama][finetune]") {
+    FineTuneOptions o = small_run(FlipPolicyKind::bold, false);
+    o.batch = 4611686018427387905u;  // x 4 tokens = 2^64 + 4: wraps to 4
+    o.length = 4;
+    CHECK_THROWS_WITH(check_fine_tune_options(o, tiny_config()),
+                      Contains("batch x seq = 4611686018427387905 x 4 tokens per step"));
+    o.batch = 3;
+    CHECK(step_bytes(o, tiny_config()) > 0);
 }

@@ -176,6 +176,25 @@ TEST_CASE("with a diagonal Hessian GPTQ is round-to-nearest on each group's grid
     }
 }
 
+TEST_CASE("a GPTQ group wider than the row, up to SIZE_MAX, is one group per row", "[solvers][gptq]") {
+    std::mt19937_64 rng(9);
+    std::normal_distribution<double> normal;
+    const std::size_t rows = 3, n = 6;
+    std::vector<double> h(n * n, 0.0);
+    for (std::size_t j = 0; j < n; ++j) h[j * n + j] = 1.0 + std::abs(normal(rng));
+    h[1] = h[n] = 0.3;  // a correlation, so that the error spreads
+    std::vector<float> w(rows * n);
+    for (auto& v : w) v = float(normal(rng));
+    const MatrixView<const float> view(std::span<const float>(w), rows, n);
+    const GptqMatrix whole_row = gptq(view, h, {3, n});
+    for (const std::size_t group : {n + 1, std::numeric_limits<std::size_t>::max()}) {
+        CAPTURE(group);
+        const GptqMatrix m = gptq(view, h, {3, group});
+        CHECK(m.groups_per_row() == 1);
+        CHECK(m.dequantize() == whole_row.dequantize());
+    }
+}
+
 TEST_CASE("GPTQ refuses bad input naming it", "[solvers][gptq]") {
     std::vector<float> w(2 * 4, 0.5f);
     std::vector<double> h(16, 0.0);

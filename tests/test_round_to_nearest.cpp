@@ -148,6 +148,20 @@ TEST_CASE("round to nearest: bits per weight count the fp16 pairs of every group
     REQUIRE(quantize({}, 0, 0, 4, 32).bits_per_weight() == 0.0);
 }
 
+TEST_CASE("round to nearest: a group wider than the row, up to SIZE_MAX, is one group per row", "[rtn]") {
+    std::mt19937_64 rng(5);
+    std::vector<float> w(3 * 7);
+    for (auto& v : w) v = std::normal_distribution<float>()(rng);
+    const RoundToNearestMatrix whole_row = quantize(w, 3, 7, 3, per_row);
+    REQUIRE(whole_row.groups_per_row() == 1);
+    for (const std::size_t group : {std::size_t{8}, std::numeric_limits<std::size_t>::max()}) {
+        CAPTURE(group);
+        const RoundToNearestMatrix m = quantize(w, 3, 7, 3, group);
+        CHECK(m.groups_per_row() == 1);
+        CHECK(m.dequantize() == whole_row.dequantize());
+    }
+}
+
 TEST_CASE("round to nearest: invalid input is refused with its place", "[rtn]") {
     std::vector<float> w(2 * 5, 1.0f);
     REQUIRE_THROWS_WITH(quantize(w, 2, 5, 0, 4), "round_to_nearest: bits must be 1 to 8, got 0");

@@ -13,6 +13,7 @@
 
 #include "llama/checkpoint.hpp"
 #include "llama/distillation.hpp"
+#include "multibool/core/shape.hpp"
 #include "multibool/training/flip_optimizer.hpp"
 #include "multibool/training/schedule.hpp"
 
@@ -97,6 +98,17 @@ struct FineTuneOptions {
     }
 };
 
+// Bytes a step's buffers take, about: per token the logits and, per layer, the tape of a block's
+// activations (at most 8 vectors of dim and 3 of hidden_dim). Throws std::length_error when the
+// product does not fit in a size_t.
+inline std::size_t step_bytes(const FineTuneOptions& o, const Config& c) {
+    const char* what = "fine-tuning step buffers";
+    const std::size_t per_layer = checked_product(what, 8, c.dim) + checked_product(what, 3, c.hidden_dim);
+    const std::size_t per_token = c.vocab_size + checked_product(what, c.n_layers, per_layer);
+    const std::size_t tokens = checked_product(what, o.batch, o.length);
+    return checked_product(what, checked_product(what, tokens, per_token), sizeof(float));
+}
+
 // Throws std::invalid_argument naming the first option out of range for this model; returns o.
 inline FineTuneOptions check_fine_tune_options(FineTuneOptions o, const Config& c) {
     const auto fail = [](const std::string& what) { throw std::invalid_argument("fine-tuning options: " + what); };
@@ -108,6 +120,12 @@ inline FineTuneOptions check_fine_tune_options(FineTuneOptions o, const Config& 
     if (o.length < 2 || o.length > c.seq_len) {
         fail("seq must be 2.." + std::to_string(c.seq_len) + " (the model's seq_len), found " +
              std::to_string(o.length));
+    }
+    try {
+        (void)step_bytes(o, c);
+    } catch (const std::length_error&) {
+        fail("batch x seq = " + std::to_string(o.batch) + " x " + std::to_string(o.length) +
+             " tokens per step: their buffers do not fit in memory sizes");
     }
     const double rate = o.resolved_flip_rate();
     if (!(rate >= 0) || !std::isfinite(rate)) fail("the flip rate must be a finite number >= 0");

@@ -54,6 +54,10 @@ multibool_cli_test("two conversion modes" 2 "perplexity|--kernels|2|--bits|2.5" 
 multibool_cli_test("row-column scales have no groups" 2 "perplexity|--kernels|2|--scales|rowcol|--group|64"
     STDERR_REGEX "--group does not apply to --scales rowcol")
 multibool_cli_test("rtn bit range" 2 "perplexity|--rtn|9" STDERR_REGEX "--rtn takes 1..8 bits, found 9")
+multibool_cli_test("baseline group of 0 columns" 2 "perplexity|--rtn|4|--group|0"
+    STDERR_REGEX "--rtn needs a --group of at least 1 column")
+multibool_cli_test("baseline with row-column scales" 2 "perplexity|--gptq|4|--scales|rowcol"
+    STDERR_REGEX "--gptq has a scale per group; drop --scales rowcol")
 multibool_cli_test("unknown allocation" 2 "perplexity|--bits|2.5|--allocation|fisher"
     STDERR_REGEX "--allocation takes kl or output-error, found 'fisher'")
 multibool_cli_test("gptq bit range" 2 "perplexity|--gptq|0" STDERR_REGEX "--gptq takes 1..8 bits, found 0")
@@ -110,6 +114,12 @@ multibool_cli_test("finetune malformed hidden blocks" 2
 multibool_cli_test("finetune hidden block out of range" 2 "finetune|--out|unused.ckpt|--hidden-blocks|0,9"
     NEEDS_ASSETS stories260K.bin
     STDERR_REGEX "--hidden-blocks names block 9. the model has blocks 0\\.\\.4")
+multibool_cli_test("finetune batch whose token count wraps" 2
+    "finetune|--out|unused.ckpt|--batch|4611686018427387905|--seq|4" NEEDS_ASSETS stories260K.bin
+    STDERR_REGEX "batch x seq = 4611686018427387905 x 4 tokens per step: their buffers do not fit in memory sizes")
+multibool_cli_test("finetune batch beyond the machine's memory" 2
+    "finetune|--out|unused.ckpt|--batch|100000000000|--seq|4" NEEDS_ASSETS stories260K.bin
+    STDERR_REGEX "--batch x --seq = 100000000000 x 4 tokens per step need about [0-9]+ GiB of buffers. this machine has [0-9]+ GiB")
 multibool_cli_test("finetune sequence longer than the model's" 2 "finetune|--out|unused.ckpt|--seq|513"
     NEEDS_ASSETS stories260K.bin
     STDERR_REGEX "seq must be 2\\.\\.512 .the model's seq_len., found 513")

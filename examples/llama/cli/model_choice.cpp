@@ -181,6 +181,9 @@ ModelChoice choose_model(const ParsedOptions& options) {
                              " bits, found " + std::to_string(b));
         }
         choice.bits = double(b);
+        const std::string name = rtn ? "--rtn" : "--gptq";
+        if (choice.group == 0) throw UsageError(name + " needs a --group of at least 1 column");
+        if (choice.row_column) throw UsageError(name + " has a scale per group; drop --scales rowcol");
     } else if (group_given || options.given("scales") || options.given("init")) {
         throw UsageError(
             "--group, --scales and --init need --kernels, --bits, --rtn or --gptq (a float model has none)");

@@ -15,8 +15,10 @@ namespace multibool::llama::cli {
 
 inline bool stderr_is_terminal() { return isatty(fileno(stderr)) != 0; }
 
-// m:ss
+// m:ss; "--:--" for NaN or beyond a year (a huge --steps), whose conversion to long is undefined.
 inline std::string clock_text(double seconds) {
+    constexpr double year = 365.0 * 24 * 3600;
+    if (!(seconds <= year)) return "--:--";
     const auto s = static_cast<long>(std::max(0.0, seconds));
     char buffer[32];
     std::snprintf(buffer, sizeof buffer, "%ld:%02ld", s / 60, s % 60);

@@ -193,7 +193,7 @@ inline GptqMatrix gptq(MatrixView<const float> weights, std::span<const double> 
     m.cols_ = n;
     m.bits_ = options.bits;
     m.group_size_ = options.group_size;
-    m.groups_per_row_ = (n + options.group_size - 1) / options.group_size;
+    m.groups_per_row_ = group_count(n, options.group_size);
     m.codes_.resize(rows * n);
     m.grids_.resize(rows * m.groups_per_row_);
     std::vector<double> w(n);

@@ -106,7 +106,7 @@ inline RoundToNearestMatrix round_to_nearest(MatrixView<const float> weights, st
     m.cols_ = weights.cols();
     m.bits_ = bits;
     m.group_size_ = group_size == per_row ? std::max<std::size_t>(m.cols_, 1) : group_size;
-    m.groups_per_row_ = (m.cols_ + m.group_size_ - 1) / m.group_size_;
+    m.groups_per_row_ = group_count(m.cols_, m.group_size_);
     m.codes_.resize(m.rows_ * m.cols_);
     m.scales_.resize(m.rows_ * m.groups_per_row_);
     m.minimums_.resize(m.rows_ * m.groups_per_row_);
