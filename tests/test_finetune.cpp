@@ -399,3 +399,15 @@ TEST_CASE("a batch whose token count wraps is refused before any buffer is sized
     o.batch = 3;
     CHECK(step_bytes(o, tiny_config()) > 0);
 }
+
+TEST_CASE("the default thread count is every hardware thread, up to the most --threads takes", "[llama][cli]") {
+    const cli::Command command{"test", "", "", {{"threads", "N", "threads"}}};
+    std::vector<char*> none;
+    const cli::ParsedOptions defaults(command, none);
+    CHECK(cli::thread_count(defaults, 0) == 1);  // hardware_concurrency() may not know
+    CHECK(cli::thread_count(defaults, 8) == 8);
+    CHECK(cli::thread_count(defaults, 1000) == cli::max_threads);
+    std::string flag = "--threads", value = "257";
+    std::vector<char*> given{flag.data(), value.data()};
+    CHECK_THROWS_WITH(cli::thread_count(cli::ParsedOptions(command, given), 8), Contains("--threads takes 1..256"));
+}

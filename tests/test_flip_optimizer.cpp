@@ -778,3 +778,31 @@ TEST_CASE("BOLD's state resumes training bit for bit, for every storage", "[trai
     run.operator()<half>();
     run.operator()<std::int8_t>();
 }
+
+TEST_CASE("BOLD with beta 0 forgets infinite evidence instead of making NaN", "[training][flip][state]") {
+    std::mt19937_64 rng(17);
+    const std::size_t rows = 4, cols = 40;
+    auto m = random_matrix<Matrix>(rows, cols, rng);
+    const auto target = normal_target(rows * cols, rng);
+    const auto run = [&]<class Storage>() {
+        CAPTURE(sizeof(Storage));
+        BoldPolicy<Storage> policy(m, {.eta = 0.3});
+        REQUIRE(policy.beta() == 0.0);  // a fresh policy: beta_1 = 0
+        // Its state with element 3 infinite (fp16 saturates there; float can hold it too).
+        std::string state = state_of(policy);
+        const auto infinite = Storage(std::numeric_limits<float>::infinity());
+        std::memcpy(state.data() + 3 * 8 + 2 * 4 + 8 + 8 + 3 * sizeof infinite, &infinite, sizeof infinite);
+        read_state_from(policy, state);
+        REQUIRE(std::isinf(policy.accumulator(Matrix::kernels - 1, 0, 3)));
+        auto copy = m;
+        step(policy, copy, quadratic_gradient(copy, target), 1);
+        for (std::size_t i = 0; i < rows; ++i) {
+            for (std::size_t j = 0; j < cols; ++j)
+                REQUIRE(std::isfinite(policy.accumulator(Matrix::kernels - 1, i, j)));
+        }
+        BoldPolicy<Storage> resumed(m, {.eta = 0.3});
+        read_state_from(resumed, state_of(policy));  // the state it saves loads again
+    };
+    run.operator()<float>();
+    run.operator()<half>();
+}

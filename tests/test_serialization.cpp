@@ -192,6 +192,15 @@ TEST_CASE("a well-formed record with an invalid payload is refused", "[core][ser
     nan_scale[56] = static_cast<char>(0x7f);  // 0x7fc00000: a quiet NaN
     REQUIRE_THROWS_WITH(testing::from_bytes<Matrix>(with_checksum(nan_scale)),
                         Catch::Contains("field 'payload'") && Catch::Contains("not a finite number"));
+    // 2^31 rows of no columns: no payload at all, yet a consumer sizing its outputs by rows would
+    // allocate GiBs.
+    auto rows_without_columns = golden_record_body().substr(0, 52);
+    rows_without_columns[28] = 0;
+    rows_without_columns[31] = static_cast<char>(0x80);  // rows = 2^31
+    rows_without_columns[36] = 0;                        // cols = 0
+    rows_without_columns[44] = 0;                        // payload_bytes = 0
+    REQUIRE_THROWS_WITH(testing::from_bytes<Matrix>(with_checksum(rows_without_columns)),
+                        Catch::Contains("field 'cols': expected at least 1 for a matrix with rows"));
     auto huge_cols = golden_record_body();
     huge_cols[40] = 1;  // cols = 2^32 + 3, beyond the 2^31 limit
     REQUIRE_THROWS_WITH(testing::from_bytes<Matrix>(with_checksum(huge_cols)),

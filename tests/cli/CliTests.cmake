@@ -111,6 +111,11 @@ multibool_cli_test("finetune malformed hidden blocks" 2
     "finetune|--model|no-such-model.bin|--out|unused.ckpt|--hidden-blocks|0,x"
     STDERR_REGEX "--hidden-blocks takes all or block numbers separated by commas, found '0,x'")
 # The block range, --seq and the other ranges need the model (its layer count and seq_len).
+foreach(blocks "0," "1,,2" ",0")
+    multibool_cli_test("finetune hidden blocks '${blocks}'" 2
+        "finetune|--model|no-such-model.bin|--out|unused.ckpt|--hidden-blocks|${blocks}"
+        STDERR_REGEX "--hidden-blocks takes all or block numbers separated by commas, found '${blocks}'")
+endforeach()
 multibool_cli_test("finetune hidden block out of range" 2 "finetune|--out|unused.ckpt|--hidden-blocks|0,9"
     NEEDS_ASSETS stories260K.bin
     STDERR_REGEX "--hidden-blocks names block 9. the model has blocks 0\\.\\.4")

@@ -6,9 +6,9 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
-#include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -90,16 +90,20 @@ std::vector<std::size_t> parse_hidden_blocks(const ParsedOptions& options) {
     const std::string text = *options.text("hidden-blocks");
     std::vector<std::size_t> blocks;
     if (text == "all") return blocks;
-    std::istringstream list(text);
-    for (std::string item; std::getline(list, item, ',');) {
+    // Every piece between commas must be a number: "", "0," and "1,,2" are refused, not read as
+    // "all" or with the empty pieces dropped.
+    for (std::size_t begin = 0;;) {
+        const std::size_t comma = std::min(text.find(',', begin), text.size());
+        const std::string_view item = std::string_view(text).substr(begin, comma - begin);
         std::size_t block = 0;
         const auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), block);
         if (item.empty() || error != std::errc() || end != item.data() + item.size()) {
             throw UsageError("--hidden-blocks takes all or block numbers separated by commas, found '" + text + "'");
         }
         blocks.push_back(block);
+        if (comma == text.size()) return blocks;
+        begin = comma + 1;
     }
-    return blocks;
 }
 
 std::vector<bool> hidden_block_mask(const std::vector<std::size_t>& blocks, std::size_t layers) {

@@ -229,12 +229,15 @@ private:
     bool help_ = false;
 };
 
-// --threads: 1..max_threads, by default every hardware thread. Each worker holds its own buffers
-// (a KV cache, a batch's share); far more workers than cores only costs memory.
+// --threads: 1..max_threads, by default every hardware thread up to max_threads (a larger host
+// must not make the default an error). Each worker holds its own buffers (a KV cache, a batch's
+// share); far more workers than cores only costs memory.
 inline constexpr std::size_t max_threads = 256;
 
-inline std::size_t thread_count(const ParsedOptions& options) {
-    const std::size_t threads = options.count("threads").value_or(std::max(1u, std::thread::hardware_concurrency()));
+inline std::size_t thread_count(const ParsedOptions& options,
+                                unsigned hardware_threads = std::thread::hardware_concurrency()) {
+    const std::size_t threads =
+        options.count("threads").value_or(std::clamp<std::size_t>(hardware_threads, 1, max_threads));
     if (threads == 0 || threads > max_threads) {
         throw UsageError("--threads takes 1.." + std::to_string(max_threads) + ", found " + std::to_string(threads));
     }

@@ -92,7 +92,8 @@ void save(const BitPlaneMatrix<K, G, Scale, Word>& m, const std::filesystem::pat
 
 namespace detail {
 
-// A record's rows and cols, each at most 2^31 as every multibool format promises.
+// A record's rows and cols, each at most 2^31 as every multibool format promises, and no rows
+// without columns.
 // A named struct rather than a pair: readers capture it in lambdas (clang 14 cannot capture
 // structured bindings).
 struct RecordShape {
@@ -115,6 +116,10 @@ RecordShape read_record_header(BinaryReader& r, const std::array<char, 8>& magic
         if (value > max_dim) {
             throw FormatError(r.source(), field, "at most " + std::to_string(max_dim), std::to_string(value));
         }
+    }
+    // Rows without columns hold no payload, so nothing else in the record would bound them.
+    if (rows != 0 && cols == 0) {
+        throw FormatError(r.source(), "cols", "at least 1 for a matrix with rows", "0 with " + std::to_string(rows));
     }
     return {static_cast<std::size_t>(rows), static_cast<std::size_t>(cols)};
 }

@@ -224,6 +224,9 @@ public:
                 if (slot_[k] == none) continue;
                 const std::size_t row = slot_[k] * rows_ + i;
                 const std::span<float> values = accumulator_.open(row, scratch);
+                // beta = 0 forgets the evidence; 0 * inf (a saturated value, or one read from a
+                // state) would be NaN, which no state may hold.
+                if (beta == 0) std::fill(values.begin(), values.end(), 0.0f);
                 const auto plane = m.plane_row(k, i);
                 const auto alphas = m.scales(k, i);
                 std::size_t candidates = 0;
