@@ -232,7 +232,7 @@ Command finetune_command() {
          defines_run},
         {"seed", "S", "seed of the window draws and the expected-improvement policy (default {})",
          number_text(defaults.seed), defines_run},
-        {"threads", "N", "threads sharing the batch (default: all hardware threads)"},
+        {"threads", "N", "threads sharing the batch (default: all hardware threads, at most 256)"},
         {"eval-every", "N", "steps between validation perplexities (default {}; the last step always)", "200"},
         {"save-every", "N", "steps between checkpoints (default {}; the last step always)", "50"},
         {"log", "F", "CSV log (default: the checkpoint path + .csv)", std::nullopt, names_input_file},

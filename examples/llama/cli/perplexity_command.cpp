@@ -93,7 +93,7 @@ int run_perplexity(const ParsedOptions& options) {
 Command perplexity_command() {
     std::vector<OptionSpec> options = model_options(true);
     options.push_back({"text", "F", "text file to score (default: {})", asset("tinystories-valid.txt").string()});
-    options.push_back({"threads", "N", "worker threads over windows (default: all hardware threads)"});
+    options.push_back({"threads", "N", "worker threads over windows (default: all hardware threads, at most 256)"});
     options.push_back({"protocol", "P", "{} (default) or llama.cpp (llama-perplexity's windows)", "assets"});
     options.push_back({"ctx", "N",
                        "with --protocol llama.cpp: tokens per window, llama.cpp's -c (default: the model's "
