@@ -250,7 +250,8 @@ TEMPLATE_LIST_TEST_CASE("conformance: empty matrices", "[backends][conformance]"
     CAPTURE(seed, std::string(TestType::name));
     std::mt19937_64 rng(seed);
     const TestType backend(2);
-    for (const auto& [rows, cols] : {std::pair<std::size_t, std::size_t>{0, 70}, {3, 0}, {0, 0}}) {
+    // (Rows without columns are refused by the matrix itself: nothing would bound them in a file.)
+    for (const auto& [rows, cols] : {std::pair<std::size_t, std::size_t>{0, 70}, {0, 0}}) {
         CAPTURE(rows, cols);
         testing::conformance::check_against_reference(backend, BitPlaneMatrix<2, 64>(rows, cols), rng);
         testing::conformance::check_against_reference(backend,

@@ -233,3 +233,11 @@ TEST_CASE("invalid planes, scales and raw payloads are refused with a message", 
     REQUIRE_THROWS_WITH(Matrix(2, 6, std::vector<std::uint8_t>(3), std::vector<float>(8, 1.0f)),
                         Catch::Contains("expected 4 plane words, got 3"));
 }
+
+TEST_CASE("a matrix with rows but no columns is refused by every constructor", "[core]") {
+    using Matrix = BitPlaneMatrix<2, 64>;
+    REQUIRE_THROWS_WITH(Matrix(3, 0), Catch::Contains("3x0") && Catch::Contains("at least one column"));
+    REQUIRE_THROWS_AS(Matrix(std::size_t{1} << 31, 0, {}, {}), std::invalid_argument);
+    REQUIRE_NOTHROW(Matrix(0, 0));
+    REQUIRE_NOTHROW(Matrix(0, 5));
+}

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -221,6 +222,43 @@ TEST_CASE("the flip policy is named as in the library, its earlier name still re
         CHECK(bytes.substr(fine_tune_smallest_header, 4) == std::string{code, '\0', '\0', '\0'});
         CHECK(Tuner::load(path, teacher, train).options().policy == policy);
     }
+}
+
+TEST_CASE("stored options no run writes are refused, naming the field", "[llama][finetune]") {
+    std::mt19937_64 rng(8);
+    const Checkpoint teacher = testing::random_checkpoint(tiny_config(), rng);
+    const std::vector<int> train = random_tokens(400, tiny_config().vocab_size, rng);
+    ScratchFolder folder;
+    const fs::path path = folder.path / "run.ckpt";
+    Tuner tuner(teacher, convert<K, G, float, ExactBackend>(teacher).first, train,
+                small_run(FlipPolicyKind::bold, true));
+    tuner.save(path);
+    const std::string good = file_bytes(path);
+    // The options start after the header; offsets as write_fine_tune_options lays them out.
+    const auto forged = [&](std::size_t offset, const auto value) {
+        std::string bytes = good.substr(0, good.size() - 8);
+        std::memcpy(bytes.data() + fine_tune_smallest_header + offset, &value, sizeof value);
+        Fnv1a hash;
+        hash.update(std::as_bytes(std::span<const char>(bytes)));
+        const std::uint64_t checksum = hash.value();
+        bytes.append(reinterpret_cast<const char*>(&checksum), sizeof checksum);
+        write_bytes(path, bytes);
+        return path;
+    };
+    CHECK_THROWS_WITH(Tuner::load(forged(4, std::uint32_t{2}), teacher, train),
+                      Contains("'train_all_kernels': expected 0 or 1, found 2"));
+    CHECK_THROWS_WITH(Tuner::load(forged(44, std::uint32_t{7}), teacher, train),
+                      Contains("'train_float': expected 0 or 1, found 7"));
+    CHECK_THROWS_WITH(Tuner::load(forged(32, std::numeric_limits<double>::quiet_NaN()), teacher, train),
+                      Contains("'flip_rate': expected a finite number >= 0"));
+    // Two hidden blocks stored (small_run's); a third bit set beyond them.
+    CHECK_THROWS_WITH(Tuner::load(forged(76, std::uint64_t{0b101}), teacher, train),
+                      Contains("'hidden blocks'") && Contains("bits set above"));
+    // A batch whose buffers fit in a size_t but in no machine (found by the fine_tune_checkpoint
+    // fuzz target): refused on resume as on a new run, not by std::bad_alloc.
+    CHECK_THROWS_WITH(Tuner::load(forged(8, std::uint64_t{100'000'000'000}), teacher, train),
+                      Contains("GiB of buffers"));
+    REQUIRE_NOTHROW(Tuner::load(forged(4, std::uint32_t{0}), teacher, train));
 }
 
 TEST_CASE("checkpoints of earlier format versions load with the values their runs had", "[llama][finetune]") {

@@ -18,6 +18,9 @@
 #include <string_view>
 #include <vector>
 
+#include <sys/resource.h>
+
+#include "llama/calibration.hpp"
 #include "llama/checkpoint.hpp"
 #include "llama/conversion.hpp"
 #include "llama/generation.hpp"
@@ -701,4 +704,20 @@ TEST_CASE("stories260K: the default backend changes the loss of a converted mode
     const double fast_loss = chunk_negative_log_likelihood(fast, chunk, b);
     CAPTURE(exact_loss, fast_loss);
     CHECK(std::fabs(fast_loss - exact_loss) <= 0.01 * exact_loss);
+}
+
+// A llama2.c header may claim a seq_len of 2^20: calibration, which feeds 256-token chunks, must
+// size its KV cache by the chunk, not by that claim (8 layers x 2^20 positions x 64 x 2 floats
+// would be 4 GiB). The process's peak resident memory shows which it did.
+TEST_CASE("calibration of a model claiming a 2^20-token context sizes its cache by the chunk", "[llama]") {
+    std::mt19937_64 rng(17);
+    const Config c{64, 64, 8, 4, 4, 32, std::size_t{1} << 20, true};
+    const Checkpoint ckpt = testing::random_checkpoint(c, rng);
+    std::vector<int> stream(300);
+    for (std::size_t t = 0; t < stream.size(); ++t) stream[t] = int(t % c.vocab_size);
+    const CalibrationStatistics statistics = calibrate(ckpt, stream, stream.size());
+    CHECK(statistics.tokens() == stream.size());
+    rusage usage{};
+    REQUIRE(getrusage(RUSAGE_SELF, &usage) == 0);
+    CHECK(usage.ru_maxrss < 2L * 1024 * 1024);  // KiB: below 2 GiB
 }

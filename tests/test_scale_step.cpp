@@ -631,3 +631,27 @@ TEST_CASE("The optimizer-state report: far below latent-weight training", "[trai
     REQUIRE(table.find("BOLD int8 + AdamW") != std::string::npos);
     REQUIRE(table.find("12.00") != std::string::npos);
 }
+
+// A stored v = 0 beside m != 0 looks like damage, but a real run writes it: a gradient of 1e-30
+// has a square that float cannot hold (1e-60), while 0.1 x 1e-30 is a normal float. Refusing it
+// would make such a run's checkpoint unresumable, so the reader accepts it, and the step it
+// resumes to is the uninterrupted one.
+TEST_CASE("AdamW state with v = 0 and m != 0 comes from tiny gradients and resumes", "[training][adamw]") {
+    const AdamWOptions options{.learning_rate = 0.01f};
+    AdamW original(1, options);
+    std::vector<float> p{0.5f};
+    original.step(p, std::vector<float>{1e-30f});
+    const std::string state = state_of(original);
+    float m = 0, v = 0;
+    std::memcpy(&m, state.data() + 16, sizeof m);
+    std::memcpy(&v, state.data() + 16 + 4 + 8, sizeof v);
+    REQUIRE(m != 0.0f);
+    REQUIRE(v == 0.0f);
+    AdamW restored(1, options);
+    read_state_from(restored, state);
+    std::vector<float> q = p;
+    original.step(p, std::vector<float>{0.25f});
+    restored.step(q, std::vector<float>{0.25f});
+    REQUIRE(float_bits(p) == float_bits(q));
+    REQUIRE(std::isfinite(q[0]));
+}

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <dlfcn.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -7,6 +9,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <multibool/core/serialization.hpp>
 
@@ -14,6 +17,20 @@
 
 using namespace multibool;
 using multibool::testing::fresh_seed;
+
+// Every fsync of this program is recorded with the path of what it synced, so that a test can
+// see what an atomic save makes durable, and in which order.
+std::vector<std::string>& synced_paths() {
+    static std::vector<std::string> paths;
+    return paths;
+}
+
+extern "C" int fsync(int fd) {
+    std::error_code ignored;
+    synced_paths().push_back(std::filesystem::read_symlink("/proc/self/fd/" + std::to_string(fd), ignored).string());
+    static const auto real_fsync = reinterpret_cast<int (*)(int)>(dlsym(RTLD_NEXT, "fsync"));
+    return real_fsync(fd);
+}
 
 namespace {
 
@@ -71,6 +88,21 @@ TEST_CASE("files are written atomically and read back whole", "[core][serializat
     std::filesystem::remove(path);
     REQUIRE_THROWS_WITH((load<BitPlaneMatrix<3, 128>>(path)),
                         Catch::Contains(path.string()) && Catch::Contains("cannot open"));
+}
+
+TEST_CASE("an atomic save syncs the new file before the rename and its folder after", "[core][serialization]") {
+    testing::TempDir dir;
+    const auto folder = std::filesystem::canonical(dir.path());
+    const auto path = folder / "matrix.mbool";
+    std::mt19937_64 rng(fresh_seed());
+    const auto m = testing::random_matrix<BitPlaneMatrix<2, 64>>(3, 100, rng);
+    synced_paths().clear();
+    save(m, path);
+    const std::vector<std::string> synced = synced_paths();
+    REQUIRE(synced.size() == 2);
+    CHECK(synced[0].starts_with(path.string() + ".tmp."));  // the new bytes, under the temporary name
+    CHECK(synced[1] == folder.string());                    // then the folder that now names them
+    REQUIRE(load<BitPlaneMatrix<2, 64>>(path) == m);
 }
 
 TEST_CASE("a file written for other parameters names the field that differs", "[core][serialization]") {

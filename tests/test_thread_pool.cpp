@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -77,16 +79,77 @@ TEST_CASE("nested and concurrent parallel_for calls complete with every index co
     });
     REQUIRE(nested == 100);
 
-    // Two callers at once: the second runs on its own thread rather than waiting or interleaving.
-    std::atomic<std::size_t> total{0};
+    // Four callers at once, each checking that its own call ran every index once: calls queued
+    // together never lose, repeat or mix up parts.
+    std::atomic<std::size_t> total{0}, expected{0};
+    std::atomic<bool> all_exact{true};
     std::vector<std::thread> callers;
-    for (int c = 0; c < 2; ++c) {
-        callers.emplace_back([&] {
+    for (int c = 0; c < 4; ++c) {
+        callers.emplace_back([&, c] {
             for (int repeat = 0; repeat < 200; ++repeat) {
-                parallel_for(2, 64, 1, [&](std::size_t b, std::size_t e) { total += e - b; });
+                const std::size_t count = 16 + std::size_t(c) * 8 + std::size_t(repeat % 5);
+                expected += count;
+                std::vector<std::atomic<int>> seen(count);
+                parallel_for(3, count, 1, [&](std::size_t b, std::size_t e) {
+                    for (std::size_t i = b; i < e; ++i) seen[i] += 1;
+                    total += e - b;
+                });
+                for (const auto& s : seen) {
+                    if (s != 1) all_exact = false;
+                }
             }
         });
     }
     for (auto& t : callers) t.join();
-    REQUIRE(total == 2 * 200 * 64);
+    REQUIRE(all_exact);
+    REQUIRE(total == expected);
+}
+
+// A caller that finds the pool busy with another caller's call used to run all its parts on its
+// own thread. Now the workers, once free, take its parts too: here the first call's parts are
+// short and the second's long, so the second call's parts run on more than one thread.
+TEST_CASE("a second caller shares the pool's workers instead of running alone", "[backends][threads]") {
+    ThreadPool pool(3);
+    std::atomic<bool> first_started{false};
+    std::thread first([&] {
+        pool.run(4, [&](std::size_t) {
+            first_started = true;
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        });
+    });
+    while (!first_started) std::this_thread::yield();
+    std::mutex mutex;
+    std::vector<std::thread::id> threads;
+    pool.run(4, [&](std::size_t) {
+        {
+            std::lock_guard lock(mutex);
+            threads.push_back(std::this_thread::get_id());
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    });
+    first.join();
+    REQUIRE(threads.size() == 4);
+    std::sort(threads.begin(), threads.end());
+    CHECK(std::unique(threads.begin(), threads.end()) - threads.begin() >= 2);
+}
+
+TEST_CASE("concurrent callers each get their own exception back", "[backends][threads]") {
+    ThreadPool pool(2);
+    std::vector<std::thread> callers;
+    std::atomic<int> right{0};
+    for (int c = 0; c < 3; ++c) {
+        callers.emplace_back([&, c] {
+            for (int repeat = 0; repeat < 50; ++repeat) {
+                try {
+                    pool.run(5, [&](std::size_t part) {
+                        if (part == std::size_t(c)) throw std::runtime_error(std::to_string(c));
+                    });
+                } catch (const std::runtime_error& e) {
+                    if (e.what() == std::to_string(c)) ++right;
+                }
+            }
+        });
+    }
+    for (auto& t : callers) t.join();
+    REQUIRE(right == 3 * 50);
 }

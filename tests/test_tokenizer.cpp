@@ -25,6 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
 using multibool::FormatError;
+using multibool::printable_text;
 using multibool::llama::load_tokenizer;
 using multibool::llama::Tokenizer;
 
@@ -566,6 +567,24 @@ TEST_CASE("malformed tokenizer files are FormatErrors naming the field", "[token
         std::swap(swapped.pieces[3 + 'a'], swapped.pieces[3 + 'b']);
         expect_error(tokenizer_file(6, swapped), "pieces", "byte piece of 97");
     }
+    SECTION("a quoted piece of 64 KiB of control bytes is escaped and cut short") {
+        Vocabulary hostile = v;
+        hostile.pieces[3] = "\x1b[2J" + std::string(65530, '\x07');  // clear-screen, then bells
+        expect_error(tokenizer_file(65536, hostile), "pieces", "\\x1b[2J\\x07\\x07");
+        const auto error = load_error(dir.path() / "bad.bin");
+        CHECK_THAT(error->what(), Contains("more bytes"));
+        CHECK(std::string_view(error->what()).find('\x07') == std::string_view::npos);
+        CHECK(std::string_view(error->what()).find('\x1b') == std::string_view::npos);
+        CHECK(std::string_view(error->what()).size() < 1024);
+    }
+}
+
+TEST_CASE("printable_text keeps UTF-8, escapes control and stray bytes, and caps the length", "[tokenizer]") {
+    CHECK(printable_text("caf\xC3\xA9 \xF0\x9F\x98\x80") == "caf\xC3\xA9 \xF0\x9F\x98\x80");
+    CHECK(printable_text(std::string("a\0b\n\x7f", 5)) == "a\\x00b\\x0a\\x7f");
+    // A lone continuation byte, a lead byte cut short, and an invalid lead byte.
+    CHECK(printable_text("\x80x\xC3\xFF") == "\\x80x\\xc3\\xff");
+    CHECK(printable_text(std::string(10, 'z'), 4) == "zzzz... (6 more bytes)");
 }
 
 TEST_CASE("a missing tokenizer file is an error naming the path", "[tokenizer]") {

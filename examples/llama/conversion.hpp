@@ -221,6 +221,26 @@ std::pair<Transformer<RowColumnLinear<K>>, ConversionReport> convert_row_column(
 template <std::size_t G, class Scale = half>
 using BudgetLinear = VariableKernelLinear<G, 4, Scale, std::uint64_t, DefaultBackend>;
 
+// Refuses (std::invalid_argument) a budget below K = 1 everywhere, the least any allocation
+// stores, from the model's shapes alone: before minutes of conversion, not after them.
+template <std::size_t G, class Scale = half>
+void check_budget(const Config& c, double bits_per_weight) {
+    using One = BitPlaneMatrix<1, G, Scale>;
+    double weights = 0, least_bits = 0;
+    for (Projection p : projections) {
+        const auto [rows, cols] = projection_shape(c, p);
+        weights += double(c.n_layers) * double(rows) * double(cols);
+        least_bits += 8.0 * double(c.n_layers) *
+                      double(One::word_count(rows, cols) * sizeof(typename One::word_type) +
+                             One::scale_count(rows, cols) * sizeof(Scale));
+    }
+    if (!std::isfinite(bits_per_weight) || bits_per_weight * weights < least_bits) {
+        throw std::invalid_argument("a budget of " + std::to_string(bits_per_weight) + " bits per weight is below " +
+                                    std::to_string(least_bits / weights) +
+                                    ", the least any allocation stores (every projection at K=1)");
+    }
+}
+
 // Kernels per projection under an average bits-per-weight budget: every projection
 // is converted at K = 1..4, and the allocator picks the K of each that minimises the summed
 // error (output-space when calibrated, else Frobenius) within the budget.
@@ -228,6 +248,7 @@ template <std::size_t G, class Scale = half>
 std::pair<Transformer<BudgetLinear<G, Scale>>, ConversionReport> convert_to_budget(
     const Checkpoint& checkpoint, double bits_per_weight, const ConversionOptions& options = {}) {
     using Linear = BudgetLinear<G, Scale>;
+    check_budget<G, Scale>(checkpoint.config(), bits_per_weight);
     struct Candidates {
         std::vector<Linear> layers;
         std::vector<ErrorTally> tallies;

@@ -9,6 +9,7 @@
 // the old one. FineTuner (finetune.hpp) writes and reads the states; this header holds the rest.
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -81,6 +82,17 @@ inline void write_fine_tune_options(BinaryWriter& w, const FineTuneOptions& o) {
     w.write(static_cast<std::uint32_t>(o.accumulator));
 }
 
+namespace detail {
+
+// A bool stored as u32: write_fine_tune_options writes 0 or 1, so any other value is damage.
+inline bool read_stored_bool(BinaryReader& r, const char* field) {
+    const auto value = r.read<std::uint32_t>(field);
+    if (value > 1) throw FormatError(r.source(), field, "0 or 1", std::to_string(value));
+    return value == 1;
+}
+
+}  // namespace detail
+
 // `version`: the file's; fields it predates take the values a run of that version had.
 inline FineTuneOptions read_fine_tune_options(BinaryReader& r, std::uint32_t version) {
     FineTuneOptions o;
@@ -89,13 +101,17 @@ inline FineTuneOptions read_fine_tune_options(BinaryReader& r, std::uint32_t ver
         throw FormatError(r.source(), "policy", "0 (expected-improvement) or 1 (bold)", std::to_string(policy));
     }
     o.policy = static_cast<FlipPolicyKind>(policy);
-    o.train_all_kernels = r.read<std::uint32_t>("train_all_kernels") != 0;
+    o.train_all_kernels = detail::read_stored_bool(r, "train_all_kernels");
     o.batch = r.read<std::uint64_t>("batch");
     o.length = r.read<std::uint64_t>("seq");
     o.seed = r.read<std::uint64_t>("seed");
+    // The file holds the resolved rate: NaN (the options' "default") is never written.
     o.flip_rate = r.read<double>("flip_rate");
+    if (!(o.flip_rate >= 0) || !std::isfinite(o.flip_rate)) {
+        throw FormatError(r.source(), "flip_rate", "a finite number >= 0", std::to_string(o.flip_rate));
+    }
     o.scale_learning_rate = r.read<float>("scale_learning_rate");
-    o.train_float = r.read<std::uint32_t>("train_float") != 0;
+    o.train_float = detail::read_stored_bool(r, "train_float");
     o.float_learning_rate = r.read<float>("float_learning_rate");
     o.loss.temperature = r.read<float>("temperature");
     o.loss.kl_weight = r.read<float>("kl_weight");
@@ -106,6 +122,10 @@ inline FineTuneOptions read_fine_tune_options(BinaryReader& r, std::uint32_t ver
     if (count > max_hidden_blocks) {
         throw FormatError(r.source(), "hidden block count", "at most " + std::to_string(max_hidden_blocks),
                           std::to_string(count));
+    }
+    if (count < max_hidden_blocks && (blocks >> count) != 0) {
+        throw FormatError(r.source(), "hidden blocks", "no block beyond the count of " + std::to_string(count),
+                          "bits set above it");
     }
     for (std::size_t l = 0; l < count; ++l) o.loss.hidden_blocks.push_back(((blocks >> l) & 1) != 0);
     o.learning_rate_schedule = o.flip_schedule = Schedule{};

@@ -13,6 +13,8 @@
 
 #include "llama/checkpoint.hpp"
 #include "llama/distillation.hpp"
+#include <unistd.h>
+
 #include "multibool/core/shape.hpp"
 #include "multibool/training/flip_optimizer.hpp"
 #include "multibool/training/schedule.hpp"
@@ -121,11 +123,21 @@ inline FineTuneOptions check_fine_tune_options(FineTuneOptions o, const Config& 
         fail("seq must be 2.." + std::to_string(c.seq_len) + " (the model's seq_len), found " +
              std::to_string(o.length));
     }
+    const std::string tokens = "batch x seq = " + std::to_string(o.batch) + " x " + std::to_string(o.length);
+    std::size_t needed = 0;
     try {
-        (void)step_bytes(o, c);
+        needed = step_bytes(o, c);
     } catch (const std::length_error&) {
-        fail("batch x seq = " + std::to_string(o.batch) + " x " + std::to_string(o.length) +
-             " tokens per step: their buffers do not fit in memory sizes");
+        fail(tokens + " tokens per step: their buffers do not fit in memory sizes");
+    }
+    // A run, new or resumed from a checkpoint that claims it, that cannot fit is refused here
+    // rather than by std::bad_alloc in the first step.
+    const long pages = sysconf(_SC_PHYS_PAGES), page_bytes = sysconf(_SC_PAGE_SIZE);
+    if (pages > 0 && page_bytes > 0 && needed / std::size_t(page_bytes) >= std::size_t(pages)) {
+        const std::size_t gib = std::size_t{1} << 30;
+        fail(tokens + " tokens per step need about " + std::to_string(needed / gib) +
+             " GiB of buffers; this machine has " + std::to_string(std::size_t(pages) / (gib / std::size_t(page_bytes))) +
+             " GiB");
     }
     const double rate = o.resolved_flip_rate();
     if (!(rate >= 0) || !std::isfinite(rate)) fail("the flip rate must be a finite number >= 0");

@@ -110,6 +110,18 @@ multibool_cli_test("finetune unknown trained kernels" 2
 multibool_cli_test("finetune malformed hidden blocks" 2
     "finetune|--model|no-such-model.bin|--out|unused.ckpt|--hidden-blocks|0,x"
     STDERR_REGEX "--hidden-blocks takes all or block numbers separated by commas, found '0,x'")
+# Numbers the training loop reads late are refused before the model is read (it does not exist here).
+foreach(option steps eval-every save-every)
+    multibool_cli_test("finetune malformed --${option}" 2
+        "finetune|--model|no-such-model.bin|--out|unused.ckpt|--${option}|1e3"
+        STDERR_REGEX "--${option} takes a whole number >= 0, found '1e3'")
+endforeach()
+multibool_cli_test("finetune of no steps" 2 "finetune|--model|no-such-model.bin|--out|unused.ckpt|--steps|0"
+    STDERR_REGEX "--steps takes at least 1 for a new run")
+# A budget below K=1 everywhere is refused from the model's shapes, before calibration and conversion.
+multibool_cli_test("perplexity --bits below the least budget" 2 "perplexity|--bits|1.2"
+    NEEDS_ASSETS stories260K.bin
+    STDERR_REGEX "--bits: a budget of 1.200000 bits per weight is below 1\\.2[0-9]+, the least any allocation stores")
 # The block range, --seq and the other ranges need the model (its layer count and seq_len).
 foreach(blocks "0," "1,,2" ",0")
     multibool_cli_test("finetune hidden blocks '${blocks}'" 2
@@ -124,7 +136,7 @@ multibool_cli_test("finetune batch whose token count wraps" 2
     STDERR_REGEX "batch x seq = 4611686018427387905 x 4 tokens per step: their buffers do not fit in memory sizes")
 multibool_cli_test("finetune batch beyond the machine's memory" 2
     "finetune|--out|unused.ckpt|--batch|100000000000|--seq|4" NEEDS_ASSETS stories260K.bin
-    STDERR_REGEX "--batch x --seq = 100000000000 x 4 tokens per step need about [0-9]+ GiB of buffers. this machine has [0-9]+ GiB")
+    STDERR_REGEX "batch x seq = 100000000000 x 4 tokens per step need about [0-9]+ GiB of buffers. this machine has [0-9]+ GiB")
 multibool_cli_test("finetune sequence longer than the model's" 2 "finetune|--out|unused.ckpt|--seq|513"
     NEEDS_ASSETS stories260K.bin
     STDERR_REGEX "seq must be 2\\.\\.512 .the model's seq_len., found 513")

@@ -12,8 +12,6 @@
 #include <system_error>
 #include <vector>
 
-#include <unistd.h>
-
 #include "llama/checkpoint.hpp"
 #include "llama/cli/commands.hpp"
 #include "llama/cli/finetune_run.hpp"
@@ -69,20 +67,6 @@ FineTuneOptions parse_fine_tune_options(const ParsedOptions& options) {
     o.flip_schedule = schedule("flip-schedule");
     o.teacher_sequences = options.count("teacher-sequences").value_or(o.batch / 4);
     return o;
-}
-
-// A batch that fits in a size_t but not in this machine is refused here, not by std::bad_alloc
-// in the first step.
-void refuse_beyond_memory(const FineTuneOptions& o, const Config& c) {
-    const long pages = sysconf(_SC_PHYS_PAGES), page_bytes = sysconf(_SC_PAGE_SIZE);
-    if (pages <= 0 || page_bytes <= 0) return;
-    const std::size_t needed = step_bytes(o, c), gib = std::size_t{1} << 30;
-    if (needed / std::size_t(page_bytes) >= std::size_t(pages)) {
-        throw UsageError("--batch x --seq = " + std::to_string(o.batch) + " x " + std::to_string(o.length) +
-                         " tokens per step need about " + std::to_string(needed / gib) + " GiB of buffers; this " +
-                         "machine has " + std::to_string(std::size_t(pages) / (gib / std::size_t(page_bytes))) +
-                         " GiB");
-    }
 }
 
 // --hidden-blocks as block numbers (empty: all), checked against the model once it is read.
@@ -142,6 +126,9 @@ int run_finetune(const ParsedOptions& options) {
 
     FineTuneOptions fine_tune = parse_fine_tune_options(options);
     const std::vector<std::size_t> hidden_blocks = parse_hidden_blocks(options);
+    // The training loop reads these after the model is converted: a typo must fail now instead.
+    for (const char* name : {"steps", "eval-every", "save-every"}) static_cast<void>(options.count(name));
+    if (!resume && *options.count("steps") == 0) throw UsageError("--steps takes at least 1 for a new run");
     const std::filesystem::path model_path = options.path("model");
     std::cerr << "loading " << model_path.string() << "\n";
     const Checkpoint teacher = load_float_checkpoint(model_path);
@@ -155,7 +142,6 @@ int run_finetune(const ParsedOptions& options) {
     } catch (const std::invalid_argument& e) {
         throw UsageError(e.what());
     }
-    if (!resume) refuse_beyond_memory(fine_tune, teacher.config());
     const TextTokenizer tokenizer = load_matching_tokenizer(options, teacher.config());
     // Training windows and the checkpoint's validation start with llama2.c's BOS id.
     if (tokenizer.required_bos() != Tokenizer::bos) {

@@ -253,6 +253,13 @@ LoadedModel load_chosen_model(const ModelChoice& choice, const ParsedOptions& op
                     checkpoint, [](MatrixView<const float> w, std::size_t, Projection) { return DenseLinear(w); }),
                 std::nullopt};
     }
+    if (choice.kind == Kind::budget) {
+        try {
+            with_group(choice.group, [&]<std::size_t G>() { check_budget<G>(checkpoint.config(), choice.bits); });
+        } catch (const std::invalid_argument& e) {
+            throw UsageError(std::string("--bits: ") + e.what());
+        }
+    }
     const auto calibration = calibrate_if_needed(choice, options, checkpoint);
     const auto sensitivity = sensitivity_if_needed(choice, options, checkpoint);
     ConversionOptions conversion = choice.conversion;

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <mutex>
@@ -18,7 +19,7 @@ namespace multibool {
 
 class ThreadPool {
 public:
-    // workers: threads started besides the caller, which always takes part.
+    // workers: threads started besides the callers, which always take part in their own calls.
     explicit ThreadPool(std::size_t workers) {
         threads_.reserve(workers);
         for (std::size_t w = 0; w < workers; ++w) threads_.emplace_back([this] { work(); });
@@ -43,11 +44,12 @@ public:
     [[nodiscard]] std::size_t workers() const noexcept { return threads_.size(); }
 
     // Calls task(part) for every part in [0, parts) and returns when all are done, rethrowing the
-    // first exception a part threw. Runs everything on the caller when called from inside a task or
-    // while another caller holds the pool: the partition, hence the result, stays the same.
+    // first exception a part threw. Callers on several threads share the workers: each call is
+    // queued, its caller works on its own parts, and an idle worker takes a part of the oldest
+    // call with parts left. A call from inside a task runs on its caller (the workers may all be
+    // waiting on it). Either way the partition, hence the result, is the same.
     void run(std::size_t parts, const std::function<void(std::size_t)>& task) {
-        std::unique_lock call(call_mutex_, std::try_to_lock);
-        if (parts <= 1 || threads_.empty() || inside_task_ || !call.owns_lock()) {
+        if (parts <= 1 || threads_.empty() || inside_task_) {
             // Like the pooled path: every part runs, then the first exception is rethrown.
             std::exception_ptr first_error;
             for (std::size_t p = 0; p < parts; ++p) {
@@ -60,27 +62,35 @@ public:
             if (first_error) std::rethrow_exception(first_error);
             return;
         }
+        Call call{&task, parts};
         {
             std::lock_guard lock(mutex_);
-            task_ = &task;
-            parts_ = parts;
-            next_part_.store(0);
-            finished_ = 0;
-            error_ = nullptr;
-            generation_.fetch_add(1, std::memory_order_release);
+            queue_.push_back(&call);
+            queued_.fetch_add(1, std::memory_order_release);
         }
         wake_.notify_all();
-        take_parts();
-        // Also waits for workers still inside take_parts, so none can claim a part of the next call.
-        const auto done = [&] { return finished_ == parts_ && active_ == 0; };
+        while (take_part(&call)) {
+        }
+        const auto done = [&] { return call.finished.load(std::memory_order_acquire) == parts; };
         spin_until(done);
         std::unique_lock lock(mutex_);
         done_.wait(lock, done);
-        task_ = nullptr;
-        if (error_) std::rethrow_exception(error_);
+        if (call.error) std::rethrow_exception(call.error);
     }
 
 private:
+    // One run(): its parts are claimed in order, under mutex_, and counted as they finish. It
+    // leaves the queue once its last part is claimed, and its caller returns once all finished,
+    // so no worker holds it after that.
+    struct Call {
+        Call(const std::function<void(std::size_t)>* task, std::size_t parts) noexcept : task(task), parts(parts) {}
+        const std::function<void(std::size_t)>* task;
+        std::size_t parts;
+        std::size_t claimed = 0;
+        std::atomic<std::size_t> finished{0};
+        std::exception_ptr error;
+    };
+
     // A product of tens of microseconds cannot wait for the operating system to wake a sleeping
     // thread (also microseconds, and more on a loaded machine): a thread that has nothing to do
     // polls for this long before it sleeps on a condition variable.
@@ -98,55 +108,56 @@ private:
     }
 
     void work() {
-        std::size_t seen = 0;
         for (;;) {
             spin_until([&] {
-                return generation_.load(std::memory_order_acquire) != seen || stopping_.load(std::memory_order_relaxed);
+                return queued_.load(std::memory_order_acquire) != 0 || stopping_.load(std::memory_order_relaxed);
             });
             {
                 std::unique_lock lock(mutex_);
-                wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+                wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
                 if (stopping_) return;
-                seen = generation_;
-                ++active_;
             }
-            take_parts();
-            std::lock_guard lock(mutex_);
-            if (--active_ == 0) done_.notify_one();
+            take_part(nullptr);
         }
     }
 
-    void take_parts() {
-        inside_task_ = true;
-        for (std::size_t p; (p = next_part_.fetch_add(1)) < parts_;) {
-            std::exception_ptr error;
-            try {
-                (*task_)(p);
-            } catch (...) {
-                error = std::current_exception();
-            }
+    // Runs one unclaimed part: of `only` (a caller's own call), or of the oldest queued call
+    // (nullptr, a worker). Returns false when there was none.
+    bool take_part(Call* only) {
+        Call* call = nullptr;
+        std::size_t part = 0;
+        {
             std::lock_guard lock(mutex_);
-            if (error && !error_) error_ = error;
-            if (++finished_ == parts_) done_.notify_one();
+            if (only != nullptr ? only->claimed == only->parts : queue_.empty()) return false;
+            call = only != nullptr ? only : queue_.front();
+            part = call->claimed++;
+            if (call->claimed == call->parts) {
+                queue_.erase(std::find(queue_.begin(), queue_.end(), call));
+                queued_.fetch_sub(1, std::memory_order_relaxed);
+            }
+        }
+        std::exception_ptr error;
+        inside_task_ = true;
+        try {
+            (*call->task)(part);
+        } catch (...) {
+            error = std::current_exception();
         }
         inside_task_ = false;
+        std::lock_guard lock(mutex_);
+        if (error && !call->error) call->error = error;
+        if (call->finished.fetch_add(1, std::memory_order_release) + 1 == call->parts) done_.notify_all();
+        return true;
     }
 
     static inline thread_local bool inside_task_ = false;
     std::vector<std::thread> threads_;
-    std::mutex call_mutex_;
     std::mutex mutex_;
     std::condition_variable wake_;
     std::condition_variable done_;
-    const std::function<void(std::size_t)>* task_ = nullptr;
-    std::size_t parts_ = 0;
-    std::atomic<std::size_t> next_part_{0};
-    // Written under mutex_; atomic because spinning threads also read them without it.
-    std::atomic<std::size_t> finished_{0};
-    std::atomic<std::size_t> active_{0};
-    std::atomic<std::size_t> generation_{0};
+    std::deque<Call*> queue_;             // calls with parts left to claim, oldest first
+    std::atomic<std::size_t> queued_{0};  // queue_.size(), for threads spinning without mutex_
     std::atomic<bool> stopping_{false};
-    std::exception_ptr error_;
 };
 
 // Splits [0, count) into at most `threads` contiguous ranges whose boundaries are multiples of

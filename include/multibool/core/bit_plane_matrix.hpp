@@ -49,14 +49,14 @@ public:
 
     // All bits -1 and all scales 0: the zero matrix.
     BitPlaneMatrix(std::size_t rows, std::size_t cols)
-        : rows_(rows),
+        : rows_(checked_rows(rows, cols)),
           cols_(cols),
           words_(word_count(rows, cols), Word{0}),
           scales_(scale_count(rows, cols), Scale{0}) {}
 
     // Adopts packed words and scales, e.g. read from a file; validates sizes, padding and values.
     BitPlaneMatrix(std::size_t rows, std::size_t cols, std::vector<Word> words, std::vector<Scale> scales)
-        : rows_(rows), cols_(cols), words_(std::move(words)), scales_(std::move(scales)) {
+        : rows_(checked_rows(rows, cols)), cols_(cols), words_(std::move(words)), scales_(std::move(scales)) {
         const auto shape = std::to_string(rows) + "x" + std::to_string(cols);
         if (words_.size() != word_count(rows, cols)) {
             throw std::invalid_argument("BitPlaneMatrix " + shape + ": expected " +
@@ -223,6 +223,14 @@ private:
         } else {
             return (cols + G - 1) / G;
         }
+    }
+    // Rows without columns would hold no bits and no scales: nothing in a file could bound them.
+    static std::size_t checked_rows(std::size_t rows, std::size_t cols) {
+        if (rows != 0 && cols == 0) {
+            throw std::invalid_argument("BitPlaneMatrix " + std::to_string(rows) +
+                                        "x0: a matrix with rows needs at least one column");
+        }
+        return rows;
     }
     // Private so that every write goes through set_sign/flip, which never touch padding bits.
     [[nodiscard]] std::span<Word> mutable_plane_row(std::size_t k, std::size_t i) noexcept {

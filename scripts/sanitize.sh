@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the test suite (but the `slow` build-only tests) under AddressSanitizer and
+# UndefinedBehaviorSanitizer (preset debug-asan), then the thread pool and training tests under
+# ThreadSanitizer (preset tsan). A sanitizer report aborts the test that made it, which fails.
+# Usage: scripts/sanitize.sh [asan] [tsan]   (both by default)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=("$@")
+[ ${#runs[@]} -eq 0 ] && runs=(asan tsan)
+for run in "${runs[@]}"; do
+    case "$run" in
+        asan)
+            cmake --preset debug-asan >/dev/null
+            cmake --build --preset debug-asan
+            ctest --preset debug-asan
+            ;;
+        tsan)
+            cmake --preset tsan >/dev/null
+            cmake --build --preset tsan --target test_backends test_training
+            ctest --preset tsan
+            ;;
+        *)
+            echo "scripts/sanitize.sh: unknown run '$run' (asan or tsan)" >&2
+            exit 2
+            ;;
+    esac
+done
