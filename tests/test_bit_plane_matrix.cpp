@@ -241,3 +241,22 @@ TEST_CASE("a matrix with rows but no columns is refused by every constructor", "
     REQUIRE_NOTHROW(Matrix(0, 0));
     REQUIRE_NOTHROW(Matrix(0, 5));
 }
+
+// Found by the bit_plane_matrix fuzz target: three finite float scales near FLT_MAX loaded, and
+// the matrix dequantized to infinity.
+TEST_CASE("scales whose magnitudes sum beyond float are refused", "[core]") {
+    using Matrix = BitPlaneMatrix<3, 8>;
+    const float big = std::numeric_limits<float>::max() * 0.75f;  // two of them sum beyond float
+    std::vector<float> scales{big, big, 1.0f};
+    REQUIRE_THROWS_WITH(Matrix(1, 8, std::vector<std::uint64_t>(3, 0), scales),
+                        Catch::Contains("row 0 group 0") && Catch::Contains("beyond float"));
+    Matrix m(1, 8, std::vector<std::uint64_t>(3, 0), {big, 1.0f, 1.0f});
+    REQUIRE_THROWS_WITH(m.set_scale(1, 0, 0, big), Catch::Contains("beyond float"));
+    REQUIRE(m.scale(1, 0, 0) == 1.0f);  // unchanged by the refused write
+    m.set_scale(0, 0, 0, 1.0f);
+    REQUIRE_NOTHROW(m.set_scale(1, 0, 0, big));
+    for (const float w : m.dequantize()) REQUIRE(std::isfinite(w));
+    using Doubles = BitPlaneMatrix<1, 8, double>;
+    REQUIRE_THROWS_AS(Doubles(1, 8, std::vector<std::uint64_t>(1, 0), std::vector<double>{1e300}),
+                      std::invalid_argument);
+}

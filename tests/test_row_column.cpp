@@ -232,6 +232,13 @@ TEST_CASE("RowColumnMatrix refuses non-finite scales, wrong sizes and set paddin
     REQUIRE_THROWS_WITH(Matrix(3, 5, words, row_scales, column_scales), Catch::Contains("padding bits set"));
     REQUIRE_THROWS_WITH(Matrix(3, 0), "RowColumnMatrix 3x0: a matrix with rows needs at least one column");
     REQUIRE_NOTHROW(Matrix(0, 4));
+    // Finite row and column scales whose product overflows float (1e20 x 1e20) would dequantize to inf.
+    auto huge_rows = row_scales, huge_columns = column_scales;
+    huge_rows[2] = 1e20f;
+    huge_columns[3] = -1e20f;
+    REQUIRE_THROWS_WITH(Matrix(3, 5, std::vector<std::uint8_t>(2 * 3, 0), huge_rows, huge_columns),
+                        Catch::Contains("beyond float"));
+    REQUIRE_NOTHROW(Matrix(3, 5, std::vector<std::uint8_t>(2 * 3, 0), huge_rows, column_scales));
 }
 
 TEST_CASE("RowColumnLinear computes the dense product of its dequantized weight exactly", "[rowcol]") {

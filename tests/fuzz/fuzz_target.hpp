@@ -64,15 +64,22 @@ inline void require(bool holds, const std::string& what) {
     if (!holds) fail(what);
 }
 
-// Runs f, accepting one documented refusal of values a file may legally hold: a product whose
-// float result overflows (weights near the float or half range) is std::invalid_argument naming
-// the value "not a finite number", never a wrong result or a crash.
+// Runs f, accepting the documented refusals of values a file may legally hold: a product whose
+// float result overflows (weights near the float or half range) is std::invalid_argument naming the
+// value "not a finite number", and a training step whose loss overflows is std::runtime_error
+// ("the loss is not finite"); never a wrong result or a crash.
 template <class F>
 void allowing_overflow_refusal(F&& f) {
+    const auto names_overflow = [](const std::exception& e) {
+        return std::string_view(e.what()).find("not a finite number") != std::string_view::npos ||
+               std::string_view(e.what()).find("is not finite") != std::string_view::npos;
+    };
     try {
         f();
     } catch (const std::invalid_argument& e) {
-        if (std::string_view(e.what()).find("not a finite number") == std::string_view::npos) throw;
+        if (!names_overflow(e)) throw;
+    } catch (const std::runtime_error& e) {
+        if (!names_overflow(e)) throw;
     }
 }
 

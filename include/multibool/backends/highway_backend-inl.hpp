@@ -275,7 +275,8 @@ void expand_columns(const M& m, const ChunkGroups& groups, std::size_t c0, std::
 // dx_t[chunks q0 .. q0 + chunks of the span] += sum over the expanded rows of dy_t[i] * W_hat_ij,
 // for Tokens tokens; chunks <= tile_chunks, the last one `last_count` lanes wide. Chunks past
 // `chunks` are computed on the tile's first chunk and never stored: the accumulators stay in
-// registers with every index known at compile time.
+// registers with every index known at compile time. They load only what that chunk holds, as a
+// full-width load of a short first chunk would read past the end of dx.
 template <std::size_t Tokens>
 void transposed_tile(const float* expanded, std::size_t span, std::size_t q0, std::size_t chunks,
                      std::size_t last_count, std::size_t rows, const std::array<const float*, Tokens>& dy,
@@ -287,7 +288,8 @@ void transposed_tile(const float* expanded, std::size_t span, std::size_t q0, st
     std::array<std::array<FloatVec, tile_chunks>, Tokens> acc;
     unroll<tile_chunks>([&](auto q) HWY_ATTR {
         chunk[q] = q < chunks ? q0 + q : q0;
-        count[q] = q + 1 == chunks ? last_count : lanes;
+        const std::size_t counted = q < chunks ? q : 0;
+        count[q] = counted + 1 == chunks ? last_count : lanes;
         unroll<Tokens>([&](auto t) HWY_ATTR {
             float* p = dx[t] + chunk[q] * lanes;
             acc[t][q] = count[q] == lanes ? hn::LoadU(d, p) : load_first(d, p, count[q]);

@@ -76,6 +76,9 @@ public:
             }
         }
         for (std::size_t s = 0; s < scales_.size(); ++s) check_finite(scales_[s], s);
+        for (std::size_t i = 0; i < rows_; ++i) {
+            for (std::size_t g = 0; g < groups_per_row(); ++g) check_group_sum(i, g, K, Scale{});
+        }
     }
 
     // A moved-from matrix is the empty 0x0 matrix, never a shape without storage.
@@ -150,6 +153,7 @@ public:
     void set_scale(std::size_t k, std::size_t i, std::size_t g, Scale value) {
         const std::size_t index = (k * rows_ + i) * groups_per_row() + g;
         check_finite(value, index);
+        check_group_sum(i, g, k, value);
         scales_[index] = value;
     }
 
@@ -244,6 +248,23 @@ private:
                                         std::to_string(index % per_kernel / groups_per_row()) + " group " +
                                         std::to_string(index % groups_per_row()) + " is " +
                                         std::to_string(static_cast<double>(value)) + ", not a finite number");
+        }
+    }
+
+    // A weight is a signed sum of its group's K scales: finite scales whose magnitudes sum beyond
+    // float's range would dequantize to infinity. Checked with kernel `replaced`'s scale taken as
+    // `value` (replaced == K: the stored scales as they are).
+    void check_group_sum(std::size_t i, std::size_t g, std::size_t replaced, Scale value) const {
+        double sum = 0.0;
+        for (std::size_t k = 0; k < K; ++k) {
+            const Scale alpha = k == replaced ? value : scales_[(k * rows_ + i) * groups_per_row() + g];
+            sum += std::abs(static_cast<double>(alpha));
+        }
+        if (sum > static_cast<double>(std::numeric_limits<float>::max())) {
+            throw std::invalid_argument("BitPlaneMatrix " + std::to_string(rows_) + "x" + std::to_string(cols_) +
+                                        ": the scales of row " + std::to_string(i) + " group " + std::to_string(g) +
+                                        " sum to " + std::to_string(sum) +
+                                        " in magnitude, beyond float: its weights would be infinite");
         }
     }
 

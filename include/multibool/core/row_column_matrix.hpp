@@ -2,9 +2,11 @@
 // RowColumnMatrix: K Boolean matrices with one row and one column scale vector per kernel,
 // W_hat = sum_k (s_out,k s_in,k^T) (.) B_k: the MBOK / SVID scale layout of docs/METHOD.md §1, costing
 // (m + n) scales per kernel instead of one per (row, group).
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -79,7 +81,9 @@ public:
                     std::vector<Scale> column_scales)
         : planes_(checked_shape(rows, cols), cols, std::move(words),
                   validated(rows, cols, "row", rows, std::move(row_scales))),
-          column_scales_(validated(rows, cols, "column", cols, std::move(column_scales))) {}
+          column_scales_(validated(rows, cols, "column", cols, std::move(column_scales))) {
+        check_weight_bound();
+    }
 
     // From explicit signs (K x rows x cols, each +1 or -1) and scales as in the adopting constructor.
     static RowColumnMatrix from_planes(std::size_t rows, std::size_t cols, std::span<const std::int8_t> signs,
@@ -90,6 +94,7 @@ public:
         RowColumnMatrix m;
         m.planes_ = PlaneMatrix::from_planes(rows, cols, signs, row_scales);
         m.column_scales_.assign(column_scales.begin(), column_scales.end());
+        m.check_weight_bound();
         return m;
     }
 
@@ -191,6 +196,24 @@ private:
             throw std::invalid_argument(shape(rows, cols) + ": a matrix with rows needs at least one column");
         }
         return rows;
+    }
+
+    // A weight is sum_k +-r_ik c_jk: with each kernel's largest row and column scales, the sum of
+    // their products bounds every weight; beyond float's range, weights could dequantize to infinity.
+    void check_weight_bound() const {
+        double bound = 0.0;
+        for (std::size_t k = 0; k < K; ++k) {
+            double row = 0.0, column = 0.0;
+            for (std::size_t i = 0; i < rows(); ++i)
+                row = std::max(row, std::abs(static_cast<double>(row_scale(k, i))));
+            for (std::size_t j = 0; j < cols(); ++j)
+                column = std::max(column, std::abs(static_cast<double>(column_scale(k, j))));
+            bound += row * column;
+        }
+        if (bound > static_cast<double>(std::numeric_limits<float>::max())) {
+            throw std::invalid_argument(shape(rows(), cols()) + ": row and column scales whose products reach " +
+                                        std::to_string(bound) + ", beyond float: its weights could be infinite");
+        }
     }
 
     // side names the scales ("row" or "column"); there are K * length of them.
