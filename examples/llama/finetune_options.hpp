@@ -11,10 +11,10 @@
 #include <string>
 #include <string_view>
 
-#include "llama/checkpoint.hpp"
-#include "llama/distillation.hpp"
 #include <unistd.h>
 
+#include "llama/checkpoint.hpp"
+#include "llama/distillation.hpp"
 #include "multibool/core/shape.hpp"
 #include "multibool/training/flip_optimizer.hpp"
 #include "multibool/training/schedule.hpp"
@@ -136,8 +136,8 @@ inline FineTuneOptions check_fine_tune_options(FineTuneOptions o, const Config& 
     if (pages > 0 && page_bytes > 0 && needed / std::size_t(page_bytes) >= std::size_t(pages)) {
         const std::size_t gib = std::size_t{1} << 30;
         fail(tokens + " tokens per step need about " + std::to_string(needed / gib) +
-             " GiB of buffers; this machine has " + std::to_string(std::size_t(pages) / (gib / std::size_t(page_bytes))) +
-             " GiB");
+             " GiB of buffers; this machine has " +
+             std::to_string(std::size_t(pages) / (gib / std::size_t(page_bytes))) + " GiB");
     }
     const double rate = o.resolved_flip_rate();
     if (!(rate >= 0) || !std::isfinite(rate)) fail("the flip rate must be a finite number >= 0");
