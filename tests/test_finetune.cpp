@@ -90,6 +90,29 @@ FineTuneOptions small_run(FlipPolicyKind policy, bool train_float) {
     return o;
 }
 
+// A seeded tiny teacher, its training text, and a BOLD run with float training on them.
+struct SeededRun {
+    explicit SeededRun(std::uint64_t seed)
+        : rng(seed),
+          teacher(testing::random_checkpoint(tiny_config(), rng)),
+          train(random_tokens(400, tiny_config().vocab_size, rng)),
+          tuner(teacher, convert<K, G, float, ExactBackend>(teacher).first, train,
+                small_run(FlipPolicyKind::bold, true)) {}
+    std::mt19937_64 rng;
+    Checkpoint teacher;
+    std::vector<int> train;
+    Tuner tuner;
+};
+
+// A checkpoint body followed by its whole-file checksum, as FineTuner::save ends a file.
+std::string with_checksum(std::string body) {
+    Fnv1a hash;
+    hash.update(std::as_bytes(std::span<const char>(body)));
+    const std::uint64_t checksum = hash.value();
+    body.append(reinterpret_cast<const char*>(&checksum), sizeof checksum);
+    return body;
+}
+
 }  // namespace
 
 TEST_CASE("a resumed fine-tuning run is bit-identical to the uninterrupted one", "[llama][finetune]") {
@@ -143,13 +166,12 @@ TEST_CASE("a resumed fine-tuning run is bit-identical to the uninterrupted one",
 }
 
 TEST_CASE("damaged or mismatched fine-tuning checkpoints are refused", "[llama][finetune]") {
-    std::mt19937_64 rng(5);
-    const Checkpoint teacher = testing::random_checkpoint(tiny_config(), rng);
-    const std::vector<int> train = random_tokens(400, tiny_config().vocab_size, rng);
+    SeededRun run(5);
+    const Checkpoint& teacher = run.teacher;
+    const std::vector<int>& train = run.train;
+    Tuner& tuner = run.tuner;
     ScratchFolder folder;
     const fs::path path = folder.path / "run.ckpt";
-    Tuner tuner(teacher, convert<K, G, float, ExactBackend>(teacher).first, train,
-                small_run(FlipPolicyKind::bold, true));
     tuner.step(1);
     tuner.save(path);
     const std::string good = file_bytes(path);
@@ -178,7 +200,7 @@ TEST_CASE("damaged or mismatched fine-tuning checkpoints are refused", "[llama][
     SECTION("another K, teacher or training text") {
         using OtherK = FineTuner<3, G>;
         CHECK_THROWS_WITH(OtherK::load(path, teacher, train), Contains("'kernels': expected 3, found 2"));
-        const Checkpoint other = testing::random_checkpoint(tiny_config(), rng);
+        const Checkpoint other = testing::random_checkpoint(tiny_config(), run.rng);
         CHECK_THROWS_WITH(Tuner::load(path, other, train), Contains("teacher fingerprint"));
         std::vector<int> changed = train;
         changed[7] = (changed[7] + 1) % int(tiny_config().vocab_size);
@@ -225,24 +247,19 @@ TEST_CASE("the flip policy is named as in the library, its earlier name still re
 }
 
 TEST_CASE("stored options no run writes are refused, naming the field", "[llama][finetune]") {
-    std::mt19937_64 rng(8);
-    const Checkpoint teacher = testing::random_checkpoint(tiny_config(), rng);
-    const std::vector<int> train = random_tokens(400, tiny_config().vocab_size, rng);
+    SeededRun run(8);
+    const Checkpoint& teacher = run.teacher;
+    const std::vector<int>& train = run.train;
+    const Tuner& tuner = run.tuner;
     ScratchFolder folder;
     const fs::path path = folder.path / "run.ckpt";
-    Tuner tuner(teacher, convert<K, G, float, ExactBackend>(teacher).first, train,
-                small_run(FlipPolicyKind::bold, true));
     tuner.save(path);
     const std::string good = file_bytes(path);
     // The options start after the header; offsets as write_fine_tune_options lays them out.
     const auto forged = [&](std::size_t offset, const auto value) {
         std::string bytes = good.substr(0, good.size() - 8);
         std::memcpy(bytes.data() + fine_tune_smallest_header + offset, &value, sizeof value);
-        Fnv1a hash;
-        hash.update(std::as_bytes(std::span<const char>(bytes)));
-        const std::uint64_t checksum = hash.value();
-        bytes.append(reinterpret_cast<const char*>(&checksum), sizeof checksum);
-        write_bytes(path, bytes);
+        write_bytes(path, with_checksum(std::move(bytes)));
         return path;
     };
     CHECK_THROWS_WITH(Tuner::load(forged(4, std::uint32_t{2}), teacher, train),
@@ -279,11 +296,7 @@ TEST_CASE("checkpoints of earlier format versions load with the values their run
         std::string old = bytes.substr(0, fields + kept) +
                           bytes.substr(fields + kept + dropped, bytes.size() - fields - kept - dropped - 8);
         old[fine_tune_magic.size()] = version;
-        Fnv1a hash;
-        hash.update(std::as_bytes(std::span<const char>(old)));
-        const std::uint64_t checksum = hash.value();
-        old.append(reinterpret_cast<const char*>(&checksum), sizeof checksum);
-        return old;
+        return with_checksum(std::move(old));
     };
     for (const auto& [version, kept, dropped] :
          {std::tuple<char, std::size_t, std::size_t>{'\1', 0, 36}, {'\2', 32, 4}}) {
