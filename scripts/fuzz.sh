@@ -14,7 +14,7 @@ shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     targets=(bit_plane_matrix row_column_matrix llama2c_checkpoint tokenizer model_file gguf_model optimizer_state
-        fine_tune_checkpoint)
+        fine_tune_checkpoint command_line)
 fi
 cmake --preset fuzz >/dev/null
 cmake --build --preset fuzz --target multibool-fuzz

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
             std::cout << usage(*command);
             return exit_success;
         }
+        command->check(options);
         return command->run(options);
     } catch (const UsageError& e) {
         std::cerr << "multibool-llama: " << e.what() << "\n"

@@ -24,46 +24,11 @@ namespace multibool::llama::cli {
 
 namespace fs = std::filesystem;
 
-std::vector<OptionSpec> model_options(bool converted_files) {
-    return {
-        {"model", "M",
-         converted_files ? "llama2.c checkpoint, GGUF file (float, or Q1_0 kernels run as they are), converted "
-                           "multibool model file or fine-tuning checkpoint (its student) (default: {})"
-                         : "llama2.c checkpoint or GGUF file (default: {})",
-         asset("stories260K.bin").string()},
-        tokenizer_option(),
-        {"kernels", "K", "Boolean kernels per weight, 1..4; 0 or absent: float (a converted file sets its own)"},
-        {"bits", "B", "instead of --kernels: K per projection (1..4) within an average of B bits/weight"},
-        group_option(),
-        {"scales", "S",
-         "{} (default: fp16 scale per kernel, row and group) or rowcol (row x column, docs/METHOD.md §1)", "group"},
-        {"init", "I", "greedy, alternating or {} (default; calibrated on --calibration)", "act-aware"},
-        {"iterations", "N", "alternating refinement rounds (default {})", number_text(ConversionOptions{}.iterations)},
-        {"calibration", "F", "text the float model reads to calibrate act-aware (default: {})",
-         asset("tinystories-train.txt").string()},
-        {"calibration-tokens", "N", "tokens of the calibration text used (default {})",
-         number_text(default_calibration_tokens)},
-        {"allocation", "A",
-         "with --bits, what weighs each projection's candidates: {} (default; the KL to the float model with only "
-         "that projection converted, over --sensitivity-tokens of --calibration) or output-error (the summed "
-         "squared output error)",
-         "kl"},
-        {"sensitivity-tokens", "N", "tokens of the calibration text the KL allocation scores (default {})", "2048"},
-        {"rtn", "B",
-         "baseline instead of Boolean kernels: round-to-nearest B-bit (1..8), fp16 scale and min per group"},
-        {"gptq", "B",
-         "baseline instead of Boolean kernels: GPTQ B-bit (1..8), fp16 scale and integer zero per group, "
-         "calibrated on --calibration"},
-    };
-}
-
 namespace {
 
 std::vector<int> calibration_stream(const ParsedOptions& options, const TextTokenizer& tokenizer) {
     return tokenizer.encode(read_text_file(options.path("calibration")), false, false);
 }
-
-constexpr std::size_t max_baseline_bits = 8;  // --rtn and --gptq
 
 // A file that already holds kernels (K, G) takes no conversion options but a matching K or G.
 void check_no_conversion(const fs::path& path, std::size_t K, std::size_t G, const ParsedOptions& options) {
@@ -129,66 +94,7 @@ LoadedModel converted(std::pair<Model, ConversionReport> conversion) {
 }  // namespace
 
 ModelChoice choose_model(const ParsedOptions& options) {
-    ModelChoice choice;
-    choice.path = options.path("model");
-    const auto kernels = options.count("kernels");
-    const bool group_given = options.given("group");
-    const std::size_t group = *options.count("group");
-    const auto bits = options.real("bits");
-    const auto rtn = options.count("rtn");
-    const auto gptq_bits = options.count("gptq");
-    const std::string scales = *options.text("scales");
-    choice.conversion.initializer = initializer_option(options);
-    if (scales != "group" && scales != "rowcol") {
-        throw UsageError("--scales takes group or rowcol, found '" + scales + "'");
-    }
-    choice.conversion.iterations = *options.count("iterations");
-    choice.row_column = scales == "rowcol";
-    choice.group = group;
-    if (int(kernels.value_or(0) != 0) + int(bits.has_value()) + int(rtn.has_value()) + int(gptq_bits.has_value()) > 1) {
-        throw UsageError("choose one of --kernels, --bits, --rtn and --gptq");
-    }
-    if (kernels.value_or(0) != 0) {
-        choice.kind = ModelChoice::Kind::kernels;
-        choice.kernels = *kernels;
-        if (choice.row_column) {
-            if (group_given) throw UsageError("--group does not apply to --scales rowcol");
-            if (!is_supported_kernels(choice.kernels)) {
-                throw UsageError("K=" + std::to_string(choice.kernels) +
-                                 " is not supported; supported: " + supported_values());
-            }
-        } else {
-            require_supported(choice.kernels, choice.group);
-        }
-    } else if (bits) {
-        choice.kind = ModelChoice::Kind::budget;
-        choice.bits = *bits;
-        const std::string allocation = *options.text("allocation");
-        if (allocation != "kl" && allocation != "output-error") {
-            throw UsageError("--allocation takes kl or output-error, found '" + allocation + "'");
-        }
-        choice.kl_allocation = allocation == "kl";
-        if (choice.kl_allocation && *options.count("sensitivity-tokens") < 2) {
-            throw UsageError("--sensitivity-tokens takes at least 2 tokens");
-        }
-        if (choice.row_column) throw UsageError("--bits allocates group-scale kernels; drop --scales rowcol");
-        require_supported(supported_kernels[0], choice.group);
-    } else if (rtn || gptq_bits) {
-        choice.kind = rtn ? ModelChoice::Kind::rtn : ModelChoice::Kind::gptq;
-        const std::size_t b = rtn ? *rtn : *gptq_bits;
-        if (b < 1 || b > max_baseline_bits) {
-            throw UsageError(std::string(rtn ? "--rtn" : "--gptq") + " takes 1.." + std::to_string(max_baseline_bits) +
-                             " bits, found " + std::to_string(b));
-        }
-        choice.bits = double(b);
-        const std::string name = rtn ? "--rtn" : "--gptq";
-        if (choice.group == 0) throw UsageError(name + " needs a --group of at least 1 column");
-        if (choice.row_column) throw UsageError(name + " has a scale per group; drop --scales rowcol");
-    } else if (group_given || options.given("scales") || options.given("init")) {
-        throw UsageError(
-            "--group, --scales and --init need --kernels, --bits, --rtn or --gptq (a float model has none)");
-    }
-
+    ModelChoice choice = requested_model(options);
     if (!fs::exists(choice.path)) throw std::runtime_error(choice.path.string() + ": no such file");
     if (gguf::is_gguf_file(choice.path)) {
         const gguf::File file(choice.path);

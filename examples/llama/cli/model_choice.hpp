@@ -10,6 +10,7 @@
 #include <variant>
 #include <vector>
 
+#include "llama/cli/command_lines.hpp"
 #include "llama/cli/options.hpp"
 #include "llama/cli/supported_shapes.hpp"
 #include "llama/conversion.hpp"
@@ -20,24 +21,8 @@
 
 namespace multibool::llama::cli {
 
-// The options that choose and build the model, shared by perplexity, generate and quantize;
-// converted_files: --model may also name a converted model file.
-std::vector<OptionSpec> model_options(bool converted_files);
-
-struct ModelChoice {
-    enum class Kind { float_model, model_file, gguf_q1_0, fine_tune_checkpoint, kernels, budget, rtn, gptq };
-    Kind kind = Kind::float_model;
-    std::filesystem::path path;
-    std::size_t kernels = 0;
-    std::size_t group = default_group;
-    bool row_column = false;
-    double bits = 0.0;
-    bool kl_allocation = false;  // --bits: candidates weighed by KL sensitivity, else by output error
-    ConversionOptions conversion;
-};
-
-// Option values are checked before any model file is read, so a usage error is reported as one
-// whether or not the model exists.
+// The model the options ask for (requested_model), then what --model holds: a converted file, a
+// Q1_0 GGUF file or a fine-tuning checkpoint sets the model's kind and shape itself.
 ModelChoice choose_model(const ParsedOptions& options);
 
 template <std::size_t K, std::size_t G>

@@ -70,8 +70,16 @@ struct Command {
     std::string brief;  // one line for the tool's usage
     std::string summary;
     std::vector<OptionSpec> options;
+    // Throws UsageError for any option value that is wrong whatever the files hold; reads no file.
+    void (*check)(const ParsedOptions&) = nullptr;
     int (*run)(const ParsedOptions&) = nullptr;
 };
+
+// A command line (command_lines.hpp) with the handler that runs it.
+inline Command with_run(Command command, int (*run)(const ParsedOptions&)) {
+    command.run = run;
+    return command;
+}
 
 inline std::filesystem::path asset(const char* file) { return examples::assets_dir() / file; }
 

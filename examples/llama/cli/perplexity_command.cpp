@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include "llama/cli/command_lines.hpp"
 #include "llama/cli/commands.hpp"
 #include "llama/cli/model_choice.hpp"
 #include "llama/cli/model_inputs.hpp"
@@ -18,30 +19,8 @@ namespace multibool::llama::cli {
 
 namespace {
 
-constexpr std::size_t max_llama_cpp_context = std::size_t{1} << 20;
-
 // A terminal gets one updating line; a log gets a line per tenth of the chunks.
 constexpr std::size_t logged_progress_lines = 10;
-
-// --protocol and --ctx, checked before the model is read; the context defaults to the model's.
-struct ProtocolChoice {
-    bool llama_cpp = false;
-    std::optional<std::size_t> context;
-};
-
-ProtocolChoice protocol_option(const ParsedOptions& options) {
-    const std::string name = *options.text("protocol");
-    if (name != "assets" && name != "llama.cpp") {
-        throw UsageError("--protocol takes assets or llama.cpp, found '" + name + "'");
-    }
-    ProtocolChoice choice{name == "llama.cpp", options.count("ctx")};
-    if (choice.context && !choice.llama_cpp) throw UsageError("--ctx applies to --protocol llama.cpp");
-    if (choice.context && (*choice.context < min_llama_cpp_context || *choice.context > max_llama_cpp_context)) {
-        throw UsageError("--ctx takes " + std::to_string(min_llama_cpp_context) + ".." +
-                         std::to_string(max_llama_cpp_context) + ", found " + std::to_string(*choice.context));
-    }
-    return choice;
-}
 
 int run_perplexity(const ParsedOptions& options) {
     const std::size_t threads = thread_count(options);
@@ -90,21 +69,6 @@ int run_perplexity(const ParsedOptions& options) {
 
 }  // namespace
 
-Command perplexity_command() {
-    std::vector<OptionSpec> options = model_options(true);
-    options.push_back({"text", "F", "text file to score (default: {})", asset("tinystories-valid.txt").string()});
-    options.push_back({"threads", "N", "worker threads over windows (default: all hardware threads, at most 256)"});
-    options.push_back({"protocol", "P", "{} (default) or llama.cpp (llama-perplexity's windows)", "assets"});
-    options.push_back({"ctx", "N",
-                       "with --protocol llama.cpp: tokens per window, llama.cpp's -c (default: the model's "
-                       "context length)"});
-    return {"perplexity", "perplexity of a text under the protocol of the shared assets or llama.cpp's",
-            "Scores a text. The default protocol is the shared assets README's (chunks of 256 tokens, BOS\n"
-            "first, an empty cache per chunk, every token scored). --protocol llama.cpp reproduces\n"
-            "llama-perplexity -c N: the text tokenized with BOS, floor(tokens / N) windows, each with its first\n"
-            "token set to BOS and its second half scored. Progress goes to stderr; stdout ends with one line\n"
-            "'perplexity: <value> tokens: <scored tokens>'.",
-            std::move(options), run_perplexity};
-}
+Command perplexity_command() { return with_run(perplexity_command_line(), run_perplexity); }
 
 }  // namespace multibool::llama::cli

@@ -9,6 +9,7 @@
 #include <variant>
 #include <vector>
 
+#include "llama/cli/command_lines.hpp"
 #include "llama/cli/commands.hpp"
 #include "llama/cli/model_choice.hpp"
 #include "llama/cli/model_inputs.hpp"
@@ -95,19 +96,6 @@ int run_quantize(const ParsedOptions& options) {
 
 }  // namespace
 
-Command quantize_command() {
-    std::vector<OptionSpec> options = model_options(false);
-    options.push_back(
-        {"out", "F", "the model file to write: F.gguf (K=1, G=128 from a GGUF model: Q1_0) or a multibool file"});
-    return {"quantize", "convert a checkpoint, print the per-projection table, write a model file",
-            "Converts a llama2.c checkpoint or GGUF model and prints each projection's shape, K, G, bits per weight "
-            "(scales\n"
-            "and padding counted), relative Frobenius error and, when calibrated, relative output error\n"
-            "E||(W - W_hat) x||^2 / E||W x||^2 (square-rooted), then the totals. --out writes a model file\n"
-            "(fixed K with group scales); a name ending in .gguf writes, from a GGUF --model converted with\n"
-            "--kernels 1 --group 128, a GGUF file whose projections are Q1_0 (the source's other tensors,\n"
-            "metadata and vocabulary copied) for llama.cpp or multibool to run.",
-            std::move(options), run_quantize};
-}
+Command quantize_command() { return with_run(quantize_command_line(), run_quantize); }
 
 }  // namespace multibool::llama::cli

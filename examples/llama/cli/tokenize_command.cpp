@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "llama/cli/command_lines.hpp"
 #include "llama/cli/commands.hpp"
 #include "llama/cli/model_inputs.hpp"
 #include "llama/text_tokenizer.hpp"
@@ -14,10 +15,6 @@ namespace multibool::llama::cli {
 namespace {
 
 int run_tokenize(const ParsedOptions& options) {
-    if (!options.given("model") && !options.given("tokenizer")) {
-        throw UsageError("give --model or --tokenizer (a GGUF file or a llama2.c tokenizer file)");
-    }
-    if (options.given("text") == options.given("text-file")) throw UsageError("give one of --text and --text-file");
     if (options.given("model") && !options.given("tokenizer") && !gguf::is_gguf_file(*options.text("model"))) {
         throw UsageError(*options.text("model") +
                          " is not a GGUF file, which would hold its vocabulary: give --tokenizer");
@@ -30,20 +27,6 @@ int run_tokenize(const ParsedOptions& options) {
 
 }  // namespace
 
-Command tokenize_command() {
-    return {"tokenize",
-            "print the token ids of a text",
-            "Tokenizes a text with the vocabulary of --tokenizer, else of the GGUF --model (a llama2.c\n"
-            "tokenizer file, or a GGUF file's SentencePiece or byte-level BPE vocabulary, tokenized as\n"
-            "llama.cpp does). stdout holds the ids, one per line, and nothing else.",
-            {
-                {"model", "M", "a GGUF model whose vocabulary is used"},
-                tokenizer_option(),
-                {"text", "TXT", "the text itself"},
-                {"text-file", "F", "instead of --text: a file holding the text"},
-                {"bos", "", "start with the BOS token"},
-            },
-            run_tokenize};
-}
+Command tokenize_command() { return with_run(tokenize_command_line(), run_tokenize); }
 
 }  // namespace multibool::llama::cli
