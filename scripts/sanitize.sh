@@ -3,7 +3,8 @@
 # UndefinedBehaviorSanitizer (preset debug-asan), then the thread pool and training tests under
 # ThreadSanitizer (preset tsan). A sanitizer report aborts the test that made it, which fails.
 # The command-line, build and dynamic-dispatch tests stay with the release suite: built again
-# with a sanitizer they would double CI's build time.
+# with a sanitizer they would double CI's build time. So do the two cases that score or fine-tune
+# the shipped model over whole texts (15 minutes under ASan, on paths the smaller cases cover).
 # Usage: scripts/sanitize.sh [asan] [tsan]   (both by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."

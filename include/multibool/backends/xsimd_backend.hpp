@@ -6,7 +6,7 @@
 // building one from byte shuffles at these group sizes.
 // Every output element is computed by one thread in a fixed order, so results do not depend on
 // the thread count; the int8 and Boolean products equal the scalar backend's bit for bit, and the
-// transposed products do too where xsimd::fma is fused (FMA3 and AVX-512 builds).
+// transposed products do too where the multiply-add is fused (FMA3 and AVX-512 builds).
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -120,6 +120,15 @@ private:
     static bits_batch negation_mask(const bits_batch& block, const bits_batch& lane_bit) noexcept {
         return xsimd::select((block & lane_bit) == bits_batch(0u), bits_batch(0x80000000u), bits_batch(0u));
     }
+    // a * b + c, rounded once where the target has FMA. xsimd 8.1 gives its AVX-512 architectures
+    // no fma of their own: they inherit the generic x * y + z, fused only where the compiler chooses
+    // to contract it (not under clang's -ffp-contract=on, nor g++ with AddressSanitizer).
+    static float_batch multiply_add(const float_batch& a, const float_batch& b, const float_batch& c) noexcept {
+#if XSIMD_WITH_AVX512F
+        if constexpr (std::is_base_of_v<xsimd::avx512f, float_batch::arch_type>) return _mm512_fmadd_ps(a, b, c);
+#endif
+        return xsimd::fma(a, b, c);
+    }
     static float_batch negate_where(const float_batch& x, const bits_batch& negation) noexcept {
         return xsimd::bitwise_cast<float_batch>(xsimd::bitwise_cast<bits_batch>(x) ^ negation);
     }
@@ -205,7 +214,7 @@ private:
                                    }
                                });
                 const float_batch a(static_cast<float>(alpha[g]));
-                for (std::size_t t = 0; t < Tokens; ++t) acc[t] = xsimd::fma(a, s[t], acc[t]);
+                for (std::size_t t = 0; t < Tokens; ++t) acc[t] = multiply_add(a, s[t], acc[t]);
             }
         }
         for (std::size_t t = 0; t < Tokens; ++t) ys(first + t, i) = xsimd::hadd(acc[t]);
@@ -224,7 +233,7 @@ private:
 
     // Columns [col_begin, col_end) of dX for tokens [first, first + Tokens): dx_j = fma(dy_i, W_hat_ij, dx_j)
     // over rows i, W_hat_ij = sum_k +-alpha_k[i,g] added in kernel order. That is the scalar
-    // backend's arithmetic, so with a fused xsimd::fma the result is bit-identical.
+    // backend's arithmetic, so with a fused multiply_add the result is bit-identical.
     template <std::size_t Tokens, class M>
     static void backward_columns(const M& m, std::size_t col_begin, std::size_t col_end, MatrixView<const float> dys,
                                  MatrixView<float> dxs, std::size_t first, const LaneBits& lane_bit) {
@@ -257,7 +266,7 @@ private:
                         w += negate_where(alpha[k], negation_mask(bits[k], lane_bit[q]));
                     }
                     for (std::size_t t = 0; t < Tokens; ++t) {
-                        store_lanes(xsimd::fma(dy[t], w, load_lanes(dx_row[t] + c, n)), dx_row[t] + c, n);
+                        store_lanes(multiply_add(dy[t], w, load_lanes(dx_row[t] + c, n)), dx_row[t] + c, n);
                     }
                 });
             }
