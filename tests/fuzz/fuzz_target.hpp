@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <iterator>
 #include <random>
 #include <span>
@@ -66,13 +67,18 @@ inline void require(bool holds, const std::string& what) {
 
 // Runs f, accepting the documented refusals of values a file may legally hold: a product whose
 // float result overflows (weights near the float or half range) is std::invalid_argument naming the
-// value "not a finite number", and a training step whose loss overflows is std::runtime_error
-// ("the loss is not finite"); never a wrong result or a crash.
+// value "not a finite number", a lookup table's column sums that overflow say "overflows float", an
+// AdamW step whose new value overflows says "not a finite float", and a training step whose loss
+// overflows is std::runtime_error ("the loss is not finite"); never a wrong result or a crash.
 template <class F>
 void allowing_overflow_refusal(F&& f) {
     const auto names_overflow = [](const std::exception& e) {
-        return std::string_view(e.what()).find("not a finite number") != std::string_view::npos ||
-               std::string_view(e.what()).find("is not finite") != std::string_view::npos;
+        const std::string_view what = e.what();
+        for (const std::string_view phrase :
+             {"not a finite number", "is not finite", "not a finite float", "overflows float"}) {
+            if (what.find(phrase) != std::string_view::npos) return true;
+        }
+        return false;
     };
     try {
         f();
