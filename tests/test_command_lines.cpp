@@ -3,7 +3,9 @@
 // reach arguments its harness cannot pass, such as an empty one.
 #include <catch2/catch.hpp>
 
+#include <cstddef>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "llama/cli/command_lines.hpp"

@@ -1,7 +1,7 @@
 // multibool-llama: perplexity, generation, conversion, fine-tuning and tokenization of LLaMA models
 // (llama2.c checkpoints, GGUF files), float or with every projection as K Boolean kernels with
-// group-G scales. Run with --help for the options;
-// each command is defined in llama/cli/<command>_command.cpp.
+// group-G scales. Run with --help for the options. Each command's options and their checks are in
+// llama/cli/command_lines.cpp, its handler in llama/cli/<command>_command.cpp.
 #include <exception>
 #include <iostream>
 #include <span>
@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
             std::cout << usage(*command);
             return exit_success;
         }
-        command->check(options);
+        if (command->check != nullptr) command->check(options);
         return command->run(options);
     } catch (const UsageError& e) {
         std::cerr << "multibool-llama: " << e.what() << "\n"

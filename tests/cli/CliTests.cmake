@@ -180,6 +180,7 @@ add_test(NAME "cli: GGUF: act-aware K=2 conversion gives the checkpoint's figure
     COMMAND ${CMAKE_COMMAND} -DTOOL=$<TARGET_FILE:multibool-llama> -DASSETS=${MULTIBOOL_ASSETS}
             "-DFIRST=perplexity|--model|${f32_gguf}|--kernels|2|--group|64"
             "-DSECOND=perplexity|--model|@ASSETS@/stories260K.bin|--kernels|2|--group|64"
+            "-DLAST_LINE=perplexity: [0-9]+\\.[0-9]+ tokens: 45641"
             "-DNEEDS_ASSETS=gguf/stories260K-f32.gguf|stories260K.bin|tok512.bin|tinystories-valid.txt|tinystories-train.txt"
             -P ${cli_dir}/same_result.cmake)
 set_tests_properties("cli: GGUF: act-aware K=2 conversion gives the checkpoint's figure" PROPERTIES

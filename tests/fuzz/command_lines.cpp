@@ -2,8 +2,10 @@
 // arguments separated by NUL bytes (so an empty argument is two NULs in a row). Each command's
 // check (command_lines.hpp), which the tool runs before reading any file, may refuse only with a
 // UsageError. A command line it accepts then meets the tiny model: fine-tuning options are bounded
-// against its sizes (check_fine_tune_options: std::invalid_argument), --hidden-blocks against its
-// layers, and a --bits budget against its projections (check_budget).
+// against its sizes (check_fine_tune_options: std::invalid_argument; accepted ones must not wrap
+// batch x seq), --hidden-blocks holds one block per comma-separated piece and is checked against its
+// layers, a baseline's group size gives every row a group, and a --bits budget is checked against
+// its projections (check_budget).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -13,6 +15,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <multibool/core/group_size.hpp>
 
 #include "fuzz/fuzz_target.hpp"
 #include "fuzz/tiny_model.hpp"
@@ -65,6 +69,9 @@ void meet_tiny_model(const Command& command, const ParsedOptions& options) {
     if (command.name == "finetune") {
         const FineTuneCommandLine line = fine_tune_command_line(options);
         std::vector<bool> mask;
+        const std::string blocks = *options.text("hidden-blocks");
+        require(blocks == "all" || line.hidden_blocks.size() == std::size_t(std::ranges::count(blocks, ',')) + 1,
+                "--hidden-blocks lost or gained a block: '" + blocks + "'");
         if (!refused_as_usage([&] { mask = hidden_block_mask(line.hidden_blocks, config.n_layers); })) {
             require(mask.empty() == line.hidden_blocks.empty(), "--hidden-blocks lost its blocks");
             require(mask.empty() || mask.size() == config.n_layers, "the --hidden-blocks mask is not one per layer");
@@ -73,13 +80,23 @@ void meet_tiny_model(const Command& command, const ParsedOptions& options) {
         llama::FineTuneOptions o = line.fine_tune;
         o.loss.hidden_blocks = mask;
         if (!options.given("seq")) o.length = std::min(o.length, config.seq_len);
-        allowing_invalid_argument([&] { static_cast<void>(llama::check_fine_tune_options(o, config)); });
+        bool accepted = false;
+        allowing_invalid_argument([&] {
+            static_cast<void>(llama::check_fine_tune_options(o, config));
+            accepted = true;
+        });
+        std::size_t tokens = 0;
+        require(!accepted || !__builtin_mul_overflow(o.batch, o.length, &tokens),
+                "options whose batch x seq wraps a size_t were accepted");
         return;
     }
     if (command.name == "tokenize") return;
     const ModelChoice choice = requested_model(options);
     if (choice.kind == ModelChoice::Kind::kernels && !choice.row_column) {
         require(is_supported(choice.kernels, choice.group), "an unsupported (K, G) was accepted");
+    }
+    if (choice.kind == ModelChoice::Kind::rtn || choice.kind == ModelChoice::Kind::gptq) {
+        require(group_count(config.dim, choice.group) >= 1, "a baseline group size leaves a row with no group");
     }
     if (choice.kind == ModelChoice::Kind::budget) {
         allowing_invalid_argument(
@@ -123,7 +140,7 @@ std::vector<Seed> command_line_seeds() {
         {"perplexity-llama-cpp", joined({"perplexity", "--protocol", "llama.cpp", "--ctx", "128"})},
         {"generate-sampled", joined({"generate", "--prompt", "Once", "--steps", "64", "--temperature", "0.8"})},
         {"quantize-bits", joined({"quantize", "--bits", "2.5", "--allocation", "output-error", "--out", "m.mbool"})},
-        {"finetune-new", joined({"finetune", "--out", "run.ckpt", "--kernels", "3", "--batch", "8", "--seq", "64"})},
+        {"finetune-new", joined({"finetune", "--out", "run.ckpt", "--kernels", "3", "--batch", "8", "--seq", "8"})},
         {"finetune-bold", joined({"finetune", "--out", "run.ckpt", "--policy", "bold", "--accumulator", "half",
                                   "--flip-rate", "2", "--lr-schedule", "cosine", "--warmup", "20"})},
         {"finetune-loss", joined({"finetune", "--out", "run.ckpt", "--kl", "1", "--hidden", "0.5", "--ce", "0.1",

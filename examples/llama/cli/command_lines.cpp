@@ -200,13 +200,16 @@ ProtocolChoice protocol_option(const ParsedOptions& options) {
 }
 
 GenerationChoice generation_options(const ParsedOptions& options) {
-    GenerationChoice choice{*options.text("prompt"), *options.count("steps"), *options.real("temperature"),
-                            *options.count("seed")};
+    GenerationChoice choice;
+    choice.prompt = *options.text("prompt");
+    choice.steps = *options.count("steps");
     if (choice.steps == 0 || choice.steps > max_generation_steps) {
         throw UsageError("--steps takes 1.." + std::to_string(max_generation_steps) + ", found " +
                          std::to_string(choice.steps));
     }
+    choice.temperature = *options.real("temperature");
     if (choice.temperature < 0.0f) throw UsageError("--temperature must be >= 0");
+    choice.seed = *options.count("seed");
     return choice;
 }
 

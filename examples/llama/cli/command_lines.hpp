@@ -2,7 +2,7 @@
 // multibool-llama's command lines: each command's option table and summary, and what its options
 // mean once checked, before any file is read. Kept apart from the runs (<command>_command.cpp), which
 // start from these values, so that the command-line fuzz target and the tests link
-// command_lines.cpp without the models.
+// command_lines.cpp without the handlers' model loading, conversion and training.
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>

@@ -1,5 +1,6 @@
 #pragma once
-// multibool-llama's commands, each defined with its options and handler in its own file.
+// multibool-llama's commands: each one's command line (command_lines.hpp) with its handler, defined in
+// <command>_command.cpp.
 #include "llama/cli/options.hpp"
 
 namespace multibool::llama::cli {

@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <optional>
 #include <variant>
-#include <vector>
 
 #include "llama/cli/command_lines.hpp"
 #include "llama/cli/options.hpp"

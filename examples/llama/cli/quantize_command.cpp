@@ -7,7 +7,6 @@
 #include <string>
 #include <type_traits>
 #include <variant>
-#include <vector>
 
 #include "llama/cli/command_lines.hpp"
 #include "llama/cli/commands.hpp"

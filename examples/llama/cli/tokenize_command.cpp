@@ -2,7 +2,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
-#include <vector>
 
 #include "llama/cli/command_lines.hpp"
 #include "llama/cli/commands.hpp"
