@@ -21,3 +21,13 @@ function(multibool_write_excerpt asset bytes name)
     file(READ "${ASSETS}/${asset}" excerpt LIMIT ${bytes})
     file(WRITE "${WORK_DIR}/${name}" "${excerpt}")
 endfunction()
+# Runs the tool with the given arguments, requires its exit status, and sets the two variables
+# to what it printed on stdout and stderr.
+function(multibool_run_tool expected_status stdout_var stderr_var)
+    execute_process(COMMAND ${TOOL} ${ARGN} RESULT_VARIABLE status OUTPUT_VARIABLE out ERROR_VARIABLE err)
+    if(NOT "${status}" STREQUAL "${expected_status}")
+        message(FATAL_ERROR "multibool-llama ${ARGN}: exit status ${status}, expected ${expected_status}\n${out}\n${err}")
+    endif()
+    set(${stdout_var} "${out}" PARENT_SCOPE)
+    set(${stderr_var} "${err}" PARENT_SCOPE)
+endfunction()
