@@ -39,6 +39,7 @@
 #include "multibool/solvers/activation_aware_solver.hpp"
 #include "multibool/solvers/alpha_solver.hpp"
 #include "multibool/solvers/alternating_refinement.hpp"
+#include "multibool/solvers/error_feedback_init.hpp"
 #include "multibool/solvers/gptq.hpp"
 #include "multibool/solvers/greedy_residual.hpp"
 #include "multibool/solvers/kernel_allocation.hpp"

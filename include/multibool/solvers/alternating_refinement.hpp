@@ -13,6 +13,7 @@
 #include "multibool/core/matrix_view.hpp"
 #include "multibool/solvers/activation_aware_solver.hpp"
 #include "multibool/solvers/alpha_solver.hpp"
+#include "multibool/solvers/error_feedback_init.hpp"
 #include "multibool/solvers/greedy_residual.hpp"
 #include "multibool/solvers/nearest_level.hpp"
 #include "multibool/solvers/output_space_solver.hpp"
@@ -80,9 +81,9 @@ Matrix alternating_init(MatrixView<const float> weights, std::size_t iterations 
     return m;
 }
 
-// For a layer whose calibration inputs have second moment h: greedy residual start, refinement
-// under the diagonal-H objective, then output-space scales; row by row (the full-H objective
-// is a sum over rows) the better of that and the greedy start with output-space scales.
+// For a layer whose calibration inputs have second moment h, three starts, each with
+// output-space scales: greedy residual; greedy refined under the diagonal-H objective; and
+// error_feedback_init. Row by row (the full-H objective is a sum over rows) the best of them.
 template <class Matrix>
 Matrix activation_aware_init(MatrixView<const float> weights, const SecondMoment& h, std::size_t iterations = 10) {
     check_second_moment("activation_aware_init", h, weights.cols());
@@ -90,12 +91,19 @@ Matrix activation_aware_init(MatrixView<const float> weights, const SecondMoment
     Matrix greedy = greedy_residual<Matrix>(weights);
     Matrix refined = greedy;
     alternating_refinement(refined, weights, iterations, ActivationAwareSolver(h, HessianBlock::diagonal));
+    Matrix feedback = error_feedback_init<Matrix>(weights, h, iterations);
     output_space.solve(greedy, weights);
     output_space.solve(refined, weights);
+    output_space.solve(feedback, weights);
     const std::vector<double> greedy_rows = output_space.row_objectives(greedy, weights);
-    const std::vector<double> refined_rows = output_space.row_objectives(refined, weights);
+    std::vector<double> refined_rows = output_space.row_objectives(refined, weights);
+    const std::vector<double> feedback_rows = output_space.row_objectives(feedback, weights);
     for (std::size_t i = 0; i < weights.rows(); ++i) {
-        if (greedy_rows[i] < refined_rows[i]) detail::copy_row(greedy, refined, i);
+        if (greedy_rows[i] < refined_rows[i]) {
+            detail::copy_row(greedy, refined, i);
+            refined_rows[i] = greedy_rows[i];
+        }
+        if (feedback_rows[i] < refined_rows[i]) detail::copy_row(feedback, refined, i);
     }
     return refined;
 }

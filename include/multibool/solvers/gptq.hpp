@@ -118,8 +118,7 @@ inline void cholesky_lower(std::span<double> a, std::size_t n, const std::string
 }
 
 // U with H^-1 = U^T U (upper triangular, row-major) for the damped H.
-inline std::vector<double> gptq_inverse_factor(std::vector<double> h, std::size_t n) {
-    const std::string who = "GPTQ";
+inline std::vector<double> gptq_inverse_factor(std::vector<double> h, std::size_t n, const std::string& who) {
     cholesky_lower(h, n, who);  // H = L L^T
     // L^-1 by forward substitution, column by column; then H^-1 = L^-T L^-1.
     std::vector<double> inverse_l(n * n, 0.0);
@@ -147,6 +146,41 @@ inline std::vector<double> gptq_inverse_factor(std::vector<double> h, std::size_
     return upper;
 }
 
+// U of the damped H for a weights matrix of `shape` (`who` and the shape name the errors): inputs that never vary
+// (H_jj = 0) get H_jj = 1 and are marked dead, then `damping` times the mean diagonal is added to
+// the diagonal, as in the reference code.
+struct DampedInverseFactor {
+    std::vector<double> upper;
+    std::vector<bool> dead;
+};
+
+inline DampedInverseFactor damped_inverse_factor(std::span<const double> h, std::size_t n, double damping,
+                                                 const std::string& who, const std::string& shape) {
+    if (!(damping >= 0) || !std::isfinite(damping)) {
+        throw std::invalid_argument(who + ": the damping must be a finite number >= 0");
+    }
+    std::vector<double> damped(h.begin(), h.end());
+    std::vector<bool> dead(n, false);
+    double mean_diagonal = 0.0;
+    for (std::size_t j = 0; j < n; ++j) {
+        for (std::size_t k = 0; k < n; ++k) {
+            if (!std::isfinite(damped[j * n + k])) {
+                throw std::invalid_argument(who + ": the Hessian of a " + shape + " matrix holds " +
+                                            std::to_string(damped[j * n + k]) + " at (" + std::to_string(j) + ", " +
+                                            std::to_string(k) + ")");
+            }
+        }
+        if (damped[j * n + j] == 0) {
+            dead[j] = true;
+            damped[j * n + j] = 1.0;
+        }
+        mean_diagonal += damped[j * n + j];
+    }
+    mean_diagonal /= double(std::max<std::size_t>(n, 1));
+    for (std::size_t j = 0; j < n; ++j) damped[j * n + j] += damping * mean_diagonal;
+    return {gptq_inverse_factor(std::move(damped), n, who), std::move(dead)};
+}
+
 }  // namespace detail
 
 // Quantizes weights (rows x cols) under h, the cols x cols second moment of the inputs
@@ -164,29 +198,9 @@ inline GptqMatrix gptq(MatrixView<const float> weights, std::span<const double> 
         throw std::invalid_argument("GPTQ: a " + shape + " matrix needs a " + std::to_string(n) + "x" +
                                     std::to_string(n) + " Hessian, got " + std::to_string(h.size()) + " values");
     }
-    if (!(options.damping >= 0) || !std::isfinite(options.damping)) {
-        throw std::invalid_argument("GPTQ: the damping must be a finite number >= 0");
-    }
-    std::vector<double> damped(h.begin(), h.end());
-    std::vector<bool> dead(n, false);
-    double mean_diagonal = 0.0;
-    for (std::size_t j = 0; j < n; ++j) {
-        for (std::size_t k = 0; k < n; ++k) {
-            if (!std::isfinite(damped[j * n + k])) {
-                throw std::invalid_argument("GPTQ: the Hessian of a " + shape + " matrix holds " +
-                                            std::to_string(damped[j * n + k]) + " at (" + std::to_string(j) + ", " +
-                                            std::to_string(k) + ")");
-            }
-        }
-        if (damped[j * n + j] == 0) {
-            dead[j] = true;
-            damped[j * n + j] = 1.0;
-        }
-        mean_diagonal += damped[j * n + j];
-    }
-    mean_diagonal /= double(std::max<std::size_t>(n, 1));
-    for (std::size_t j = 0; j < n; ++j) damped[j * n + j] += options.damping * mean_diagonal;
-    const std::vector<double> upper = detail::gptq_inverse_factor(std::move(damped), n);
+    const detail::DampedInverseFactor factor = detail::damped_inverse_factor(h, n, options.damping, "GPTQ", shape);
+    const std::vector<double>& upper = factor.upper;
+    const std::vector<bool>& dead = factor.dead;
 
     GptqMatrix m;
     m.rows_ = rows;
