@@ -2,7 +2,7 @@
 # Installs, from Debian 12's packages, whatever multibool's build, tests, benchmarks and
 # examples need and this machine lacks. Uses sudo when not run as root.
 set -euo pipefail
-packages=(g++ cmake ninja-build ccache pkgconf clang-format clang-14 libclang-rt-14-dev catch2 libbenchmark-dev libhwy-dev libxsimd-dev xtl-dev libopenblas-dev)
+packages=(g++ cmake ninja-build ccache pkgconf clang-format clang-14 libclang-rt-14-dev catch2 libbenchmark-dev libhwy-dev libxsimd-dev xtl-dev libopenblas-dev libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "llama/backprop.hpp"
+#include "llama/collective.hpp"
 #include "llama/conversion.hpp"
 #include "llama/distillation.hpp"
 #include "llama/operations.hpp"
@@ -396,6 +397,37 @@ TEST_CASE("the distillation loss matches a hand-worked case", "[llama][training]
     const std::vector<float> expected_dhidden = {0.0f, 3.0f * 2 * 2 / 4, 0.0f, 3.0f * 2 * -1 / 4};
     REQUIRE(dhidden[1].size() == 4);
     for (int e = 0; e < 4; ++e) CHECK(dhidden[1][e] == Approx(expected_dhidden[e]));
+
+    // Token by token, as the ranks of a data-parallel run compute their shares: the same
+    // gradients to the bit, and the same parts once every token's terms are summed in order.
+    std::vector<float> piecewise_dlogits(6, -1.0f);
+    std::vector<std::vector<float>> piecewise_dhidden;
+    TokenLosses losses;
+    for (const TokenRange range : {TokenRange{1, 2}, TokenRange{0, 1}}) {
+        distillation_terms(
+            {testing::view(student, 2, 3), testing::view(teacher, 2, 3), student_hidden, teacher_hidden, targets},
+            options, range, testing::view(piecewise_dlogits, 2, 3), piecewise_dhidden, losses, 1);
+    }
+    CHECK(piecewise_dlogits == dlogits);
+    CHECK(piecewise_dhidden == dhidden);
+    const LossParts summed = sum_losses(losses, options, 2, 2);
+    CHECK(summed.kl == parts.kl);
+    CHECK(summed.cross_entropy == parts.cross_entropy);
+    CHECK(summed.hidden_mse == parts.hidden_mse);
+    CHECK(summed.total == parts.total);
+}
+
+TEST_CASE("a batch's sequences are shared among ranks in contiguous, rank-ordered pieces", "[llama][training]") {
+    CHECK(sequence_share(5, 0, 1) == SequenceShare{0, 5});
+    CHECK(sequence_share(5, 0, 2) == SequenceShare{0, 2});
+    CHECK(sequence_share(5, 1, 2) == SequenceShare{2, 5});
+    CHECK(sequence_share(5, 0, 3) == SequenceShare{0, 1});
+    CHECK(sequence_share(5, 1, 3) == SequenceShare{1, 3});
+    CHECK(sequence_share(5, 2, 3) == SequenceShare{3, 5});
+    // More ranks than sequences: some ranks compute none.
+    CHECK(sequence_share(2, 0, 3) == SequenceShare{0, 0});
+    CHECK(sequence_share(2, 1, 3) == SequenceShare{0, 1});
+    CHECK(sequence_share(2, 2, 3) == SequenceShare{1, 2});
 }
 
 TEST_CASE("the training pass refuses mismatched inputs", "[llama][training]") {

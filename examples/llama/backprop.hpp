@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "llama/checkpoint.hpp"
+#include "llama/collective.hpp"
 #include "llama/operations.hpp"
 #include "llama/transformer.hpp"
 #include "multibool/backends/thread_pool.hpp"
@@ -102,6 +103,11 @@ public:
 
     // tokens: sequences() * length() token ids, sequence after sequence.
     void forward(const Transformer<Linear>& model, std::span<const int> tokens, std::size_t threads) {
+        forward(model, tokens, threads, {0, sequences_});
+    }
+    // The same for the sequences of `share` only; the other sequences' rows are left as they were.
+    void forward(const Transformer<Linear>& model, std::span<const int> tokens, std::size_t threads,
+                 SequenceShare share) {
         check_model(model, "forward");
         if (tokens.size() != this->tokens()) {
             throw std::invalid_argument("TrainingPass::forward: " + std::to_string(tokens.size()) +
@@ -109,9 +115,10 @@ public:
                                         std::to_string(length_));
         }
         check_vocabulary(tokens, config_.vocab_size, "TrainingPass::forward");
+        check_share(share, "forward");
         tokens_.assign(tokens.begin(), tokens.end());
-        parallel_for(threads, sequences_, 1, [&](std::size_t begin, std::size_t end) {
-            for (std::size_t s = begin; s < end; ++s) forward_sequence(model, s);
+        parallel_for(threads, share.last - share.first, 1, [&](std::size_t begin, std::size_t end) {
+            for (std::size_t s = share.first + begin; s < share.first + end; ++s) forward_sequence(model, s);
         });
     }
 
@@ -128,7 +135,18 @@ public:
     void backward(const Transformer<Linear>& model, MatrixView<const float> dlogits,
                   std::span<const MatrixView<const float>> hidden_gradients, std::size_t threads,
                   FloatGradients* float_gradients = nullptr) {
+        backward(model, dlogits, hidden_gradients, threads, {0, sequences_}, float_gradients != nullptr);
+        if (float_gradients != nullptr) collect_float_gradients(dlogits, threads, *float_gradients);
+    }
+
+    // The backward pass of the sequences of `share` (forward() must have run them); with
+    // `norm_gradients`, each of them also keeps its part of the norms' gradients for
+    // collect_float_gradients(). Only rows of `share` of dlogits and hidden_gradients are read.
+    void backward(const Transformer<Linear>& model, MatrixView<const float> dlogits,
+                  std::span<const MatrixView<const float>> hidden_gradients, std::size_t threads, SequenceShare share,
+                  bool norm_gradients) {
         check_model(model, "backward");
+        check_share(share, "backward");
         if (tokens_.size() != tokens())
             throw std::logic_error("TrainingPass::backward: no forward pass to go back through");
         const auto wrong = [](MatrixView<const float> v, std::size_t rows, std::size_t cols) {
@@ -150,19 +168,47 @@ public:
                                             std::to_string(config_.dim));
             }
         }
-        const bool norms = float_gradients != nullptr;
         const std::size_t per_sequence = norm_layout().size();
-        // Per-sequence norm gradients, summed in sequence order afterwards.
-        std::vector<float> norm_parts(norms ? sequences_ * per_sequence : 0, 0.0f);
-        parallel_for(threads, sequences_, 1, [&](std::size_t begin, std::size_t end) {
+        // Per-sequence norm gradients, summed in sequence order by collect_float_gradients.
+        norm_parts_.assign(norm_gradients ? sequences_ * per_sequence : 0, 0.0f);
+        parallel_for(threads, share.last - share.first, 1, [&](std::size_t begin, std::size_t end) {
             BackwardScratch scratch(config_, length_);  // once per thread, not per sequence
-            for (std::size_t s = begin; s < end; ++s) {
+            for (std::size_t s = share.first + begin; s < share.first + end; ++s) {
                 const std::span<float> part =
-                    norms ? std::span<float>(norm_parts).subspan(s * per_sequence, per_sequence) : std::span<float>();
+                    norm_gradients ? std::span<float>(norm_parts_).subspan(s * per_sequence, per_sequence)
+                                   : std::span<float>();
                 backward_sequence(model, dlogits, hidden_gradients, s, part, scratch);
             }
         });
-        if (norms) collect_float_gradients(dlogits, norm_parts, threads, *float_gradients);
+    }
+
+    // After each rank ran backward() on its share: every rank gets every sequence's rows of what
+    // the weight-gradient tiles read (the projections' inputs and output gradients) and, when
+    // the norms' gradients were kept, of what collect_float_gradients() reads besides dlogits.
+    void gather(Collective& group) {
+        if (group.ranks() == 1) return;
+        const Config& c = config_;
+        const auto gather = [&](std::vector<float>& v, std::size_t width) {
+            group.gather_sequences(std::span<float>(v), sequences_, length_ * width);
+        };
+        for (LayerTape& l : layers_) {
+            for (auto* v : {&l.att_normed, &l.attended, &l.ffn_normed, &l.dq, &l.dwo, &l.dw2}) gather(*v, c.dim);
+            for (auto* v : {&l.dk, &l.dv}) gather(*v, c.kv_dim());
+            for (auto* v : {&l.activation, &l.dw1, &l.dw3}) gather(*v, c.hidden_dim);
+        }
+        if (norm_parts_.empty()) return;
+        group.gather_sequences(std::span<float>(norm_parts_), sequences_, norm_layout().size());
+        gather(final_normed_, c.dim);
+        gather(input_gradient_, c.dim);
+    }
+
+    // The float parameters' gradients over the whole batch, after backward() kept the norms'
+    // parts of every sequence (and gather() brought them together).
+    void collect_float_gradients(MatrixView<const float> dlogits, std::size_t threads, FloatGradients& out) const {
+        if (norm_parts_.size() != sequences_ * norm_layout().size()) {
+            throw std::logic_error("TrainingPass::collect_float_gradients: backward() kept no norm gradients");
+        }
+        sum_float_gradients(dlogits, norm_parts_, threads, out);
     }
 
     // The input X (tokens x in) and output gradient dY (tokens x out) of a projection over the
@@ -240,6 +286,14 @@ private:
         std::size_t length_;
         std::vector<float> residual_, normed_, product_, activation_, scores_;
     };
+
+    void check_share(SequenceShare share, const char* who) const {
+        if (share.first > share.last || share.last > sequences_) {
+            throw std::invalid_argument(std::string("TrainingPass::") + who + ": sequences " +
+                                        std::to_string(share.first) + ".." + std::to_string(share.last) +
+                                        " of a batch of " + std::to_string(sequences_));
+        }
+    }
 
     void check_model(const Transformer<Linear>& model, const char* who) const {
         if (model.config() != config_) {
@@ -389,8 +443,8 @@ private:
         add_rows(scratch.product(), scratch.dnormed());
     }
 
-    void collect_float_gradients(MatrixView<const float> dlogits, std::span<const float> norm_parts,
-                                 std::size_t threads, FloatGradients& out) const {
+    void sum_float_gradients(MatrixView<const float> dlogits, std::span<const float> norm_parts, std::size_t threads,
+                             FloatGradients& out) const {
         const Config& c = config_;
         const std::size_t d = c.dim;
         const NormGradientLayout layout = norm_layout();
@@ -439,6 +493,7 @@ private:
     std::vector<LayerTape> layers_;
     std::vector<float> final_input_, final_inverse_, final_normed_, logits_;
     std::vector<float> input_gradient_;  // dL/d(embedded tokens)
+    std::vector<float> norm_parts_;      // each sequence's part of the norms' gradients, when kept
 };
 
 }  // namespace multibool::llama

@@ -47,12 +47,32 @@ struct DistillationBatch {
     std::span<const int> targets;
 };
 
-// Fills dlogits (tokens x vocab) and hidden_gradients (one per block; left empty for blocks not
-// matched) with the gradient of the loss, and returns its parts. Tokens are split among threads;
-// the parts are summed in token order, so the result does not depend on the thread count.
-inline LossParts distillation_loss(const DistillationBatch& batch, const DistillationOptions& options,
-                                   MatrixView<float> dlogits, std::vector<std::vector<float>>& hidden_gradients,
-                                   std::size_t threads) {
+// Tokens [first, last) of a batch.
+struct TokenRange {
+    std::size_t first = 0;
+    std::size_t last = 0;
+};
+
+// Each token's part of the loss before the means divide it: its KL (times T^2) and cross-entropy,
+// and its squared hidden-state differences summed over the matched blocks.
+struct TokenLosses {
+    std::vector<double> kl, cross_entropy, hidden_squares;  // one entry per token of the batch
+
+    void resize(std::size_t tokens) {
+        kl.assign(tokens, 0.0);
+        cross_entropy.assign(tokens, 0.0);
+        hidden_squares.assign(tokens, 0.0);
+    }
+};
+
+// For the tokens of `range` only (every view covers the whole batch; other rows are not read):
+// their rows of dlogits (tokens x vocab) and of hidden_gradients (one per block, tokens x dim,
+// sized by this call, left empty for blocks not matched) get the gradient of the loss over the
+// whole batch, and their entries of `losses` (sized to the batch by this call when it is not) their
+// parts. Tokens are split among threads; every value is a function of its token alone.
+inline void distillation_terms(const DistillationBatch& batch, const DistillationOptions& options, TokenRange range,
+                               MatrixView<float> dlogits, std::vector<std::vector<float>>& hidden_gradients,
+                               TokenLosses& losses, std::size_t threads) {
     const std::size_t tokens = batch.student_logits.rows();
     const std::size_t vocab = batch.student_logits.cols();
     if (!(options.temperature > 0) || !std::isfinite(options.temperature)) {
@@ -65,16 +85,20 @@ inline LossParts distillation_loss(const DistillationBatch& batch, const Distill
                                     " gradient for " + std::to_string(tokens) + "x" + std::to_string(vocab) +
                                     " logits");
     }
+    if (range.first > range.last || range.last > tokens) {
+        throw std::invalid_argument("distillation_loss: tokens " + std::to_string(range.first) + ".." +
+                                    std::to_string(range.last) + " of a batch of " + std::to_string(tokens));
+    }
     const bool kl = options.kl_weight != 0;
     if (kl && (batch.teacher_logits.rows() != tokens || batch.teacher_logits.cols() != vocab)) {
         throw std::invalid_argument("distillation_loss: the teacher's logits do not match the student's");
     }
+    if (losses.kl.size() != tokens) losses.resize(tokens);
     const double inv_tokens = 1.0 / double(tokens);
     const float temperature = options.temperature;
-    std::vector<double> kl_parts(tokens, 0.0), cross_entropy_parts(tokens, 0.0);
-    parallel_for(threads, tokens, 64, [&](std::size_t begin, std::size_t end) {
+    parallel_for(threads, range.last - range.first, 64, [&](std::size_t begin, std::size_t end) {
         std::vector<double> student(vocab), teacher(vocab);
-        for (std::size_t t = begin; t < end; ++t) {
+        for (std::size_t t = range.first + begin; t < range.first + end; ++t) {
             const auto z = batch.student_logits.row(t);
             const auto target = batch.targets[t];
             if (target < 0 || std::size_t(target) >= vocab) {
@@ -90,7 +114,7 @@ inline LossParts distillation_loss(const DistillationBatch& batch, const Distill
                 for (std::size_t v = 0; v < vocab; ++v) out[v] = double(logits[v]) * scale - log_sum;
             };
             log_softmax(z, 1.0, student);
-            cross_entropy_parts[t] = -student[std::size_t(target)];
+            losses.cross_entropy[t] = -student[std::size_t(target)];
             const auto grad = dlogits.row(t);
             for (std::size_t v = 0; v < vocab; ++v) {
                 const double onehot = v == std::size_t(target) ? 1.0 : 0.0;
@@ -107,43 +131,74 @@ inline LossParts distillation_loss(const DistillationBatch& batch, const Distill
                 // d(T^2 KL)/dz_v = T (q_v - p_v) with q the student's softmax at T.
                 grad[v] += float(options.kl_weight * temperature * (std::exp(student[v]) - p) * inv_tokens);
             }
-            kl_parts[t] = double(temperature) * temperature * divergence;
+            losses.kl[t] = double(temperature) * temperature * divergence;
         }
     });
-    LossParts parts;
-    for (std::size_t t = 0; t < tokens; ++t) {
-        parts.kl += kl_parts[t];
-        parts.cross_entropy += cross_entropy_parts[t];
-    }
-    parts.kl *= inv_tokens;
-    parts.cross_entropy *= inv_tokens;
 
     const std::size_t blocks = batch.student_hidden.size();
     hidden_gradients.resize(blocks);
     std::size_t matched = 0;
     for (std::size_t l = 0; l < blocks; ++l) matched += options.matches(l) ? 1 : 0;
+    for (std::size_t t = range.first; t < range.last; ++t) losses.hidden_squares[t] = 0.0;
     for (std::size_t l = 0; l < blocks; ++l) {
-        hidden_gradients[l].clear();
-        if (!options.matches(l)) continue;
-        const auto student = batch.student_hidden[l].data();
-        if (l >= batch.teacher_hidden.size() || batch.teacher_hidden[l].data().size() != student.size()) {
+        if (!options.matches(l)) {
+            hidden_gradients[l].clear();
+            continue;
+        }
+        const MatrixView<const float> student = batch.student_hidden[l];
+        if (l >= batch.teacher_hidden.size() || batch.teacher_hidden[l].rows() != student.rows() ||
+            batch.teacher_hidden[l].cols() != student.cols() || student.rows() != tokens) {
             throw std::invalid_argument("distillation_loss: the teacher's hidden state " + std::to_string(l) +
                                         " does not match the student's");
         }
-        const auto teacher = batch.teacher_hidden[l].data();
-        const double norm = 1.0 / (double(student.size()) * double(matched));
-        hidden_gradients[l].resize(student.size());
-        double sum = 0.0;
-        for (std::size_t e = 0; e < student.size(); ++e) {
-            const double diff = double(student[e]) - double(teacher[e]);
-            sum += diff * diff;
-            hidden_gradients[l][e] = float(options.hidden_weight * 2.0 * diff * norm);
+        const MatrixView<const float> teacher = batch.teacher_hidden[l];
+        const double norm = 1.0 / (double(student.data().size()) * double(matched));
+        hidden_gradients[l].resize(student.data().size());
+        for (std::size_t t = range.first; t < range.last; ++t) {
+            double sum = 0.0;
+            float* const gradient = hidden_gradients[l].data() + t * student.cols();
+            for (std::size_t j = 0; j < student.cols(); ++j) {
+                const double diff = double(student(t, j)) - double(teacher(t, j));
+                sum += diff * diff;
+                gradient[j] = float(options.hidden_weight * 2.0 * diff * norm);
+            }
+            losses.hidden_squares[t] += sum;
         }
-        parts.hidden_mse += sum * norm;
     }
+}
+
+// The loss from every token's parts, summed in token order.
+inline LossParts sum_losses(const TokenLosses& losses, const DistillationOptions& options, std::size_t hidden_width,
+                            std::size_t blocks) {
+    const std::size_t tokens = losses.kl.size();
+    LossParts parts;
+    double hidden = 0.0;
+    for (std::size_t t = 0; t < tokens; ++t) {
+        parts.kl += losses.kl[t];
+        parts.cross_entropy += losses.cross_entropy[t];
+        hidden += losses.hidden_squares[t];
+    }
+    parts.kl /= double(tokens);
+    parts.cross_entropy /= double(tokens);
+    std::size_t matched = 0;
+    for (std::size_t l = 0; l < blocks; ++l) matched += options.matches(l) ? 1 : 0;
+    if (matched != 0) parts.hidden_mse = hidden / (double(tokens) * double(hidden_width) * double(matched));
     parts.total = options.kl_weight * parts.kl + options.hidden_weight * parts.hidden_mse +
                   options.cross_entropy_weight * parts.cross_entropy;
     return parts;
+}
+
+// Fills dlogits (tokens x vocab) and hidden_gradients (one per block; left empty for blocks not
+// matched) with the gradient of the loss, and returns its parts. Tokens are split among threads;
+// the parts are summed in token order, so the result does not depend on the thread count.
+inline LossParts distillation_loss(const DistillationBatch& batch, const DistillationOptions& options,
+                                   MatrixView<float> dlogits, std::vector<std::vector<float>>& hidden_gradients,
+                                   std::size_t threads) {
+    TokenLosses losses;
+    const std::size_t tokens = batch.student_logits.rows();
+    distillation_terms(batch, options, {0, tokens}, dlogits, hidden_gradients, losses, threads);
+    const std::size_t width = batch.student_hidden.empty() ? 0 : batch.student_hidden[0].cols();
+    return sum_losses(losses, options, width, batch.student_hidden.size());
 }
 
 }  // namespace multibool::llama

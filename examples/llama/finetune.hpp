@@ -8,6 +8,7 @@
 // windows are drawn from counter-based randomness (training_windows.hpp), and every product and
 // sum runs in an order that does not depend on the thread count. So a run resumed from a
 // checkpoint (finetune_checkpoint.hpp) reproduces the uninterrupted run bit for bit.
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -22,6 +23,7 @@
 
 #include "llama/backprop.hpp"
 #include "llama/checkpoint.hpp"
+#include "llama/collective.hpp"
 #include "llama/conversion.hpp"
 #include "llama/distillation.hpp"
 #include "llama/finetune_checkpoint.hpp"
@@ -209,29 +211,47 @@ public:
         });
     }
 
-    // One step on windows of the training text; `threads` share the batch.
+    // From now on each step computes only this rank's share of the batch and gathers the rest
+    // from the other ranks of `group` (collective.hpp), which must outlive the tuner's steps.
+    void share_steps(Collective& group) noexcept { group_ = &group; }
+
+    // One step on windows of the training text; `threads` share this rank's sequences.
     FineTuneStep step(std::size_t threads) {
         const Config& c = config();
         FineTuneStep report;
         report.step = step_;
         report.tokens = options_.batch * options_.length;
-        draw_training_windows(train_tokens_, options_.seed, step_, options_.batch, options_.length, inputs_, targets_);
+        const std::size_t batch = options_.batch, length = options_.length;
+        const SequenceShare share = group_->share(batch);
+        draw_training_windows(train_tokens_, options_.seed, step_, batch, length, inputs_, targets_);
+        // The teacher writes the last teacher_sequences of the batch; each rank those in its share.
         const std::size_t written = options_.teacher_sequences;
-        write_teacher_sequences(teacher_, options_.seed, step_, options_.batch - written, written, options_.length,
-                                inputs_, targets_, threads);
+        const std::size_t first_written = std::max(batch - written, share.first);
+        write_teacher_sequences(teacher_, options_.seed, step_, first_written,
+                                std::max(first_written, share.last) - first_written, length, inputs_, targets_,
+                                threads);
+        if (written != 0) {
+            group_->gather_sequences(std::span<int>(inputs_), batch, length);
+            group_->gather_sequences(std::span<int>(targets_), batch, length);
+        }
         apply_schedules();
-        if (options_.loss.needs_teacher()) teacher_pass_.forward(teacher_, inputs_, threads);
-        student_pass_.forward(student_, inputs_, threads);
+        if (options_.loss.needs_teacher()) teacher_pass_.forward(teacher_, inputs_, threads, share);
+        student_pass_.forward(student_, inputs_, threads, share);
         std::vector<MatrixView<const float>> student_hidden, teacher_hidden;
         for (std::size_t l = 0; l < c.n_layers; ++l) {
             student_hidden.push_back(student_pass_.hidden(l));
             if (options_.loss.needs_teacher()) teacher_hidden.push_back(teacher_pass_.hidden(l));
         }
         const MatrixView<float> dlogits(std::span<float>(dlogits_), report.tokens, c.vocab_size);
-        report.loss = distillation_loss(
+        distillation_terms(
             {student_pass_.logits(), options_.loss.needs_teacher() ? teacher_pass_.logits() : MatrixView<const float>(),
              student_hidden, teacher_hidden, targets_},
-            options_.loss, dlogits, hidden_gradients_, threads);
+            options_.loss, {share.first * length, share.last * length}, dlogits, hidden_gradients_, token_losses_,
+            threads);
+        group_->gather_sequences(std::span<double>(token_losses_.kl), batch, length);
+        group_->gather_sequences(std::span<double>(token_losses_.cross_entropy), batch, length);
+        group_->gather_sequences(std::span<double>(token_losses_.hidden_squares), batch, length);
+        report.loss = sum_losses(token_losses_, options_.loss, c.dim, c.n_layers);
         if (!std::isfinite(report.loss.total)) {
             throw std::runtime_error("fine-tuning step " + std::to_string(step_) + ": the loss is not finite");
         }
@@ -240,7 +260,12 @@ public:
             dhidden.push_back(g.empty() ? MatrixView<const float>()
                                         : MatrixView<const float>(std::span<const float>(g), report.tokens, c.dim));
         }
-        student_pass_.backward(student_, dlogits, dhidden, threads, options_.train_float ? &float_gradients_ : nullptr);
+        student_pass_.backward(student_, dlogits, dhidden, threads, share, options_.train_float);
+        student_pass_.gather(*group_);
+        if (options_.train_float) {
+            group_->gather_sequences(std::span<float>(dlogits_), batch, length * c.vocab_size);
+            student_pass_.collect_float_gradients(dlogits, threads, float_gradients_);
+        }
 
         std::size_t index = 0;
         for (std::size_t l = 0; l < c.n_layers; ++l) {
@@ -453,6 +478,8 @@ private:
     std::vector<int> inputs_, targets_;
     std::vector<float> dlogits_;
     std::vector<std::vector<float>> hidden_gradients_;
+    TokenLosses token_losses_;
+    Collective* group_ = &SingleProcess::instance();
     FloatGradients float_gradients_;
 };
 

@@ -161,6 +161,16 @@ foreach(check resume corrupted)
                 -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/cli-finetune-${check} -P ${cli_dir}/finetune.cmake)
     set_tests_properties("cli: finetune ${check}" PROPERTIES SKIP_REGULAR_EXPRESSION "SKIPPED:")
 endforeach()
+# Data-parallel fine-tuning, when multibool-llama is built with MPI (examples/CMakeLists.txt).
+if(MULTIBOOL_MPI_FOUND)
+    foreach(check identical missing-file)
+        add_test(NAME "cli: finetune over MPI ${check}"
+            COMMAND ${CMAKE_COMMAND} -DTOOL=$<TARGET_FILE:multibool-llama> -DMPIEXEC=${MPIEXEC_EXECUTABLE}
+                    -DASSETS=${MULTIBOOL_ASSETS} -DCHECK=${check}
+                    -DWORK_DIR=${CMAKE_CURRENT_BINARY_DIR}/cli-finetune-mpi-${check} -P ${cli_dir}/finetune_mpi.cmake)
+        set_tests_properties("cli: finetune over MPI ${check}" PROPERTIES SKIP_REGULAR_EXPRESSION "SKIPPED:")
+    endforeach()
+endif()
 
 # GGUF files: llama.cpp's own conversion of stories260K reproduces llama.cpp's perplexity (6.1632
 # with -c 256, gguf/README.md) within 0.05 %, and the checkpoint's figures and text.

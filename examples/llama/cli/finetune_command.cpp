@@ -13,7 +13,9 @@
 #include "llama/cli/commands.hpp"
 #include "llama/cli/finetune_run.hpp"
 #include "llama/cli/model_inputs.hpp"
+#include "llama/cli/process_group.hpp"
 #include "llama/cli/supported_shapes.hpp"
+#include "llama/collective.hpp"
 #include "llama/finetune_checkpoint.hpp"
 #include "llama/finetune_options.hpp"
 #include "llama/tokenizer.hpp"
@@ -22,7 +24,7 @@ namespace multibool::llama::cli {
 
 namespace {
 
-int run_finetune(const ParsedOptions& options) {
+int run_finetune_in(const ParsedOptions& options, Collective& ranks) {
     const FineTuneCommandLine line = fine_tune_command_line(options);
     const auto& resume = line.resume;
     std::size_t kernels = line.kernels;
@@ -60,10 +62,26 @@ int run_finetune(const ParsedOptions& options) {
     const std::vector<int> valid = tokenizer.encode(read_text_file(valid_path), false, false);
     std::cerr << train_path.string() << ": " << train.size() << " tokens; " << valid_path.string() << ": "
               << valid.size() << " tokens; " << line.threads << " thread(s)\n";
-    const FineTuneRun run{options, teacher, train, valid, fine_tune, line.initializer, resume, line.out, line.threads};
+    if (ranks.ranks() > 1) {
+        std::cerr << "data-parallel over " << ranks.ranks() << " MPI ranks, " << fine_tune.batch
+                  << " sequences per step shared among them\n";
+    }
+    const FineTuneRun run{options,          teacher, train,    valid,        fine_tune,
+                          line.initializer, resume,  line.out, line.threads, ranks};
     int status = exit_success;
     with_kernels(kernels, [&]<std::size_t K>() { status = fine_tune_with_kernels<K>(group, run); });
     return status;
+}
+
+// Under mpirun (with MPI built in) every rank runs this command; an error on any rank ends them all.
+int run_finetune(const ParsedOptions& options) {
+    ProcessGroup group;
+    if (group.ranks() == 1) return run_finetune_in(options, group.collective());
+    try {
+        return run_finetune_in(options, group.collective());
+    } catch (const std::exception& e) {
+        group.abort(e);
+    }
 }
 
 }  // namespace

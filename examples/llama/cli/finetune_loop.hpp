@@ -40,6 +40,7 @@ inline std::string resume_command(const ParsedOptions& options, const std::files
 // stdout's last line.
 template <std::size_t K, std::size_t G>
 int finish(const FineTuner<K, G>& tuner, const FineTuneRun& run) {
+    if (!run.group.leads()) return exit_success;
     const PerplexityResult result = perplexity(tuner.student(), run.valid, run.threads);
     if (const auto exported = run.options.text("export")) {
         const auto deployed = tuner.deployable();
@@ -57,13 +58,16 @@ int train(FineTuner<K, G>& tuner, const FineTuneRun& run, std::size_t steps) {
     const std::size_t eval_every = *options.count("eval-every");
     const std::size_t save_every = *options.count("save-every");
     const std::filesystem::path log_path = options.text("log").value_or(run.out.string() + ".csv");
-    TrainingLog log(log_path, K, tuner.steps_done());
+    // Rank 0 alone validates and writes the log, the progress and the checkpoints.
+    const bool leads = run.group.leads();
+    std::optional<TrainingLog> log;
+    if (leads) log.emplace(log_path, K, tuner.steps_done());
     const auto validate = [&] { return perplexity(tuner.student(), run.valid, run.threads).perplexity(); };
     const std::size_t tokens_per_step = tuner.options().batch * tuner.options().length;
-    if (tuner.steps_done() == 0) {
+    if (tuner.steps_done() == 0 && leads) {
         const double start = validate();
         std::cerr << "validation perplexity before fine-tuning: " << start << "\n";
-        log.start_row(start);
+        log->start_row(start);
     }
     const auto state = tuner.state_bytes_per_weight();
     std::fprintf(stderr,
@@ -84,16 +88,20 @@ int train(FineTuner<K, G>& tuner, const FineTuneRun& run, std::size_t steps) {
             const std::size_t done = tuner.steps_done();
             const double per_step = elapsed / double(done - first);
             const bool last = done == steps;
-            std::optional<double> ppl;
-            if (last || (eval_every != 0 && done % eval_every == 0)) ppl = validate();
-            log.step_row(done, done * tokens_per_step, s, double(tokens_per_step) / step_seconds, ppl);
-            show_progress(done, steps, s, double(tokens_per_step) / step_seconds, per_step * double(steps - done));
-            if (ppl && !last) {
-                std::cerr << (stderr_is_terminal() ? "\n" : "") << "step " << done << ": validation perplexity " << *ppl
-                          << "\n";
+            // Every rank takes the same decision, whichever received the signal.
+            const bool stopping = run.group.any(stop.requested());
+            if (leads) {
+                std::optional<double> ppl;
+                if (last || (eval_every != 0 && done % eval_every == 0)) ppl = validate();
+                log->step_row(done, done * tokens_per_step, s, double(tokens_per_step) / step_seconds, ppl);
+                show_progress(done, steps, s, double(tokens_per_step) / step_seconds, per_step * double(steps - done));
+                if (ppl && !last) {
+                    std::cerr << (stderr_is_terminal() ? "\n" : "") << "step " << done << ": validation perplexity "
+                              << *ppl << "\n";
+                }
+                if (last || stopping || (save_every != 0 && done % save_every == 0)) tuner.save(run.out);
             }
-            if (last || stop.requested() || (save_every != 0 && done % save_every == 0)) tuner.save(run.out);
-            if (stop.requested() && !last) {
+            if (stopping && !last) {
                 std::cerr << "\nstopped at step " << done << "; saved " << run.out.string()
                           << "; continue with: " << resume_command(options, run.out) << "\n";
                 return exit_after_stop_signal;
@@ -123,6 +131,7 @@ int fine_tune(const FineTuneRun& run) {
         print_totals(converted.second, std::cerr);
         tuner.emplace(run.teacher, std::move(converted.first), run.train, run.fine_tune);
     }
+    tuner->share_steps(run.group);
     // A resumed run keeps its planned length unless --steps is given.
     const std::size_t steps =
         run.resume && !run.options.given("steps") ? tuner->planned_steps() : *run.options.count("steps");

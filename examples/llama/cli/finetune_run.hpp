@@ -11,6 +11,7 @@
 
 #include "llama/checkpoint.hpp"
 #include "llama/cli/options.hpp"
+#include "llama/collective.hpp"
 #include "llama/conversion.hpp"
 #include "llama/finetune_options.hpp"
 
@@ -27,6 +28,7 @@ struct FineTuneRun {
     std::optional<std::string> resume;  // the checkpoint to continue
     std::filesystem::path out;
     std::size_t threads;
+    Collective& group;  // the ranks sharing each step; rank 0 alone prints and writes files
 };
 
 // Converts (or resumes) and trains the student with K kernels and group size `group`, which the
