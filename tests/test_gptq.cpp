@@ -15,10 +15,12 @@
 
 #include <multibool/solvers/gptq.hpp>
 
+#include "inverse_reference.hpp"
 #include "test_support.hpp"
 
 using namespace multibool;
 using multibool::testing::fresh_seed;
+using multibool::testing::inverse;
 
 namespace {
 
@@ -41,22 +43,6 @@ Grid grid_of(const double* w, std::size_t count, std::size_t bits) {
 }
 double code_on(const Grid& g, double w, std::size_t bits) {
     return std::clamp(std::nearbyint(w / g.scale) + g.zero, 0.0, double((1u << bits) - 1));
-}
-
-// The inverse of an n x n symmetric positive definite matrix by Gauss-Jordan elimination.
-std::vector<double> inverse(std::vector<double> a, std::size_t n) {
-    std::vector<double> inv(n * n, 0.0);
-    for (std::size_t i = 0; i < n; ++i) inv[i * n + i] = 1.0;
-    for (std::size_t c = 0; c < n; ++c) {
-        const double pivot = a[c * n + c];
-        for (std::size_t k = 0; k < n; ++k) a[c * n + k] /= pivot, inv[c * n + k] /= pivot;
-        for (std::size_t r = 0; r < n; ++r) {
-            if (r == c) continue;
-            const double f = a[r * n + c];
-            for (std::size_t k = 0; k < n; ++k) a[r * n + k] -= f * a[c * n + k], inv[r * n + k] -= f * inv[c * n + k];
-        }
-    }
-    return inv;
 }
 
 // Codes by OBQ's column loop: quantize column j, move the other columns by

@@ -56,6 +56,9 @@ struct ConversionOptions {
     // Borrowed too: when given, a bit budget weighs each projection's candidates by their KL
     // sensitivity (sensitivity.hpp) instead of their squared output error.
     std::optional<std::reference_wrapper<const KlSensitivity>> sensitivity;
+    // act-aware's starts: fine-tuning leaves the error-feedback start out (examples/README.md,
+    // "Fine-tuning": it lowers the converted model's perplexity but not the fine-tuned one's).
+    ActivationAwareStarts starts;
 };
 
 // Sizes and squared errors that add up across matrices. The output-space error
@@ -150,7 +153,7 @@ Matrix initialize(MatrixView<const float> weights, const ConversionOptions& opti
             return alternating_init<Matrix>(weights, options.iterations);
         case Initializer::activation_aware: {
             if (h == nullptr) throw std::invalid_argument("initialize: act-aware needs calibration statistics");
-            Matrix m = activation_aware_init<Matrix>(weights, *h, options.iterations);
+            Matrix m = activation_aware_init<Matrix>(weights, *h, options.iterations, options.starts);
             output_space_refinement(m, weights, *h, options.iterations);
             return m;
         }

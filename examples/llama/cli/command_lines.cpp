@@ -346,7 +346,7 @@ Command finetune_command_line() {
          "BOLD's accumulator per weight: {} (default, 4 bytes), half (2) or int8 (1 + a scale per row)",
          accumulator_name(defaults.accumulator), defines_run},
         {"train-kernels", "W", "{} (default, the published recipe) or all", "last", defines_run},
-        {"steps", "N", "total steps of the run (default {}; a resumed run keeps its own)", "2000"},
+        {"steps", "N", "total steps of the run (default {}; a resumed run keeps its own)", "1800"},
         {"batch", "B", "sequences per step (default {})", number_text(defaults.batch), defines_run},
         {"seq", "S", "tokens per sequence (default {}, or the model's context length when shorter)",
          number_text(defaults.length), defines_run},

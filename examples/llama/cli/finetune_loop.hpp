@@ -123,6 +123,7 @@ int fine_tune(const FineTuneRun& run) {
         std::optional<CalibrationStatistics> calibration;
         ConversionOptions conversion;
         conversion.initializer = run.initializer;
+        conversion.starts.error_feedback = false;
         if (run.initializer == Initializer::activation_aware) {
             calibration = calibrate(run.teacher, run.train, default_calibration_tokens);
             conversion.calibration = std::cref(*calibration);

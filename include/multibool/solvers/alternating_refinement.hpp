@@ -81,28 +81,38 @@ Matrix alternating_init(MatrixView<const float> weights, std::size_t iterations 
     return m;
 }
 
+// Which starts activation_aware_init compares.
+struct ActivationAwareStarts {
+    bool error_feedback = true;  // error_feedback_init's, beside the greedy ones
+};
+
 // For a layer whose calibration inputs have second moment h, three starts, each with
 // output-space scales: greedy residual; greedy refined under the diagonal-H objective; and
-// error_feedback_init. Row by row (the full-H objective is a sum over rows) the best of them.
+// error_feedback_init (unless `starts` leaves it out). Row by row (the full-H objective is a sum
+// over rows) the best of them.
 template <class Matrix>
-Matrix activation_aware_init(MatrixView<const float> weights, const SecondMoment& h, std::size_t iterations = 10) {
+Matrix activation_aware_init(MatrixView<const float> weights, const SecondMoment& h, std::size_t iterations = 10,
+                             ActivationAwareStarts starts = {}) {
     check_second_moment("activation_aware_init", h, weights.cols());
     const OutputSpaceSolver output_space(h);
     Matrix greedy = greedy_residual<Matrix>(weights);
     Matrix refined = greedy;
     alternating_refinement(refined, weights, iterations, ActivationAwareSolver(h, HessianBlock::diagonal));
-    Matrix feedback = error_feedback_init<Matrix>(weights, h, iterations);
     output_space.solve(greedy, weights);
     output_space.solve(refined, weights);
-    output_space.solve(feedback, weights);
     const std::vector<double> greedy_rows = output_space.row_objectives(greedy, weights);
     std::vector<double> refined_rows = output_space.row_objectives(refined, weights);
-    const std::vector<double> feedback_rows = output_space.row_objectives(feedback, weights);
     for (std::size_t i = 0; i < weights.rows(); ++i) {
         if (greedy_rows[i] < refined_rows[i]) {
             detail::copy_row(greedy, refined, i);
             refined_rows[i] = greedy_rows[i];
         }
+    }
+    if (!starts.error_feedback) return refined;
+    Matrix feedback = error_feedback_init<Matrix>(weights, h, iterations);
+    output_space.solve(feedback, weights);
+    const std::vector<double> feedback_rows = output_space.row_objectives(feedback, weights);
+    for (std::size_t i = 0; i < weights.rows(); ++i) {
         if (feedback_rows[i] < refined_rows[i]) detail::copy_row(feedback, refined, i);
     }
     return refined;
