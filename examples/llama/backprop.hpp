@@ -188,18 +188,18 @@ public:
     void gather(Collective& group) {
         if (group.ranks() == 1) return;
         const Config& c = config_;
-        const auto gather = [&](std::vector<float>& v, std::size_t width) {
+        const auto rows_of = [&](std::vector<float>& v, std::size_t width) {
             group.gather_sequences(std::span<float>(v), sequences_, length_ * width);
         };
         for (LayerTape& l : layers_) {
-            for (auto* v : {&l.att_normed, &l.attended, &l.ffn_normed, &l.dq, &l.dwo, &l.dw2}) gather(*v, c.dim);
-            for (auto* v : {&l.dk, &l.dv}) gather(*v, c.kv_dim());
-            for (auto* v : {&l.activation, &l.dw1, &l.dw3}) gather(*v, c.hidden_dim);
+            for (auto* v : {&l.att_normed, &l.attended, &l.ffn_normed, &l.dq, &l.dwo, &l.dw2}) rows_of(*v, c.dim);
+            for (auto* v : {&l.dk, &l.dv}) rows_of(*v, c.kv_dim());
+            for (auto* v : {&l.activation, &l.dw1, &l.dw3}) rows_of(*v, c.hidden_dim);
         }
         if (norm_parts_.empty()) return;
         group.gather_sequences(std::span<float>(norm_parts_), sequences_, norm_layout().size());
-        gather(final_normed_, c.dim);
-        gather(input_gradient_, c.dim);
+        rows_of(final_normed_, c.dim);
+        rows_of(input_gradient_, c.dim);
     }
 
     // The float parameters' gradients over the whole batch, after backward() kept the norms'

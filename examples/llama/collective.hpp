@@ -8,6 +8,8 @@
 // bit-identical to one process whatever the number of ranks.
 #include <cstddef>
 #include <span>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace multibool::llama {
@@ -49,6 +51,10 @@ public:
     // every rank.
     template <class T>
     void gather_sequences(std::span<T> data, std::size_t sequences, std::size_t per_sequence) {
+        if (data.size() != sequences * per_sequence) {
+            throw std::logic_error("Collective::gather_sequences: " + std::to_string(data.size()) + " elements for " +
+                                   std::to_string(sequences) + " sequences of " + std::to_string(per_sequence));
+        }
         if (ranks() == 1) return;
         std::vector<std::size_t> offsets(ranks() + 1);
         for (std::size_t r = 0; r <= ranks(); ++r)

@@ -56,9 +56,10 @@ struct ConversionOptions {
     // Borrowed too: when given, a bit budget weighs each projection's candidates by their KL
     // sensitivity (sensitivity.hpp) instead of their squared output error.
     std::optional<std::reference_wrapper<const KlSensitivity>> sensitivity;
-    // act-aware's starts: fine-tuning leaves the error-feedback start out (examples/README.md,
-    // "Fine-tuning": it lowers the converted model's perplexity but not the fine-tuned one's).
-    ActivationAwareStarts starts;
+    // act-aware's starts: the error-feedback one lowers the converted model's perplexity at K >= 2
+    // (examples/README.md, "Figures"); fine-tuning leaves it out ("Fine-tuning": the fine-tuned
+    // model ends worse from it).
+    ActivationAwareStarts starts{.error_feedback = true};
 };
 
 // Sizes and squared errors that add up across matrices. The output-space error

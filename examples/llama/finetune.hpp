@@ -230,10 +230,8 @@ public:
         write_teacher_sequences(teacher_, options_.seed, step_, first_written,
                                 std::max(first_written, share.last) - first_written, length, inputs_, targets_,
                                 threads);
-        if (written != 0) {
-            group_->gather_sequences(std::span<int>(inputs_), batch, length);
-            group_->gather_sequences(std::span<int>(targets_), batch, length);
-        }
+        // Every rank reads every token for the embedding's gradient; targets only in its share.
+        if (written != 0) group_->gather_sequences(std::span<int>(inputs_), batch, length);
         apply_schedules();
         if (options_.loss.needs_teacher()) teacher_pass_.forward(teacher_, inputs_, threads, share);
         student_pass_.forward(student_, inputs_, threads, share);

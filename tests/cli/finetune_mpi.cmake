@@ -3,7 +3,7 @@ cmake_minimum_required(VERSION 3.22)
 #   CHECK=identical     one process, mpirun -np 2 (1 thread per rank) and mpirun -np 3
 #                       --oversubscribe (2 threads per rank) write byte-identical checkpoints and
 #                       print the same final perplexity; a run saved by 2 ranks and resumed by 3
-#                       gives the same bytes again.
+#                       gives the same bytes again, and so do 3 ranks sharing a batch of 2.
 #   CHECK=missing-file  one of two ranks is given a training text that does not exist: the job
 #                       exits non-zero within the time limit (no rank waits for the failed one),
 #                       with the error printed once.
@@ -17,9 +17,9 @@ multibool_write_excerpt(tinystories-valid.txt 3000 valid.txt)
 set(ENV{OMPI_ALLOW_RUN_AS_ROOT} 1)
 set(ENV{OMPI_ALLOW_RUN_AS_ROOT_CONFIRM} 1)
 set(files --model "${ASSETS}/stories260K.bin" --tokenizer "${ASSETS}/tok512.bin" --valid "${WORK_DIR}/valid.txt")
-# 5 sequences: shares of 2 + 3 and 1 + 2 + 2, two of them written by the teacher; float
-# parameters train (the default), so their gradients are gathered too.
-set(run --kernels 2 --init greedy --batch 5 --seq 64 --teacher-sequences 2 --eval-every 0)
+# 5 sequences: shares of 2 + 3 and 1 + 2 + 2; the last three written by the teacher, across a
+# share boundary; float parameters train (the default), so their gradients are gathered too.
+set(run --kernels 2 --init greedy --batch 5 --seq 64 --teacher-sequences 3 --eval-every 0)
 
 # Runs `launcher... tool finetune args` with a time limit; sets out_var and err_var.
 function(run_finetune expected_status out_var err_var)
@@ -65,6 +65,12 @@ if(CHECK STREQUAL "identical")
     run_finetune(0 out err LAUNCH ${MPIEXEC} -np 3 --oversubscribe ARGS ${files} ${train} --threads 1 --resume
                  "${WORK_DIR}/resumed.ckpt" --steps 4)
     expect_same_bytes("${WORK_DIR}/r1.ckpt" "${WORK_DIR}/resumed.ckpt")
+    # More ranks than sequences: one rank computes none.
+    set(small --kernels 1 --init greedy --batch 2 --seq 32 --teacher-sequences 1 --eval-every 0 --steps 2 --threads 1)
+    run_finetune(0 out err ARGS ${files} ${train} ${small} --out "${WORK_DIR}/small1.ckpt")
+    run_finetune(0 out err LAUNCH ${MPIEXEC} -np 3 --oversubscribe ARGS ${files} ${train} ${small} --out
+                 "${WORK_DIR}/small3.ckpt")
+    expect_same_bytes("${WORK_DIR}/small1.ckpt" "${WORK_DIR}/small3.ckpt")
 elseif(CHECK STREQUAL "missing-file")
     set(common ${files} ${run} --steps 4 --threads 1 --out "${WORK_DIR}/missing.ckpt")
     string(TIMESTAMP started "%s")

@@ -69,12 +69,14 @@ int train(FineTuner<K, G>& tuner, const FineTuneRun& run, std::size_t steps) {
         std::cerr << "validation perplexity before fine-tuning: " << start << "\n";
         log->start_row(start);
     }
-    const auto state = tuner.state_bytes_per_weight();
-    std::fprintf(stderr,
-                 "training state per weight: flip policy %.3f B, scale AdamW %.3f B (bits %.3f B, scales %.3f B); "
-                 "float-parameter AdamW %zu B in all\n",
-                 state.flip, state.scales, double(K) / 8.0, double(K) * sizeof(float) / double(G),
-                 state.float_optimizer_bytes);
+    if (leads) {
+        const auto state = tuner.state_bytes_per_weight();
+        std::fprintf(stderr,
+                     "training state per weight: flip policy %.3f B, scale AdamW %.3f B (bits %.3f B, scales %.3f B); "
+                     "float-parameter AdamW %zu B in all\n",
+                     state.flip, state.scales, double(K) / 8.0, double(K) * sizeof(float) / double(G),
+                     state.float_optimizer_bytes);
+    }
     {
         const StopSignal stop;
         const auto started = std::chrono::steady_clock::now();
@@ -88,8 +90,6 @@ int train(FineTuner<K, G>& tuner, const FineTuneRun& run, std::size_t steps) {
             const std::size_t done = tuner.steps_done();
             const double per_step = elapsed / double(done - first);
             const bool last = done == steps;
-            // Every rank takes the same decision, whichever received the signal.
-            const bool stopping = run.group.any(stop.requested());
             if (leads) {
                 std::optional<double> ppl;
                 if (last || (eval_every != 0 && done % eval_every == 0)) ppl = validate();
@@ -99,8 +99,11 @@ int train(FineTuner<K, G>& tuner, const FineTuneRun& run, std::size_t steps) {
                     std::cerr << (stderr_is_terminal() ? "\n" : "") << "step " << done << ": validation perplexity "
                               << *ppl << "\n";
                 }
-                if (last || stopping || (save_every != 0 && done % save_every == 0)) tuner.save(run.out);
             }
+            // Every rank takes the same decision, whichever received the signal (during the
+            // validation too).
+            const bool stopping = run.group.any(stop.requested());
+            if (leads && (last || stopping || (save_every != 0 && done % save_every == 0))) tuner.save(run.out);
             if (stopping && !last) {
                 std::cerr << "\nstopped at step " << done << "; saved " << run.out.string()
                           << "; continue with: " << resume_command(options, run.out) << "\n";

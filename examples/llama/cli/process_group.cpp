@@ -99,6 +99,13 @@ ProcessGroup::ProcessGroup() {
         joined_mpi_ = true;
         mpi_ = std::make_unique<MpiCollective>();
         collective_ = mpi_.get();
+        // Another MPI's launcher makes each process a job of its own, which would all lead.
+        if (mpi_->ranks() != launched || provided < MPI_THREAD_FUNNELED) {
+            throw std::runtime_error("mpirun started " + std::to_string(launched) + " processes but MPI sees " +
+                                     std::to_string(mpi_->ranks()) +
+                                     " (or no MPI_THREAD_FUNNELED): launch with the mpirun of the MPI this "
+                                     "multibool-llama was built with");
+        }
         if (!leads()) muted_ = std::cerr.rdbuf(&discard_);
     }
 #else

@@ -48,7 +48,8 @@ std::size_t nearest_code(std::span<const double, K> alphas, double w) noexcept {
     return best;
 }
 
-// K scales for one group's values w under the weights d >= 0 (H's damped diagonal): the greedy
+// K scales for one group's values w under the weights d >= 0 (each column's sequential cost
+// 1/U_jj^2, 0 for an input that never varies): the greedy
 // residual start, then `rounds` of {weighted least-squares scales; nearest codes}, both exact for
 // this objective, so it never increases; stops when the codes stop changing.
 template <std::size_t K>
@@ -110,7 +111,8 @@ Matrix error_feedback_init(MatrixView<const float> weights, const SecondMoment& 
     const std::vector<double>& upper = factor.upper;
     Matrix m(weights.rows(), n);
     std::vector<double> w(n), d(n);
-    for (std::size_t j = 0; j < n; ++j) d[j] = 1.0 / (upper[j * n + j] * upper[j * n + j]);
+    // An input that never varies does not reach the output: its weight does not steer the scales.
+    for (std::size_t j = 0; j < n; ++j) d[j] = factor.dead[j] ? 0.0 : 1.0 / (upper[j * n + j] * upper[j * n + j]);
     std::vector<std::size_t> codes;
     for (std::size_t i = 0; i < weights.rows(); ++i) {
         for (std::size_t j = 0; j < n; ++j) {
