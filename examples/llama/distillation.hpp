@@ -29,6 +29,12 @@ struct DistillationOptions {
     [[nodiscard]] bool matches(std::size_t block) const noexcept {
         return hidden_weight != 0 && (hidden_blocks.empty() || (block < hidden_blocks.size() && hidden_blocks[block]));
     }
+    // How many of a model's `blocks` are matched.
+    [[nodiscard]] std::size_t matched_blocks(std::size_t blocks) const noexcept {
+        std::size_t matched = 0;
+        for (std::size_t l = 0; l < blocks; ++l) matched += matches(l) ? 1 : 0;
+        return matched;
+    }
 };
 
 struct LossParts {
@@ -137,8 +143,7 @@ inline void distillation_terms(const DistillationBatch& batch, const Distillatio
 
     const std::size_t blocks = batch.student_hidden.size();
     hidden_gradients.resize(blocks);
-    std::size_t matched = 0;
-    for (std::size_t l = 0; l < blocks; ++l) matched += options.matches(l) ? 1 : 0;
+    const std::size_t matched = options.matched_blocks(blocks);
     for (std::size_t t = range.first; t < range.last; ++t) losses.hidden_squares[t] = 0.0;
     for (std::size_t l = 0; l < blocks; ++l) {
         if (!options.matches(l)) {
@@ -180,8 +185,7 @@ inline LossParts sum_losses(const TokenLosses& losses, const DistillationOptions
     }
     parts.kl /= double(tokens);
     parts.cross_entropy /= double(tokens);
-    std::size_t matched = 0;
-    for (std::size_t l = 0; l < blocks; ++l) matched += options.matches(l) ? 1 : 0;
+    const std::size_t matched = options.matched_blocks(blocks);
     if (matched != 0) parts.hidden_mse = hidden / (double(tokens) * double(hidden_width) * double(matched));
     parts.total = options.kl_weight * parts.kl + options.hidden_weight * parts.hidden_mse +
                   options.cross_entropy_weight * parts.cross_entropy;
